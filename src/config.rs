@@ -1,0 +1,412 @@
+//! The daemon's config file (`lakehose.toml`), with environment overrides.
+//!
+//! Input: TOML text (DESIGN.md §1) plus `LAKEHOSE_<SECTION>_<KEY>` variables,
+//! which replace the file's value of that key. Output: a validated
+//! [`Config`]: sizes in bytes, durations, paths resolved against the config
+//! file's directory. Failure: [`ConfigError`] naming the file, line (when
+//! the key is in the file), key and the fix; the CLI exits with code 2.
+
+use crate::pipeline::Limits;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SECTIONS: &[&str] = &["source", "lease", "table", "sink", "buffer", "catalog", "metrics"];
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: key `{key}`: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    source: RawSource,
+    lease: Option<toml::Table>,
+    table: Option<RawTable>,
+    sink: Option<RawSink>,
+    #[serde(default)]
+    buffer: RawBuffer,
+    #[serde(default)]
+    catalog: RawCatalog,
+    metrics: Option<toml::Table>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: Option<String>,
+    stream: Option<String>,
+    start: Option<String>,
+    endpoint: Option<String>,
+    dir: Option<String>,
+    state_dir: Option<String>,
+    max_record_size: Option<toml::Value>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    schema: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    url: Option<String>,
+    raw_backup: Option<String>,
+    errors: Option<String>,
+    kms_key_id: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    row_group_size: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBuffer {
+    max_bytes: Option<toml::Value>,
+    max_records: Option<i64>,
+    max_age: Option<String>,
+    memory_limit: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    kind: Option<String>,
+    database: Option<String>,
+    partition_projection: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Spool { dir: PathBuf, state_dir: Option<PathBuf>, poll: Duration },
+    Stdin,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub url: String,
+    pub raw_backup: Option<String>,
+    pub errors: String,
+    pub store: crate::store::StoreOptions,
+    pub row_group_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: String,
+    pub source: SourceConfig,
+    pub schema_path: PathBuf,
+    pub sink: SinkConfig,
+    pub limits: Limits,
+    pub max_record_bytes: usize,
+}
+
+/// Parses `128MiB`, `1GiB`, `500KB`, `1000KiB` or a plain byte count.
+pub fn parse_size(v: &toml::Value) -> Result<usize, String> {
+    match v {
+        toml::Value::Integer(i) if *i > 0 => Ok(*i as usize),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(s.len());
+            let n: usize = s[..split].replace('_', "").parse().map_err(|_| format!("{s:?} is not a size"))?;
+            let mult = match s[split..].trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "kib" => 1 << 10,
+                "mib" => 1 << 20,
+                "gib" => 1 << 30,
+                "kb" => 1000,
+                "mb" => 1_000_000,
+                "gb" => 1_000_000_000,
+                u => return Err(format!("unknown unit {u:?} in {s:?}")),
+            };
+            if n == 0 {
+                return Err("size must be positive".into());
+            }
+            Ok(n * mult)
+        }
+        other => Err(format!("{other} is not a size")),
+    }
+}
+
+/// Parses `60s`, `5m`, `250ms`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().map_err(|_| format!("{s:?} is not a duration"))?;
+    Ok(match &s[split..] {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        u => return Err(format!("unknown unit {u:?} in {s:?}")),
+    })
+}
+
+/// Line of `key` inside `[section]` of the file text, if it is there.
+fn locate(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut cur = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            cur = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        } else if cur == section {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == key {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Applies `LAKEHOSE_<SECTION>_<KEY>` variables to the parsed table.
+fn apply_env(doc: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut applied = Vec::new();
+    for (k, v) in vars {
+        let Some(rest) = k.strip_prefix("LAKEHOSE_") else { continue };
+        let rest = rest.to_ascii_lowercase();
+        let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else { continue };
+        let key = rest[section.len() + 1..].to_string();
+        let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(v));
+        let sec = doc.entry(section.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+        if let toml::Value::Table(t) = sec {
+            t.insert(key.clone(), value);
+        }
+        applied.push((section.to_string(), key));
+    }
+    applied
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            key: "-".into(),
+            message: format!("cannot read config file: {e}"),
+        })?;
+        Config::parse(&file, &text, std::env::vars())
+    }
+
+    pub fn parse(file: &str, text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let base = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            line: e.span().map(|s| crate::schema::line_of(text, s.start)),
+            key: "-".into(),
+            message: e.message().to_string(),
+        })?;
+        let overridden = apply_env(&mut doc, env);
+        let err = |section: &str, key: &str, message: String| {
+            let env_name = format!("LAKEHOSE_{}_{}", section.to_uppercase(), key.to_uppercase());
+            let from_env = overridden.iter().any(|(s, k)| s == section && k == key);
+            ConfigError {
+                file: if from_env { format!("{file} (overridden by {env_name})") } else { file.to_string() },
+                line: if from_env { None } else { locate(text, section, key) },
+                key: format!("{section}.{key}"),
+                message,
+            }
+        };
+        let raw: Raw = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| {
+            let msg = e.message().to_string();
+            let key = quoted_field(&msg).unwrap_or_else(|| "-".into());
+            ConfigError {
+                file: file.to_string(),
+                line: text.lines().position(|l| l.split('=').next().map(str::trim) == Some(key.as_str())).map(|i| i + 1),
+                key,
+                message: format!("{msg}; see the config reference in README.md"),
+            }
+        })?;
+        let resolve = |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+        let resolve_url = |u: &str| {
+            if u.contains("://") {
+                u.to_string()
+            } else {
+                let p = resolve(u).display().to_string();
+                if p.ends_with('/') { p } else { format!("{p}/") }
+            }
+        };
+
+        let max_record_bytes = match &raw.source.max_record_size {
+            None => crate::decode::DEFAULT_MAX_RECORD_BYTES,
+            Some(v) => parse_size(v).map_err(|m| err("source", "max_record_size", format!("{m}; write e.g. \"1000KiB\"")))?,
+        };
+        let source = match raw.source.kind.as_deref() {
+            Some("spool") => {
+                let dir = raw.source.dir.as_deref().ok_or_else(|| err("source", "dir", "spool sources need `dir`, the directory of NDJSON segment files".into()))?;
+                let poll = match &raw.source.poll_interval {
+                    None => Duration::from_millis(200),
+                    Some(s) => parse_duration(s).map_err(|m| err("source", "poll_interval", format!("{m}; write e.g. \"200ms\"")))?,
+                };
+                SourceConfig::Spool { dir: resolve(dir), state_dir: raw.source.state_dir.as_deref().map(resolve), poll }
+            }
+            Some("stdin") => SourceConfig::Stdin,
+            Some("kinesis") => {
+                return Err(err("source", "kind", "\"kinesis\" is not available in this build yet (see README, Status); use \"spool\" or \"stdin\"".into()))
+            }
+            Some(other) => return Err(err("source", "kind", format!("{other:?} is not a source; use \"spool\", \"stdin\" or \"kinesis\""))),
+            None => return Err(err("source", "kind", "missing; set kind = \"spool\" (with dir), \"stdin\" or \"kinesis\"".into())),
+        };
+        if raw.lease.is_some() && !matches!(raw.source.kind.as_deref(), Some("kinesis")) {
+            // accepted and ignored: lease settings only apply to kinesis
+        }
+        let _ = (&raw.source.stream, &raw.source.start, &raw.source.endpoint);
+        let schema = raw.table.as_ref().ok_or_else(|| err("table", "schema", "missing; set [table] schema = \"schemas/<table>.toml\"".into()))?;
+        let sink = raw.sink.as_ref().ok_or_else(|| err("sink", "url", "missing [sink] section; set url and errors".into()))?;
+        let url = sink.url.as_deref().ok_or_else(|| err("sink", "url", "missing; set the lake URL, e.g. \"s3://bucket/events/\" or \"file:///var/lib/lakehose/lake/\"".into()))?;
+        let errors = sink.errors.as_deref().ok_or_else(|| err("sink", "errors", "missing; bad records need a place, e.g. \"s3://bucket/errors/events/\"".into()))?;
+        for (key, u) in [("url", Some(url)), ("errors", Some(errors)), ("raw_backup", sink.raw_backup.as_deref())] {
+            if let Some(u) = u {
+                if u.contains("://") && !(u.starts_with("s3://") || u.starts_with("file:///")) {
+                    return Err(err("sink", key, format!("{u:?} is not supported; use s3://bucket/prefix/ or file:///absolute/path/")));
+                }
+            }
+        }
+        let row_group_bytes = match &sink.row_group_size {
+            None => 128 << 20,
+            Some(v) => parse_size(v).map_err(|m| err("sink", "row_group_size", format!("{m}; write e.g. \"128MiB\"")))?,
+        };
+
+        let mut limits = Limits::default();
+        if let Some(v) = &raw.buffer.max_bytes {
+            limits.max_bytes = parse_size(v).map_err(|m| err("buffer", "max_bytes", format!("{m}; write e.g. \"128MiB\"")))?;
+            if limits.max_bytes > 1 << 30 {
+                return Err(err("buffer", "max_bytes", "must be at most 1GiB (one file's columns must stay under 2 GiB)".into()));
+            }
+        }
+        if let Some(n) = raw.buffer.max_records {
+            if n <= 0 {
+                return Err(err("buffer", "max_records", "must be a positive number of records".into()));
+            }
+            limits.max_records = n as usize;
+        }
+        if let Some(s) = &raw.buffer.max_age {
+            limits.max_age = parse_duration(s).map_err(|m| err("buffer", "max_age", format!("{m}; write e.g. \"60s\"")))?;
+        }
+        if let Some(v) = &raw.buffer.memory_limit {
+            limits.memory_limit = parse_size(v).map_err(|m| err("buffer", "memory_limit", format!("{m}; write e.g. \"1GiB\"")))?;
+        }
+        match raw.catalog.kind.as_deref() {
+            None | Some("none") => {}
+            Some("glue") => return Err(err("catalog", "kind", "\"glue\" is not available in this build yet (see README, Status); use \"none\"".into())),
+            Some(o) => return Err(err("catalog", "kind", format!("{o:?} is not a catalog; use \"glue\" or \"none\""))),
+        }
+        let _ = (&raw.catalog.database, raw.catalog.partition_projection);
+        if raw.metrics.is_some() {
+            return Err(err("metrics", "listen", "the metrics endpoint is not available in this build yet (see README, Status); remove [metrics]".into()));
+        }
+        Ok(Config {
+            file: file.to_string(),
+            source,
+            schema_path: resolve(&schema.schema),
+            sink: SinkConfig {
+                url: resolve_url(url),
+                raw_backup: sink.raw_backup.as_deref().map(resolve_url),
+                errors: resolve_url(errors),
+                store: crate::store::StoreOptions {
+                    endpoint: sink.endpoint.clone(),
+                    region: sink.region.clone(),
+                    kms_key_id: sink.kms_key_id.clone(),
+                },
+                row_group_bytes,
+            },
+            limits,
+            max_record_bytes,
+        })
+    }
+}
+
+/// The field serde names in messages such as "unknown field `x`, expected …".
+fn quoted_field(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    Some(msg[start..].split('`').next()?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"
+[source]
+kind = "spool"
+dir = "spool"
+
+[table]
+schema = "schemas/events.toml"
+
+[sink]
+url = "lake"
+errors = "errors"
+
+[buffer]
+max_bytes = "64MiB"
+max_age = "30s"
+"#;
+
+    fn env(v: &[(&str, &str)]) -> std::vec::IntoIter<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn parses_and_resolves_relative_paths() {
+        let c = Config::parse("/etc/lh/lakehose.toml", CFG, env(&[])).unwrap();
+        assert_eq!(c.limits.max_bytes, 64 << 20);
+        assert_eq!(c.limits.max_age, Duration::from_secs(30));
+        assert_eq!(c.sink.url, "/etc/lh/lake/");
+        assert_eq!(c.schema_path, PathBuf::from("/etc/lh/schemas/events.toml"));
+        assert!(matches!(c.source, SourceConfig::Spool { ref dir, .. } if dir == Path::new("/etc/lh/spool")));
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let c = Config::parse(
+            "/x/l.toml",
+            CFG,
+            env(&[("LAKEHOSE_BUFFER_MAX_RECORDS", "500"), ("LAKEHOSE_SINK_URL", "s3://bkt/events/"), ("OTHER", "1")]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_records, 500);
+        assert_eq!(c.sink.url, "s3://bkt/events/");
+        let e = Config::parse("/x/l.toml", CFG, env(&[("LAKEHOSE_BUFFER_MAX_AGE", "soon")])).unwrap_err();
+        assert!(e.to_string().contains("LAKEHOSE_BUFFER_MAX_AGE") && e.to_string().contains("buffer.max_age"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_file_line_key_and_fix() {
+        let e = Config::parse("l.toml", &CFG.replace("\"64MiB\"", "\"64 parsecs\""), env(&[])).unwrap_err().to_string();
+        assert!(e.starts_with("l.toml:14: key `buffer.max_bytes`"), "{e}");
+        assert!(e.contains("write e.g."), "{e}");
+        let e = Config::parse("l.toml", &CFG.replace("kind = \"spool\"", "kind = \"kafka\""), env(&[])).unwrap_err().to_string();
+        assert!(e.starts_with("l.toml:3: key `source.kind`"), "{e}");
+        let e = Config::parse("l.toml", &CFG.replace("errors = \"errors\"", ""), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("sink.errors") && e.contains("missing"), "{e}");
+        let e = Config::parse("l.toml", &CFG.replace("max_age", "max_agee"), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("max_agee"), "{e}");
+        let e = Config::parse("l.toml", "[source\nkind=1", env(&[])).unwrap_err().to_string();
+        assert!(e.starts_with("l.toml:1"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size(&toml::Value::String("1000KiB".into())).unwrap(), 1_024_000);
+        assert_eq!(parse_size(&toml::Value::Integer(5)).unwrap(), 5);
+        assert!(parse_size(&toml::Value::String("0MiB".into())).is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("2 weeks").is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! Growable Arrow column buffers that can roll back a partly appended row.
+//!
+//! Input: values appended by the converter, one row at a time per column.
+//! Output: Arrow arrays (`finish`) matching [`ColType::arrow`]. A record
+//! that fails halfway is undone with [`ColBuf::truncate`], so a bad record
+//! never leaves a trace in the batch its good neighbours land in.
+
+use crate::schema::types::{struct_fields, ColType};
+use arrow_array::types::*;
+use arrow_array::*;
+use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field};
+use std::sync::Arc;
+
+pub struct Prim<T> {
+    pub vals: Vec<T>,
+    pub valid: BooleanBufferBuilder,
+}
+
+impl<T: Default + Copy> Prim<T> {
+    fn new() -> Self {
+        Prim { vals: Vec::new(), valid: BooleanBufferBuilder::new(0) }
+    }
+    #[inline]
+    pub fn push(&mut self, v: T) {
+        self.vals.push(v);
+        self.valid.append(true);
+    }
+    fn null(&mut self) {
+        self.vals.push(T::default());
+        self.valid.append(false);
+    }
+    fn truncate(&mut self, len: usize) {
+        self.vals.truncate(len);
+        self.valid.truncate(len);
+    }
+}
+
+pub enum ColBuf {
+    Bool(Prim<bool>),
+    I8(Prim<i8>),
+    I16(Prim<i16>),
+    I32(Prim<i32>),
+    I64(Prim<i64>),
+    F32(Prim<f32>),
+    F64(Prim<f64>),
+    Dec(Prim<i128>),
+    Date(Prim<i32>),
+    Ts(Prim<i64>),
+    Bytes { offsets: Vec<i32>, data: Vec<u8>, valid: BooleanBufferBuilder },
+    List { offsets: Vec<i32>, valid: BooleanBufferBuilder, child: Box<ColBuf> },
+    Struct { valid: BooleanBufferBuilder, children: Vec<ColBuf> },
+    Map { offsets: Vec<i32>, valid: BooleanBufferBuilder, keys: Box<ColBuf>, vals: Box<ColBuf> },
+}
+
+fn nulls(mut valid: BooleanBufferBuilder) -> Option<NullBuffer> {
+    let n = NullBuffer::new(valid.finish());
+    (n.null_count() > 0).then_some(n)
+}
+
+impl ColBuf {
+    pub fn new(ty: &ColType) -> ColBuf {
+        match ty {
+            ColType::Boolean => ColBuf::Bool(Prim::new()),
+            ColType::TinyInt => ColBuf::I8(Prim::new()),
+            ColType::SmallInt => ColBuf::I16(Prim::new()),
+            ColType::Int => ColBuf::I32(Prim::new()),
+            ColType::BigInt => ColBuf::I64(Prim::new()),
+            ColType::Float => ColBuf::F32(Prim::new()),
+            ColType::Double => ColBuf::F64(Prim::new()),
+            ColType::Decimal { .. } => ColBuf::Dec(Prim::new()),
+            ColType::Date => ColBuf::Date(Prim::new()),
+            ColType::Timestamp => ColBuf::Ts(Prim::new()),
+            ColType::String | ColType::Varchar(_) | ColType::Binary => {
+                ColBuf::Bytes { offsets: vec![0], data: Vec::new(), valid: BooleanBufferBuilder::new(0) }
+            }
+            ColType::Array(e) => {
+                ColBuf::List { offsets: vec![0], valid: BooleanBufferBuilder::new(0), child: Box::new(ColBuf::new(e)) }
+            }
+            ColType::Map(k, v) => ColBuf::Map {
+                offsets: vec![0],
+                valid: BooleanBufferBuilder::new(0),
+                keys: Box::new(ColBuf::new(k)),
+                vals: Box::new(ColBuf::new(v)),
+            },
+            ColType::Struct(fs) => ColBuf::Struct {
+                valid: BooleanBufferBuilder::new(0),
+                children: fs.iter().map(|f| ColBuf::new(&f.ty)).collect(),
+            },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ColBuf::Bool(p) => p.vals.len(),
+            ColBuf::I8(p) => p.vals.len(),
+            ColBuf::I16(p) => p.vals.len(),
+            ColBuf::I32(p) | ColBuf::Date(p) => p.vals.len(),
+            ColBuf::I64(p) | ColBuf::Ts(p) => p.vals.len(),
+            ColBuf::F32(p) => p.vals.len(),
+            ColBuf::F64(p) => p.vals.len(),
+            ColBuf::Dec(p) => p.vals.len(),
+            ColBuf::Bytes { offsets, .. } | ColBuf::List { offsets, .. } | ColBuf::Map { offsets, .. } => offsets.len() - 1,
+            ColBuf::Struct { valid, .. } => valid.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push_null(&mut self) {
+        match self {
+            ColBuf::Bool(p) => p.null(),
+            ColBuf::I8(p) => p.null(),
+            ColBuf::I16(p) => p.null(),
+            ColBuf::I32(p) | ColBuf::Date(p) => p.null(),
+            ColBuf::I64(p) | ColBuf::Ts(p) => p.null(),
+            ColBuf::F32(p) => p.null(),
+            ColBuf::F64(p) => p.null(),
+            ColBuf::Dec(p) => p.null(),
+            ColBuf::Bytes { offsets, valid, .. } | ColBuf::List { offsets, valid, .. } | ColBuf::Map { offsets, valid, .. } => {
+                offsets.push(*offsets.last().unwrap());
+                valid.append(false);
+            }
+            ColBuf::Struct { valid, children } => {
+                valid.append(false);
+                children.iter_mut().for_each(ColBuf::push_null);
+            }
+        }
+    }
+
+    /// Drops every row at index `len` and beyond (including nested values).
+    pub fn truncate(&mut self, len: usize) {
+        match self {
+            ColBuf::Bool(p) => p.truncate(len),
+            ColBuf::I8(p) => p.truncate(len),
+            ColBuf::I16(p) => p.truncate(len),
+            ColBuf::I32(p) | ColBuf::Date(p) => p.truncate(len),
+            ColBuf::I64(p) | ColBuf::Ts(p) => p.truncate(len),
+            ColBuf::F32(p) => p.truncate(len),
+            ColBuf::F64(p) => p.truncate(len),
+            ColBuf::Dec(p) => p.truncate(len),
+            ColBuf::Bytes { offsets, data, valid } => {
+                offsets.truncate(len + 1);
+                data.truncate(*offsets.last().unwrap() as usize);
+                valid.truncate(len);
+            }
+            ColBuf::List { offsets, valid, child } => {
+                offsets.truncate(len + 1);
+                child.truncate(*offsets.last().unwrap() as usize);
+                valid.truncate(len);
+            }
+            ColBuf::Map { offsets, valid, keys, vals } => {
+                offsets.truncate(len + 1);
+                let n = *offsets.last().unwrap() as usize;
+                keys.truncate(n);
+                vals.truncate(n);
+                valid.truncate(len);
+            }
+            ColBuf::Struct { valid, children } => {
+                valid.truncate(len);
+                children.iter_mut().for_each(|c| c.truncate(len));
+            }
+        }
+    }
+
+    /// Approximate heap bytes held, for the memory budget.
+    pub fn mem_bytes(&self) -> usize {
+        fn p<T>(p: &Prim<T>) -> usize {
+            p.vals.capacity() * std::mem::size_of::<T>() + p.valid.capacity() / 8
+        }
+        match self {
+            ColBuf::Bool(x) => p(x),
+            ColBuf::I8(x) => p(x),
+            ColBuf::I16(x) => p(x),
+            ColBuf::I32(x) | ColBuf::Date(x) => p(x),
+            ColBuf::I64(x) | ColBuf::Ts(x) => p(x),
+            ColBuf::F32(x) => p(x),
+            ColBuf::F64(x) => p(x),
+            ColBuf::Dec(x) => p(x),
+            ColBuf::Bytes { offsets, data, .. } => offsets.capacity() * 4 + data.capacity(),
+            ColBuf::List { offsets, child, .. } => offsets.capacity() * 4 + child.mem_bytes(),
+            ColBuf::Map { offsets, keys, vals, .. } => offsets.capacity() * 4 + keys.mem_bytes() + vals.mem_bytes(),
+            ColBuf::Struct { children, .. } => children.iter().map(ColBuf::mem_bytes).sum(),
+        }
+    }
+
+    /// Builds the Arrow array and leaves this buffer empty.
+    pub fn finish(&mut self, ty: &ColType) -> ArrayRef {
+        let taken = std::mem::replace(self, ColBuf::new(ty));
+        taken.into_array(ty)
+    }
+
+    fn into_array(self, ty: &ColType) -> ArrayRef {
+        fn prim<T: ArrowPrimitiveType>(p: Prim<T::Native>) -> PrimitiveArray<T> {
+            PrimitiveArray::<T>::new(ScalarBuffer::from(p.vals), nulls(p.valid))
+        }
+        match (self, ty) {
+            (ColBuf::Bool(mut p), _) => {
+                let mut b = BooleanBufferBuilder::new(p.vals.len());
+                p.vals.iter().for_each(|&v| b.append(v));
+                Arc::new(BooleanArray::new(b.finish(), nulls(std::mem::replace(&mut p.valid, BooleanBufferBuilder::new(0)))))
+            }
+            (ColBuf::I8(p), _) => Arc::new(prim::<Int8Type>(p)),
+            (ColBuf::I16(p), _) => Arc::new(prim::<Int16Type>(p)),
+            (ColBuf::I32(p), _) => Arc::new(prim::<Int32Type>(p)),
+            (ColBuf::I64(p), _) => Arc::new(prim::<Int64Type>(p)),
+            (ColBuf::F32(p), _) => Arc::new(prim::<Float32Type>(p)),
+            (ColBuf::F64(p), _) => Arc::new(prim::<Float64Type>(p)),
+            (ColBuf::Date(p), _) => Arc::new(prim::<Date32Type>(p)),
+            (ColBuf::Dec(p), ColType::Decimal { precision, scale }) => Arc::new(
+                prim::<Decimal128Type>(p).with_precision_and_scale(*precision, *scale as i8).expect("valid decimal"),
+            ),
+            (ColBuf::Ts(p), _) => Arc::new(prim::<TimestampMillisecondType>(p).with_timezone(crate::schema::types::UTC)),
+            (ColBuf::Bytes { offsets, data, valid }, ColType::Binary) => {
+                // SAFETY: offsets start at 0 and never decrease (only appended
+                // from data.len() or truncated together with data).
+                let off = unsafe { OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)) };
+                Arc::new(BinaryArray::new(off, Buffer::from_vec(data), nulls(valid)))
+            }
+            (ColBuf::Bytes { offsets, data, valid }, _) => {
+                // SAFETY: offsets as above; every appended value came from a
+                // `&str` or validated UTF-8 input, so data is valid UTF-8 at
+                // every offset.
+                unsafe {
+                    let off = OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets));
+                    Arc::new(StringArray::new_unchecked(off, Buffer::from_vec(data), nulls(valid)))
+                }
+            }
+            (ColBuf::List { offsets, valid, child }, ColType::Array(e)) => {
+                let values = child.into_array(e);
+                let field = Arc::new(Field::new("item", e.arrow(), true));
+                Arc::new(ListArray::new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), values, nulls(valid)))
+            }
+            (ColBuf::Map { offsets, valid, keys, vals }, ColType::Map(k, v)) => {
+                let DataType::Map(entries_field, _) = ty.arrow() else { unreachable!() };
+                let DataType::Struct(entry_fields) = entries_field.data_type().clone() else { unreachable!() };
+                let entries = StructArray::new(entry_fields, vec![keys.into_array(k), vals.into_array(v)], None);
+                Arc::new(MapArray::new(entries_field, OffsetBuffer::new(ScalarBuffer::from(offsets)), entries, nulls(valid), false))
+            }
+            (ColBuf::Struct { valid, children }, ColType::Struct(fs)) => {
+                let arrays: Vec<ArrayRef> = children.into_iter().zip(fs).map(|(c, f)| c.into_array(&f.ty)).collect();
+                let len = valid.len();
+                let n = nulls(valid);
+                if fs.is_empty() {
+                    Arc::new(StructArray::new_empty_fields(len, n))
+                } else {
+                    Arc::new(StructArray::new(struct_fields(fs), arrays, n))
+                }
+            }
+            _ => unreachable!("column buffer built for another type"),
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! JSON values → typed column values, by the rules of the schema file.
+//!
+//! Input: a node of a parsed record and the [`Plan`] of its column. Output:
+//! one value appended to the column's [`ColBuf`]. Failure: [`ConvError`]
+//! naming the (nested) column and quoting the value. Values are converted
+//! only when no information changes: a float into an integer column, an
+//! out-of-range integer, a non-numeric string into a number column, a
+//! decimal with more places than its scale, a string longer than its
+//! varchar, a timestamp in none of the column's formats are all refused.
+//! Numbers and booleans into string columns keep their JSON text; so do
+//! arrays and objects (their exact source text).
+
+use super::columns::ColBuf;
+use super::json::{Doc, Kind};
+use crate::schema::types::ColType;
+use crate::timefmt::{parse_date, TsFormat};
+use base64::Engine;
+
+pub struct Plan {
+    pub ty: ColType,
+    pub formats: Vec<TsFormat>,
+    pub kind: PlanKind,
+    pub case_insensitive: bool,
+}
+
+pub enum PlanKind {
+    Leaf,
+    List(Box<Plan>),
+    Map(Box<Plan>, Box<Plan>),
+    /// Field names (lowercased when matching is case-insensitive) and plans.
+    Struct(Vec<(String, Plan)>),
+}
+
+impl Plan {
+    pub fn new(ty: &ColType, formats: &[TsFormat], case_insensitive: bool) -> Plan {
+        let nested = |t: &ColType| {
+            let f = if *t == ColType::Timestamp { crate::timefmt::default_formats() } else { Vec::new() };
+            Plan::new(t, &f, case_insensitive)
+        };
+        let kind = match ty {
+            ColType::Array(e) => PlanKind::List(Box::new(nested(e))),
+            ColType::Map(k, v) => PlanKind::Map(Box::new(nested(k)), Box::new(nested(v))),
+            ColType::Struct(fs) => PlanKind::Struct(fs.iter().map(|f| (f.name.clone(), nested(&f.ty))).collect()),
+            _ => PlanKind::Leaf,
+        };
+        Plan { ty: ty.clone(), formats: formats.to_vec(), kind, case_insensitive }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvError {
+    /// Field names from the innermost outwards.
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl ConvError {
+    fn new(message: String) -> Self {
+        ConvError { path: Vec::new(), message }
+    }
+    fn within(mut self, name: &str) -> Self {
+        self.path.push(name.to_string());
+        self
+    }
+    /// `column 'device.os': expected …`
+    pub fn describe(&self, column: &str) -> String {
+        let mut p = column.to_string();
+        for seg in self.path.iter().rev() {
+            p.push('.');
+            p.push_str(seg);
+        }
+        format!("column '{p}': {}", self.message)
+    }
+}
+
+/// The value's source text, cut to 80 characters, for messages.
+pub fn snippet(doc: &Doc, n: u32) -> String {
+    let raw = doc.raw_str(n);
+    match raw.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &raw[..i]),
+        None => raw.to_string(),
+    }
+}
+
+fn expected(what: &str, doc: &Doc, n: u32) -> ConvError {
+    ConvError::new(format!("expected {what}, got {}", snippet(doc, n)))
+}
+
+/// Checks the JSON number grammar; returns whether it is an integer.
+fn json_number_shape(b: &[u8]) -> Option<bool> {
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+        }
+        _ => return None,
+    }
+    let mut int = true;
+    if b.get(i) == Some(&b'.') {
+        int = false;
+        i += 1;
+        let d = i;
+        while matches!(b.get(i), Some(b'0'..=b'9')) {
+            i += 1;
+        }
+        if d == i {
+            return None;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        int = false;
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let d = i;
+        while matches!(b.get(i), Some(b'0'..=b'9')) {
+            i += 1;
+        }
+        if d == i {
+            return None;
+        }
+    }
+    (i == b.len()).then_some(int)
+}
+
+/// Text of a number node, or of a string holding a clean JSON number.
+fn numeric_text<'a>(doc: &Doc<'a>, n: u32, what: &str) -> Result<(&'a str, bool), ConvError> {
+    let node = doc.node(n);
+    match node.kind {
+        Kind::Int => Ok((doc.raw_str(n), true)),
+        Kind::Float => Ok((doc.raw_str(n), false)),
+        Kind::Str | Kind::StrEsc => {
+            let s = doc.str(n);
+            match json_number_shape(s.as_bytes()) {
+                Some(int) => Ok((s, int)),
+                None => Err(expected(what, doc, n)),
+            }
+        }
+        _ => Err(expected(what, doc, n)),
+    }
+}
+
+fn parse_i64(s: &str) -> Option<i64> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    let mut v: i64 = 0;
+    for &c in digits.as_bytes() {
+        let d = (c - b'0') as i64;
+        v = v.checked_mul(10)?;
+        v = if neg { v.checked_sub(d)? } else { v.checked_add(d)? };
+    }
+    Some(v)
+}
+
+/// Integer value of a node for an integer column of the given type name.
+pub fn int_value(doc: &Doc, n: u32, ty: &ColType) -> Result<i64, ConvError> {
+    let (name, lo, hi) = match ty {
+        ColType::TinyInt => ("tinyint", i8::MIN as i64, i8::MAX as i64),
+        ColType::SmallInt => ("smallint", i16::MIN as i64, i16::MAX as i64),
+        ColType::Int => ("int", i32::MIN as i64, i32::MAX as i64),
+        _ => ("bigint", i64::MIN, i64::MAX),
+    };
+    let (text, int) = numeric_text(doc, n, &format!("an integer ({name})"))?;
+    if !int {
+        return Err(ConvError::new(format!("expected an integer ({name}), got {}: fractions are not rounded", snippet(doc, n))));
+    }
+    match parse_i64(text) {
+        Some(v) if (lo..=hi).contains(&v) => Ok(v),
+        _ => Err(ConvError::new(format!("value {} is out of range for {name} ({lo}..={hi})", snippet(doc, n)))),
+    }
+}
+
+pub fn bool_value(doc: &Doc, n: u32) -> Result<bool, ConvError> {
+    match doc.node(n).kind {
+        Kind::True => Ok(true),
+        Kind::False => Ok(false),
+        Kind::Str | Kind::StrEsc if doc.str(n).eq_ignore_ascii_case("true") => Ok(true),
+        Kind::Str | Kind::StrEsc if doc.str(n).eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(expected("a boolean", doc, n)),
+    }
+}
+
+/// Text for a string column: string content, or the JSON text of any other value.
+pub fn string_value<'a>(doc: &Doc<'a>, n: u32) -> &'a str {
+    match doc.node(n).kind {
+        Kind::Str | Kind::StrEsc => doc.str(n),
+        _ => doc.raw_str(n),
+    }
+}
+
+fn decimal_value(doc: &Doc, n: u32, precision: u8, scale: u8) -> Result<i128, ConvError> {
+    let ty = format!("decimal({precision},{scale})");
+    let (text, _) = numeric_text(doc, n, &format!("a number ({ty})"))?;
+    let (neg, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mant, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().map_err(|_| expected(&ty, doc, n))?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    // value = digits * 10^(exp - frac.len()); we want value * 10^scale
+    let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|c| c - b'0').collect();
+    let mut shift = exp - frac.len() as i64 + scale as i64;
+    while shift < 0 {
+        match digits.pop() {
+            Some(0) => shift += 1,
+            None => break,
+            Some(_) => {
+                return Err(ConvError::new(format!(
+                    "value {} has more than {scale} decimal places for {ty}; it is not rounded", snippet(doc, n))))
+            }
+        }
+    }
+    let too_big = || ConvError::new(format!("value {} does not fit {ty}", snippet(doc, n)));
+    let limit = 10i128.pow(precision as u32);
+    let mut v: i128 = 0;
+    for d in digits {
+        v = v.checked_mul(10).and_then(|v| v.checked_add(d as i128)).ok_or_else(too_big)?;
+        if v >= limit {
+            return Err(too_big());
+        }
+    }
+    for _ in 0..shift {
+        v = v.checked_mul(10).ok_or_else(too_big)?;
+        if v >= limit {
+            return Err(too_big());
+        }
+    }
+    Ok(if neg { -v } else { v })
+}
+
+fn format_names(f: &[TsFormat]) -> String {
+    f.iter()
+        .map(|f| match f {
+            TsFormat::Rfc3339 => "rfc3339",
+            TsFormat::EpochMillis => "epoch_millis",
+            TsFormat::EpochSeconds => "epoch_seconds",
+            TsFormat::Pattern(_) => "pattern",
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Epoch millis of a timestamp value, trying the formats in order.
+pub fn timestamp_value(doc: &Doc, n: u32, formats: &[TsFormat]) -> Result<i64, ConvError> {
+    let node = doc.node(n);
+    let found = match node.kind {
+        Kind::Str | Kind::StrEsc => {
+            let s = doc.str(n);
+            formats.iter().find_map(|f| f.parse_str(s))
+        }
+        Kind::Int | Kind::Float => {
+            let s = doc.raw_str(n);
+            formats.iter().find_map(|f| match f {
+                TsFormat::EpochMillis | TsFormat::EpochSeconds => f.parse_str(s),
+                _ => None,
+            })
+        }
+        _ => None,
+    };
+    found.ok_or_else(|| {
+        ConvError::new(format!("expected a timestamp ({}), got {}", format_names(formats), snippet(doc, n)))
+    })
+}
+
+fn date_value(doc: &Doc, n: u32, formats: &[TsFormat]) -> Result<i32, ConvError> {
+    let err = || ConvError::new(format!("expected a date (yyyy-MM-dd{}), got {}",
+        if formats.is_empty() { String::new() } else { format!(" or {}", format_names(formats)) }, snippet(doc, n)));
+    if !matches!(doc.node(n).kind, Kind::Str | Kind::StrEsc) {
+        return Err(err());
+    }
+    let s = doc.str(n);
+    if let Some(d) = parse_date(s) {
+        return Ok(d);
+    }
+    formats
+        .iter()
+        .find_map(|f| f.parse_str(s))
+        .and_then(|ms| i32::try_from(ms.div_euclid(86_400_000)).ok())
+        .ok_or_else(err)
+}
+
+static B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// True when an object key matches a (lowercased when case-insensitive) name.
+#[inline]
+pub fn key_matches(key: &str, name: &str, case_insensitive: bool) -> bool {
+    if !case_insensitive {
+        return key == name;
+    }
+    if key.is_ascii() {
+        key.len() == name.len() && key.as_bytes().iter().zip(name.as_bytes()).all(|(a, b)| a.to_ascii_lowercase() == *b)
+    } else {
+        key.to_lowercase() == name
+    }
+}
+
+/// Appends one value (or null, for a missing or JSON-null node).
+pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Result<(), ConvError> {
+    let n = match node {
+        Some(n) if doc.node(n).kind != Kind::Null => n,
+        _ => {
+            buf.push_null();
+            return Ok(());
+        }
+    };
+    match (buf, &plan.kind) {
+        (ColBuf::Bool(p), _) => p.push(bool_value(doc, n)?),
+        (ColBuf::I8(p), _) => p.push(int_value(doc, n, &plan.ty)? as i8),
+        (ColBuf::I16(p), _) => p.push(int_value(doc, n, &plan.ty)? as i16),
+        (ColBuf::I32(p), _) => p.push(int_value(doc, n, &plan.ty)? as i32),
+        (ColBuf::I64(p), _) => p.push(int_value(doc, n, &plan.ty)?),
+        (ColBuf::F64(p), _) => {
+            let (t, _) = numeric_text(doc, n, "a number (double)")?;
+            let v: f64 = t.parse().map_err(|_| expected("a number (double)", doc, n))?;
+            if !v.is_finite() {
+                return Err(ConvError::new(format!("value {} is out of range for double", snippet(doc, n))));
+            }
+            p.push(v)
+        }
+        (ColBuf::F32(p), _) => {
+            let (t, _) = numeric_text(doc, n, "a number (float)")?;
+            let v: f64 = t.parse().map_err(|_| expected("a number (float)", doc, n))?;
+            if !v.is_finite() || v.abs() > f32::MAX as f64 {
+                return Err(ConvError::new(format!("value {} is out of range for float", snippet(doc, n))));
+            }
+            p.push(v as f32)
+        }
+        (ColBuf::Dec(p), _) => {
+            let ColType::Decimal { precision, scale } = plan.ty else { unreachable!() };
+            p.push(decimal_value(doc, n, precision, scale)?)
+        }
+        (ColBuf::Date(p), _) => p.push(date_value(doc, n, &plan.formats)?),
+        (ColBuf::Ts(p), _) => p.push(timestamp_value(doc, n, &plan.formats)?),
+        (ColBuf::Bytes { offsets, data, valid }, _) => {
+            match plan.ty {
+                ColType::Binary => {
+                    if !matches!(doc.node(n).kind, Kind::Str | Kind::StrEsc) {
+                        return Err(expected("a base64 string (binary)", doc, n));
+                    }
+                    B64.decode_vec(doc.str_bytes(n), data).map_err(|e| {
+                        let len = *offsets.last().unwrap() as usize;
+                        data.truncate(len);
+                        ConvError::new(format!("expected base64 (binary), got {}: {e}", snippet(doc, n)))
+                    })?;
+                }
+                ColType::Varchar(max) => {
+                    let s = string_value(doc, n);
+                    if s.len() > max as usize && s.chars().count() > max as usize {
+                        return Err(ConvError::new(format!(
+                            "value {} is {} characters, longer than varchar({max}); it is not truncated",
+                            snippet(doc, n), s.chars().count())));
+                    }
+                    data.extend_from_slice(s.as_bytes());
+                }
+                _ => data.extend_from_slice(string_value(doc, n).as_bytes()),
+            }
+            if data.len() > i32::MAX as usize {
+                return Err(ConvError::new("column buffer over 2 GiB; lower buffer.max_bytes".into()));
+            }
+            offsets.push(data.len() as i32);
+            valid.append(true);
+        }
+        (ColBuf::List { offsets, valid, child }, PlanKind::List(ep)) => {
+            if doc.node(n).kind != Kind::Array {
+                return Err(expected("an array", doc, n));
+            }
+            for e in doc.elements(n) {
+                append(ep, child, doc, Some(e)).map_err(|e| e.within("[]"))?;
+            }
+            offsets.push(child.len() as i32);
+            valid.append(true);
+        }
+        (ColBuf::Map { offsets, valid, keys, vals }, PlanKind::Map(kp, vp)) => {
+            if doc.node(n).kind != Kind::Object {
+                return Err(expected("an object (map)", doc, n));
+            }
+            let members: Vec<(u32, u32)> = doc.members(n).collect();
+            for (i, &(k, v)) in members.iter().enumerate() {
+                // duplicate keys: the last one wins
+                let ks = doc.str(k);
+                if members[i + 1..].iter().any(|&(k2, _)| doc.str(k2) == ks) {
+                    continue;
+                }
+                append(kp, keys, doc, Some(k)).map_err(|e| e.within("key"))?;
+                append(vp, vals, doc, Some(v)).map_err(|e| e.within(ks))?;
+            }
+            offsets.push(keys.len() as i32);
+            valid.append(true);
+        }
+        (ColBuf::Struct { valid, children }, PlanKind::Struct(fields)) => {
+            if doc.node(n).kind != Kind::Object {
+                return Err(expected("an object (struct)", doc, n));
+            }
+            for ((name, fp), child) in fields.iter().zip(children.iter_mut()) {
+                let found = doc
+                    .members(n)
+                    .filter(|&(k, _)| key_matches(doc.str(k), name, plan.case_insensitive))
+                    .last()
+                    .map(|(_, v)| v);
+                append(fp, child, doc, found).map_err(|e| e.within(name))?;
+            }
+            valid.append(true);
+        }
+        _ => unreachable!("plan and buffer disagree"),
+    }
+    Ok(())
+}

@@ -1,0 +1,500 @@
+//! A strict RFC 8259 JSON parser producing a flat tape of [`Node`]s.
+//!
+//! Input: the bytes of one record, already checked to be UTF-8. Output: a
+//! tape (nodes in document order; containers record where their subtree
+//! ends) whose strings and numbers borrow from the input, except strings
+//! with escapes, which are unescaped into a scratch buffer. Failure:
+//! [`ParseError`] with the byte offset and what was expected. Anything
+//! RFC 8259 forbids is refused: missing commas, trailing commas, leading
+//! zeros, NaN, unescaped control characters, lone surrogates, trailing data.
+//! The tape and scratch are reused between records, so parsing allocates
+//! only while they grow.
+
+/// Deepest nesting accepted; deeper documents are refused, not recursed into.
+pub const MAX_DEPTH: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    True,
+    False,
+    /// Integer literal (no fraction, no exponent).
+    Int,
+    /// Number with a fraction or exponent.
+    Float,
+    /// String without escapes: `start..stop` in the input.
+    Str,
+    /// String with escapes: `start..stop` in the scratch buffer.
+    StrEsc,
+    Array,
+    Object,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    pub kind: Kind,
+    pub start: u32,
+    pub stop: u32,
+    /// Index just past this node's subtree.
+    pub end: u32,
+    /// Elements of an array, members of an object.
+    pub count: u32,
+    /// Byte range of the value's source text (for containers and error messages).
+    pub raw_start: u32,
+    pub raw_stop: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub at: usize,
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+#[derive(Default)]
+pub struct Tape {
+    pub nodes: Vec<Node>,
+    pub scratch: Vec<u8>,
+}
+
+/// A parsed document: the tape plus the input it borrows from.
+#[derive(Clone, Copy)]
+pub struct Doc<'a> {
+    pub input: &'a [u8],
+    pub nodes: &'a [Node],
+    pub scratch: &'a [u8],
+}
+
+impl<'a> Doc<'a> {
+    pub fn node(&self, i: u32) -> &'a Node {
+        &self.nodes[i as usize]
+    }
+    /// Content bytes of a string node (unescaped).
+    pub fn str_bytes(&self, i: u32) -> &'a [u8] {
+        let n = self.node(i);
+        match n.kind {
+            Kind::StrEsc => &self.scratch[n.start as usize..n.stop as usize],
+            _ => &self.input[n.start as usize..n.stop as usize],
+        }
+    }
+    pub fn str(&self, i: u32) -> &'a str {
+        // SAFETY: the input was validated as UTF-8 before parsing, string
+        // spans start and stop at ASCII quotes, and unescaping writes only
+        // valid UTF-8 (surrogates are paired or refused).
+        unsafe { std::str::from_utf8_unchecked(self.str_bytes(i)) }
+    }
+    /// Source text of any node.
+    pub fn raw(&self, i: u32) -> &'a [u8] {
+        let n = self.node(i);
+        &self.input[n.raw_start as usize..n.raw_stop as usize]
+    }
+    pub fn raw_str(&self, i: u32) -> &'a str {
+        // SAFETY: as in `str`; raw spans start and stop on token boundaries.
+        unsafe { std::str::from_utf8_unchecked(self.raw(i)) }
+    }
+    /// (key, value) node indexes of an object's members, in document order.
+    pub fn members(&self, obj: u32) -> Members<'a> {
+        Members { nodes: self.nodes, i: obj + 1, end: self.node(obj).end }
+    }
+    /// Element node indexes of an array.
+    pub fn elements(&self, arr: u32) -> Elements<'a> {
+        Elements { nodes: self.nodes, i: arr + 1, end: self.node(arr).end }
+    }
+}
+
+pub struct Members<'a> {
+    nodes: &'a [Node],
+    i: u32,
+    end: u32,
+}
+impl Iterator for Members<'_> {
+    type Item = (u32, u32);
+    fn next(&mut self) -> Option<(u32, u32)> {
+        if self.i >= self.end {
+            return None;
+        }
+        let k = self.i;
+        self.i = self.nodes[(k + 1) as usize].end;
+        Some((k, k + 1))
+    }
+}
+
+pub struct Elements<'a> {
+    nodes: &'a [Node],
+    i: u32,
+    end: u32,
+}
+impl Iterator for Elements<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.i >= self.end {
+            return None;
+        }
+        let e = self.i;
+        self.i = self.nodes[e as usize].end;
+        Some(e)
+    }
+}
+
+impl Tape {
+    /// Parses one JSON document (any value) and returns its view.
+    /// `input` must be valid UTF-8.
+    pub fn parse<'a>(&'a mut self, input: &'a [u8]) -> Result<Doc<'a>, ParseError> {
+        self.parse_only(input)?;
+        Ok(self.doc(input))
+    }
+
+    /// The view of the last document parsed from `input`.
+    pub fn doc<'a>(&'a self, input: &'a [u8]) -> Doc<'a> {
+        Doc { input, nodes: &self.nodes, scratch: &self.scratch }
+    }
+
+    /// Parses into the tape without returning a view.
+    pub fn parse_only(&mut self, input: &[u8]) -> Result<(), ParseError> {
+        self.nodes.clear();
+        self.scratch.clear();
+        if input.len() >= u32::MAX as usize {
+            return Err(ParseError { at: 0, what: "document too large" });
+        }
+        let mut p = P { b: input, i: 0, nodes: &mut self.nodes, scratch: &mut self.scratch };
+        p.ws();
+        p.value(0)?;
+        p.ws();
+        if p.i != input.len() {
+            return Err(ParseError { at: p.i, what: "unexpected data after the JSON value" });
+        }
+        Ok(())
+    }
+}
+
+struct P<'a, 'b> {
+    b: &'a [u8],
+    i: usize,
+    nodes: &'b mut Vec<Node>,
+    scratch: &'b mut Vec<u8>,
+}
+
+impl P<'_, '_> {
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if c == b' ' || c == b'\n' || c == b'\t' || c == b'\r' {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+    }
+    fn err<T>(&self, what: &'static str) -> Result<T, ParseError> {
+        Err(ParseError { at: self.i, what })
+    }
+    fn push(&mut self, kind: Kind, start: usize, stop: usize, raw_start: usize) -> usize {
+        let idx = self.nodes.len();
+        self.nodes.push(Node {
+            kind,
+            start: start as u32,
+            stop: stop as u32,
+            end: idx as u32 + 1,
+            count: 0,
+            raw_start: raw_start as u32,
+            raw_stop: self.i as u32,
+        });
+        idx
+    }
+    fn value(&mut self, depth: usize) -> Result<(), ParseError> {
+        let start = self.i;
+        match self.b.get(self.i) {
+            None => self.err("unexpected end of input, expected a value"),
+            Some(b'{') => self.container(depth, true),
+            Some(b'[') => self.container(depth, false),
+            Some(b'"') => self.string(),
+            Some(b't') => self.lit(b"true", Kind::True, start),
+            Some(b'f') => self.lit(b"false", Kind::False, start),
+            Some(b'n') => self.lit(b"null", Kind::Null, start),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => self.err("expected a value"),
+        }
+    }
+    fn lit(&mut self, word: &[u8], kind: Kind, start: usize) -> Result<(), ParseError> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            self.push(kind, start, self.i, start);
+            Ok(())
+        } else {
+            self.err("invalid literal")
+        }
+    }
+    fn number(&mut self) -> Result<(), ParseError> {
+        let start = self.i;
+        let b = self.b;
+        let mut i = self.i;
+        if b[i] == b'-' {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                if matches!(b.get(i), Some(b'0'..=b'9')) {
+                    self.i = i;
+                    return self.err("leading zeros are not allowed in numbers");
+                }
+            }
+            Some(b'1'..=b'9') => {
+                while matches!(b.get(i), Some(b'0'..=b'9')) {
+                    i += 1;
+                }
+            }
+            _ => {
+                self.i = i;
+                return self.err("invalid number");
+            }
+        }
+        let mut kind = Kind::Int;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let d = i;
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+            if i == d {
+                self.i = i;
+                return self.err("expected digits after the decimal point");
+            }
+            kind = Kind::Float;
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let d = i;
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+            if i == d {
+                self.i = i;
+                return self.err("expected digits in the exponent");
+            }
+            kind = Kind::Float;
+        }
+        self.i = i;
+        self.push(kind, start, i, start);
+        Ok(())
+    }
+    fn string(&mut self) -> Result<(), ParseError> {
+        let raw_start = self.i;
+        self.i += 1;
+        let start = self.i;
+        let b = self.b;
+        let mut i = start;
+        loop {
+            match b.get(i) {
+                None => {
+                    self.i = i;
+                    return self.err("unterminated string");
+                }
+                Some(b'"') => {
+                    self.i = i + 1;
+                    self.push(Kind::Str, start, i, raw_start);
+                    return Ok(());
+                }
+                Some(b'\\') => break,
+                Some(&c) if c < 0x20 => {
+                    self.i = i;
+                    return self.err("unescaped control character in string");
+                }
+                Some(_) => i += 1,
+            }
+        }
+        // slow path: copy into scratch with escapes resolved
+        let s_start = self.scratch.len();
+        self.scratch.extend_from_slice(&b[start..i]);
+        loop {
+            match b.get(i) {
+                None => {
+                    self.i = i;
+                    return self.err("unterminated string");
+                }
+                Some(b'"') => {
+                    self.i = i + 1;
+                    let stop = self.scratch.len();
+                    self.push(Kind::StrEsc, s_start, stop, raw_start);
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    let esc = b.get(i + 1).copied();
+                    i += 2;
+                    let c = match esc {
+                        Some(b'"') => b'"',
+                        Some(b'\\') => b'\\',
+                        Some(b'/') => b'/',
+                        Some(b'b') => 8,
+                        Some(b'f') => 12,
+                        Some(b'n') => b'\n',
+                        Some(b'r') => b'\r',
+                        Some(b't') => b'\t',
+                        Some(b'u') => {
+                            let hi = hex4(b, i).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
+                            i += 4;
+                            let cp = if (0xD800..0xDC00).contains(&hi) {
+                                if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+                                    return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
+                                }
+                                let lo = hex4(b, i + 2).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
+                                }
+                                i += 6;
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
+                            } else {
+                                hi
+                            };
+                            let ch = char::from_u32(cp).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
+                            let mut buf = [0u8; 4];
+                            self.scratch.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                            continue;
+                        }
+                        _ => {
+                            self.i = i - 1;
+                            return self.err("invalid escape in string");
+                        }
+                    };
+                    self.scratch.push(c);
+                }
+                Some(&c) if c < 0x20 => {
+                    self.i = i;
+                    return self.err("unescaped control character in string");
+                }
+                Some(&c) => {
+                    self.scratch.push(c);
+                    i += 1;
+                }
+            }
+        }
+    }
+    fn container(&mut self, depth: usize, object: bool) -> Result<(), ParseError> {
+        if depth >= MAX_DEPTH {
+            return self.err("nesting deeper than 128 levels");
+        }
+        let raw_start = self.i;
+        let close = if object { b'}' } else { b']' };
+        self.i += 1;
+        let idx = self.push(if object { Kind::Object } else { Kind::Array }, 0, 0, raw_start);
+        let mut count = 0u32;
+        self.ws();
+        if self.b.get(self.i) == Some(&close) {
+            self.i += 1;
+        } else {
+            loop {
+                if object {
+                    if self.b.get(self.i) != Some(&b'"') {
+                        return self.err("expected a string key");
+                    }
+                    self.string()?;
+                    self.ws();
+                    if self.b.get(self.i) != Some(&b':') {
+                        return self.err("expected ':' after key");
+                    }
+                    self.i += 1;
+                    self.ws();
+                }
+                self.value(depth + 1)?;
+                count += 1;
+                self.ws();
+                match self.b.get(self.i) {
+                    Some(b',') => {
+                        self.i += 1;
+                        self.ws();
+                    }
+                    Some(&c) if c == close => {
+                        self.i += 1;
+                        break;
+                    }
+                    None => return self.err("unexpected end of input in container"),
+                    Some(_) => {
+                        return self.err(if object { "expected ',' or '}'" } else { "expected ',' or ']'" })
+                    }
+                }
+            }
+        }
+        let end = self.nodes.len() as u32;
+        let n = &mut self.nodes[idx];
+        n.end = end;
+        n.count = count;
+        n.raw_stop = self.i as u32;
+        Ok(())
+    }
+}
+
+fn hex4(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at + 4)?;
+    let mut v = 0u32;
+    for &c in s {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Vec<Kind> {
+        let mut t = Tape::default();
+        let d = t.parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"));
+        d.nodes.iter().map(|n| n.kind).collect()
+    }
+    fn bad(s: &str) -> ParseError {
+        let mut t = Tape::default();
+        match t.parse(s.as_bytes()) {
+            Ok(_) => panic!("accepted {s:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn parses_nested_documents() {
+        assert_eq!(
+            ok(r#"{"a":1,"b":[true,null,2.5e3],"c":{"d":"x\"y"}}"#),
+            vec![Kind::Object, Kind::Str, Kind::Int, Kind::Str, Kind::Array, Kind::True, Kind::Null,
+                 Kind::Float, Kind::Str, Kind::Object, Kind::Str, Kind::StrEsc]
+        );
+        let mut t = Tape::default();
+        let d = t.parse(br#"{"k": [1, 2], "s": "caf\u00e9 \ud83d\ude00", "e": {}}"#).unwrap();
+        let m: Vec<_> = d.members(0).map(|(k, _)| d.str(k)).collect();
+        assert_eq!(m, vec!["k", "s", "e"]);
+        let (_, arr) = d.members(0).next().unwrap();
+        assert_eq!(d.elements(arr).count(), 2);
+        assert_eq!(d.raw_str(arr), "[1, 2]");
+        let (_, s) = d.members(0).nth(1).unwrap();
+        assert_eq!(d.str(s), "café 😀");
+    }
+
+    #[test]
+    fn refuses_what_rfc8259_forbids() {
+        assert_eq!(bad(r#"{"a":1 "b":2}"#).what, "expected ',' or '}'");
+        bad(r#"{"a":1,}"#);
+        bad(r#"[1,2,]"#);
+        bad(r#"{"a":01}"#);
+        bad(r#"{"a":NaN}"#);
+        bad(r#"{"a":1.}"#);
+        bad(r#"{"a":.5}"#);
+        bad(r#"{"a":1e}"#);
+        bad("{\"a\":\"tab\there\"}");
+        bad(r#"{"a":"\x"}"#);
+        bad(r#"{"a":"\ud800"}"#);
+        bad(r#"{"a":tru}"#);
+        bad(r#"{a:1}"#);
+        bad(r#"{"a":1}{"b":2}"#);
+        bad(r#"{"a":1"#);
+        bad(r#""#);
+        bad(&("[".repeat(200) + &"]".repeat(200)));
+    }
+}

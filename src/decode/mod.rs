@@ -1,0 +1,305 @@
+//! Record decoding: one JSON record → one row of a set of column buffers.
+//!
+//! Input: the raw bytes of one record (NDJSON line, Kinesis record). Output:
+//! a [`Row`] from which the partition is computed and whose values are
+//! appended to a [`Columns`] buffer, or a [`RecordError`] carrying
+//! Firehose's error code and a message naming the column and the value.
+//! A record is isolated: if any column fails, nothing of it stays in the
+//! buffer. Checks, in order: size limit, UTF-8, JSON syntax (strict), top
+//! level is an object, unknown keys (when rejected), required fields, types.
+//! JSON keys match column sources case-insensitively unless the schema says
+//! otherwise; when a key appears twice, the last one wins.
+
+pub mod columns;
+pub mod convert;
+pub mod json;
+
+use crate::schema::{TableSchema, UnknownKeys};
+use arrow_array::{ArrayRef, RecordBatch};
+use columns::ColBuf;
+use convert::{append, ConvError, Plan};
+use json::{Doc, Kind, Tape};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+/// Firehose's default (and maximum) record size: 1,000 KiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1000 * 1024;
+
+/// Firehose's error-code vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Not JSON, or not UTF-8.
+    ParseError,
+    /// Valid JSON that does not fit the schema: types, ranges, required fields.
+    MalformedData,
+    /// Over the record size limit.
+    RecordTooLarge,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ParseError => "DataFormatConversion.ParseError",
+            ErrorCode::MalformedData => "DataFormatConversion.MalformedData",
+            ErrorCode::RecordTooLarge => "DataFormatConversion.RecordTooLarge",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RecordError {
+    fn malformed(message: String) -> Self {
+        RecordError { code: ErrorCode::MalformedData, message }
+    }
+}
+
+/// The column buffers of one output file in progress.
+pub struct Columns {
+    pub bufs: Vec<ColBuf>,
+    pub rows: usize,
+}
+
+impl Columns {
+    pub fn new(schema: &TableSchema) -> Columns {
+        let mut bufs: Vec<ColBuf> = schema.columns.iter().map(|c| ColBuf::new(&c.ty)).collect();
+        if schema.unknown_keys == UnknownKeys::Keep {
+            bufs.push(ColBuf::new(&crate::schema::ColType::String));
+        }
+        Columns { bufs, rows: 0 }
+    }
+    fn truncate(&mut self, rows: usize) {
+        self.bufs.iter_mut().for_each(|b| b.truncate(rows));
+    }
+    pub fn mem_bytes(&self) -> usize {
+        self.bufs.iter().map(ColBuf::mem_bytes).sum()
+    }
+    /// Turns the buffered rows into a batch; the buffers are left empty.
+    pub fn finish(&mut self, schema: &TableSchema) -> RecordBatch {
+        let extra = crate::schema::ColType::String;
+        let types = schema.columns.iter().map(|c| &c.ty).chain(std::iter::once(&extra));
+        let arrays: Vec<ArrayRef> = self.bufs.iter_mut().zip(types).map(|(b, t)| b.finish(t)).collect();
+        self.rows = 0;
+        RecordBatch::try_new(schema.arrow.clone(), arrays).expect("columns match the schema")
+    }
+}
+
+#[derive(Default)]
+struct Fnv(u64);
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf29ce484222325 } else { self.0 };
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub struct Decoder {
+    schema: Arc<TableSchema>,
+    plans: Vec<Plan>,
+    tape: Tape,
+    /// First source-path segment → slot.
+    index: HashMap<Box<[u8]>, usize, BuildHasherDefault<Fnv>>,
+    /// Per column: slot and remaining path segments.
+    col_slot: Vec<(usize, Vec<String>)>,
+    slots: Vec<Option<u32>>,
+    lower: Vec<u8>,
+    unknown: Vec<u32>,
+    max_record_bytes: usize,
+}
+
+impl Decoder {
+    pub fn new(schema: Arc<TableSchema>, max_record_bytes: usize) -> Decoder {
+        let ci = schema.case_insensitive;
+        let plans = schema.columns.iter().map(|c| Plan::new(&c.ty, &c.formats, ci)).collect();
+        let mut index: HashMap<Box<[u8]>, usize, BuildHasherDefault<Fnv>> = HashMap::default();
+        let mut col_slot = Vec::new();
+        for c in &schema.columns {
+            let n = index.len();
+            let slot = *index.entry(c.source[0].as_bytes().into()).or_insert(n);
+            col_slot.push((slot, c.source[1..].to_vec()));
+        }
+        let nslots = index.len();
+        Decoder {
+            schema,
+            plans,
+            tape: Tape::default(),
+            index,
+            col_slot,
+            slots: vec![None; nslots],
+            lower: Vec::new(),
+            unknown: Vec::new(),
+            max_record_bytes,
+        }
+    }
+
+    pub fn schema(&self) -> &Arc<TableSchema> {
+        &self.schema
+    }
+
+    /// Parses one record and matches its keys to columns.
+    pub fn parse<'a>(&'a mut self, data: &'a [u8]) -> Result<Row<'a>, RecordError> {
+        if data.len() > self.max_record_bytes {
+            return Err(RecordError {
+                code: ErrorCode::RecordTooLarge,
+                message: format!("record is {} bytes, over the {}-byte limit", data.len(), self.max_record_bytes),
+            });
+        }
+        if let Err(e) = std::str::from_utf8(data) {
+            return Err(RecordError {
+                code: ErrorCode::ParseError,
+                message: format!("record is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+            });
+        }
+        self.tape.parse_only(data).map_err(|e| RecordError {
+            code: ErrorCode::ParseError,
+            message: format!("malformed JSON: {e}"),
+        })?;
+        let doc = self.tape.doc(data);
+        if doc.node(0).kind != Kind::Object {
+            return Err(RecordError { code: ErrorCode::ParseError, message: "record is not a JSON object".into() });
+        }
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.unknown.clear();
+        let ci = self.schema.case_insensitive;
+        for (k, v) in doc.members(0) {
+            let key = doc.str_bytes(k);
+            let lookup: &[u8] = if ci && key.iter().any(|c| c.is_ascii_uppercase() || *c >= 0x80) {
+                self.lower.clear();
+                if key.is_ascii() {
+                    self.lower.extend(key.iter().map(u8::to_ascii_lowercase));
+                } else {
+                    self.lower.extend_from_slice(doc.str(k).to_lowercase().as_bytes());
+                }
+                &self.lower
+            } else {
+                key
+            };
+            match self.index.get(lookup) {
+                Some(&slot) => self.slots[slot] = Some(v),
+                None => self.unknown.push(k),
+            }
+        }
+        if self.schema.unknown_keys == UnknownKeys::Reject && !self.unknown.is_empty() {
+            let names: Vec<String> = self.unknown.iter().map(|&k| format!("'{}'", doc.str(k))).collect();
+            return Err(RecordError::malformed(format!(
+                "unknown key {} (the schema rejects keys that are not columns)", names.join(", "))));
+        }
+        // from here on the decoder is only read
+        let this: &'a Decoder = self;
+        Ok(Row { dec: this, doc: this.tape.doc(data) })
+    }
+}
+
+/// A parsed record whose keys are matched to columns.
+pub struct Row<'a> {
+    dec: &'a Decoder,
+    doc: Doc<'a>,
+}
+
+impl<'a> Row<'a> {
+    /// The value node of column `i` (following a dotted source path), if present.
+    pub fn node(&self, i: usize) -> Option<u32> {
+        let (slot, rest) = &self.dec.col_slot[i];
+        let mut n = self.dec.slots[*slot]?;
+        for seg in rest {
+            if self.doc.node(n).kind != Kind::Object {
+                return None;
+            }
+            n = self
+                .doc
+                .members(n)
+                .filter(|&(k, _)| convert::key_matches(self.doc.str(k), seg, self.dec.schema.case_insensitive))
+                .last()?
+                .1;
+        }
+        Some(n)
+    }
+
+    pub fn doc(&self) -> &Doc<'a> {
+        &self.doc
+    }
+
+    fn col_err(&self, i: usize, e: ConvError) -> RecordError {
+        RecordError::malformed(e.describe(&self.dec.schema.columns[i].name))
+    }
+
+    /// Event time of a timestamp column, in epoch millis (None when null or missing).
+    pub fn timestamp(&self, i: usize) -> Result<Option<i64>, RecordError> {
+        match self.node(i) {
+            Some(n) if self.doc.node(n).kind != Kind::Null => convert::timestamp_value(&self.doc, n, &self.dec.schema.columns[i].formats)
+                .map(Some)
+                .map_err(|e| self.col_err(i, e)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Canonical text of a partition-key column's value (None when null or missing).
+    pub fn key_text(&self, i: usize) -> Result<Option<std::borrow::Cow<'a, str>>, RecordError> {
+        use crate::schema::ColType;
+        let Some(n) = self.node(i).filter(|&n| self.doc.node(n).kind != Kind::Null) else { return Ok(None) };
+        let ty = &self.dec.schema.columns[i].ty;
+        let text = match ty {
+            ColType::TinyInt | ColType::SmallInt | ColType::Int | ColType::BigInt => {
+                convert::int_value(&self.doc, n, ty).map(|v| v.to_string().into())
+            }
+            ColType::Boolean => convert::bool_value(&self.doc, n).map(|b| if b { "true" } else { "false" }.into()),
+            _ => Ok(convert::string_value(&self.doc, n).into()),
+        };
+        text.map(Some).map_err(|e| self.col_err(i, e))
+    }
+
+    /// Appends this record as one row; on failure nothing of it remains.
+    pub fn append_to(&self, cols: &mut Columns) -> Result<(), RecordError> {
+        let start = cols.rows;
+        let schema = &self.dec.schema;
+        for (i, col) in schema.columns.iter().enumerate() {
+            let node = self.node(i);
+            if col.required && node.is_none_or(|n| self.doc.node(n).kind == Kind::Null) {
+                cols.truncate(start);
+                let what = if node.is_none() { "is missing" } else { "is null" };
+                return Err(RecordError::malformed(format!("column '{}': required field {what}", col.name)));
+            }
+            if let Err(e) = append(&self.dec.plans[i], &mut cols.bufs[i], &self.doc, node) {
+                cols.truncate(start);
+                return Err(self.col_err(i, e));
+            }
+        }
+        if schema.unknown_keys == UnknownKeys::Keep {
+            let ColBuf::Bytes { offsets, data, valid } = cols.bufs.last_mut().unwrap() else { unreachable!() };
+            if self.dec.unknown.is_empty() {
+                offsets.push(*offsets.last().unwrap());
+                valid.append(false);
+            } else {
+                data.push(b'{');
+                for (j, &k) in self.dec.unknown.iter().enumerate() {
+                    if j > 0 {
+                        data.push(b',');
+                    }
+                    data.extend_from_slice(self.doc.raw(k));
+                    data.push(b':');
+                    data.extend_from_slice(self.doc.raw(k + 1));
+                }
+                data.push(b'}');
+                offsets.push(data.len() as i32);
+                valid.append(true);
+            }
+        }
+        cols.rows += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,16 @@
+//! lakehose: JSON records → partitioned snappy Parquet, exactly once.
+//!
+//! Stages: [`source`] → [`decode`] (per [`schema`]) → [`pipeline`]
+//! (partition buffers, checkpoints) → [`write`] → [`store`], driven by [`run`].
+
+pub mod config;
+pub mod decode;
+pub mod ids;
+pub mod partition;
+pub mod pipeline;
+pub mod run;
+pub mod schema;
+pub mod source;
+pub mod store;
+pub mod timefmt;
+pub mod write;

@@ -1,0 +1,212 @@
+//! The `lakehose` command line. Exit codes: 0 ok, 2 bad usage, config or
+//! schema (the message names file, line and key), 1 runtime failure.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lakehose::config::Config;
+use lakehose::pipeline::{Limits, Pipeline};
+use lakehose::run::{self, Sinks};
+use lakehose::schema::{evolve, infer, TableSchema};
+use lakehose::store::StoreOptions;
+use lakehose::write::ParquetOptions;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "lakehose", version, about = "JSON records → partitioned snappy Parquet in S3 or local files, exactly once")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon with a config file (every key can be overridden by
+    /// LAKEHOSE_<SECTION>_<KEY>, e.g. LAKEHOSE_BUFFER_MAX_AGE=30s).
+    Run {
+        #[arg(long, default_value = "lakehose.toml")]
+        config: PathBuf,
+    },
+    /// Convert NDJSON files (or - for stdin) to partitioned Parquet once,
+    /// through the same code path as the daemon.
+    Convert {
+        /// Schema file describing the table.
+        #[arg(long)]
+        schema: PathBuf,
+        /// Lake destination: a directory, file:///dir/ or s3://bucket/prefix/.
+        #[arg(long)]
+        out: String,
+        /// Where bad records go (default: <out>/_errors/).
+        #[arg(long)]
+        errors: Option<String>,
+        /// Also keep every input record, gzip NDJSON, under this URL.
+        #[arg(long)]
+        raw_backup: Option<String>,
+        /// Largest accepted record in bytes (Firehose's limit by default).
+        #[arg(long, default_value_t = lakehose::decode::DEFAULT_MAX_RECORD_BYTES)]
+        max_record_size: usize,
+        /// Flush a partition's file at this many records.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_records: usize,
+        /// Flush a partition's file at this many input bytes (e.g. 128MiB).
+        #[arg(long, default_value = "128MiB")]
+        max_bytes: String,
+        /// Flush the largest buffers when all of them together hold this much.
+        #[arg(long, default_value = "256MiB")]
+        memory_limit: String,
+        /// S3 endpoint override (else AWS_ENDPOINT_URL).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// SSE-KMS key for every object written to S3.
+        #[arg(long)]
+        kms_key_id: Option<String>,
+        /// Input files; - reads stdin.
+        #[arg(default_value = "-")]
+        inputs: Vec<String>,
+    },
+    /// Schema file tools.
+    Schema {
+        #[command(subcommand)]
+        cmd: SchemaCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCmd {
+    /// Validate a schema file; with --against, check that the change is compatible.
+    Check {
+        schema: PathBuf,
+        /// The schema file currently in use; prints a column-by-column diff and a verdict.
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
+    /// Draft a schema file from sample NDJSON (a file or - for stdin), printed to stdout.
+    Infer {
+        sample: PathBuf,
+        /// Table name (default: the sample file's name).
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+/// An error that maps to exit code 2.
+#[derive(Debug)]
+struct Usage(String);
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Usage {}
+
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(Usage(e.to_string()))
+}
+
+fn size(s: &str, flag: &str) -> anyhow::Result<usize> {
+    lakehose::config::parse_size(&toml::Value::String(s.into())).map_err(|m| usage(format!("{flag}: {m}")))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LAKEHOSE_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(dispatch(cli.cmd)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = if e.downcast_ref::<Usage>().is_some() { 2 } else { 1 };
+            eprintln!("lakehose: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn load_schema(path: &std::path::Path) -> anyhow::Result<Arc<TableSchema>> {
+    TableSchema::load(path).map(Arc::new).map_err(usage)
+}
+
+async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Run { config } => {
+            let cfg = Config::load(&config).map_err(usage)?;
+            let schema = load_schema(&cfg.schema_path)?;
+            let cancel = CancellationToken::new();
+            spawn_signal_handler(cancel.clone());
+            let summary = run::run(&cfg, schema, cancel).await.context("run failed")?;
+            tracing::info!(%summary, "stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Convert { schema, out, errors, raw_backup, max_record_size, max_records, max_bytes, memory_limit, endpoint, kms_key_id, inputs } => {
+            let schema = load_schema(&schema)?;
+            let limits = Limits {
+                max_records,
+                max_bytes: size(&max_bytes, "--max-bytes")?,
+                memory_limit: size(&memory_limit, "--memory-limit")?,
+                max_age: std::time::Duration::from_secs(u64::MAX / 4),
+            };
+            let out = if out.ends_with('/') { out } else { format!("{out}/") };
+            let errors = errors.unwrap_or_else(|| format!("{out}_errors/"));
+            let opts = StoreOptions { endpoint, region: None, kms_key_id };
+            let sinks = Sinks::open(&out, raw_backup.as_deref(), &errors, &opts, ParquetOptions::default()).map_err(usage)?;
+            let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some());
+            let summary = run::convert(&mut p, &inputs, &sinks).await?;
+            eprintln!("lakehose convert: {summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Schema { cmd: SchemaCmd::Check { schema, against } } => {
+            let new = load_schema(&schema)?;
+            println!("{}: valid schema for table {} ({} columns)", schema.display(), new.table, new.columns.len());
+            let Some(old_path) = against else { return Ok(ExitCode::SUCCESS) };
+            let old = load_schema(&old_path)?;
+            let changes = evolve::diff(&old, &new);
+            for c in &changes {
+                let mark = if c.compatible { "ok " } else { "BAD" };
+                let why = if c.reason.is_empty() { String::new() } else { format!(" — {}", c.reason) };
+                println!("  {mark} {}: {}{why}", c.column, c.what);
+            }
+            if changes.iter().all(|c| c.compatible) {
+                println!("compatible: {} change(s) against {}", changes.len(), old_path.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("incompatible with {}: files already written would not read as the new schema says", old_path.display());
+                Ok(ExitCode::from(2))
+            }
+        }
+        Cmd::Schema { cmd: SchemaCmd::Infer { sample, table } } => {
+            let data = if sample.as_os_str() == "-" {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+                v
+            } else {
+                std::fs::read(&sample).with_context(|| format!("{}", sample.display())).map_err(usage)?
+            };
+            let name = table.unwrap_or_else(|| {
+                sample.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "table".into())
+            });
+            let (text, records, skipped) = infer::infer(&name, &data);
+            if records == 0 {
+                return Err(usage(format!("{}: no JSON object records to infer from", sample.display())));
+            }
+            print!("{text}");
+            eprintln!("drafted from {records} records ({skipped} lines skipped)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: flushing and stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: flushing and stopping"),
+        }
+        cancel.cancel();
+    });
+}

@@ -1,0 +1,83 @@
+//! Partition values → object-key prefixes.
+//!
+//! Input: a record's partition time (epoch millis, from its event-time
+//! column or its arrival time) and the canonical text of its key columns.
+//! Output: a Hive-style prefix such as `dt=2026-11-21/hr=13/event_type=click/`
+//! (or the schema's Firehose-syntax layout). Values are escaped as Hive
+//! escapes path names, and a null value becomes `__HIVE_DEFAULT_PARTITION__`,
+//! so every prefix is a valid partition location for Glue and Athena.
+
+use crate::schema::{LayoutPart, PartitionSpec};
+use crate::timefmt::{civil, format_pattern};
+use std::fmt::Write;
+
+pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Appends `v` escaped as Hive's `FileUtils.escapePathName` does.
+pub fn escape_value(v: &str, out: &mut String) {
+    if v.is_empty() {
+        out.push_str(DEFAULT_PARTITION);
+        return;
+    }
+    for c in v.chars() {
+        let esc = (c as u32) < 0x20
+            || matches!(c, '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '\x7f' | '{' | '[' | ']' | '^');
+        if esc {
+            let _ = write!(out, "%{:02X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// Renders the partition prefix of a record into `out` (cleared first).
+pub fn render(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::borrow::Cow<str>>], out: &mut String) {
+    out.clear();
+    for part in &spec.layout {
+        match part {
+            LayoutPart::Lit(l) => out.push_str(l),
+            LayoutPart::Time(p) => format_pattern(time_ms, p, out),
+            LayoutPart::Key(i) => match &keys[*i] {
+                Some(v) => escape_value(v, out),
+                None => out.push_str(DEFAULT_PARTITION),
+            },
+        }
+    }
+}
+
+/// `dt=YYYY-MM-DD/hr=HH/` of an instant: the prefix of raw backups and errors.
+pub fn hour_prefix(ms: i64) -> String {
+    let c = civil(ms);
+    format!("dt={:04}-{:02}-{:02}/hr={:02}/", c.year, c.month, c.day, c.hour)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::TableSchema;
+
+    #[test]
+    fn renders_hive_prefixes_with_escaping() {
+        let s = TableSchema::parse(
+            "x.toml",
+            r#"table = "t"
+[[columns]]
+name = "ts"
+type = "timestamp"
+[[columns]]
+name = "kind"
+type = "string"
+[partition]
+time = { column = "ts", granularity = "hour" }
+keys = ["kind"]
+"#,
+        )
+        .unwrap();
+        let mut out = String::new();
+        render(&s.partition, 1_763_730_300_000, &[Some("a/b=c".into())], &mut out);
+        assert_eq!(out, "dt=2025-11-21/hr=13/kind=a%2Fb%3Dc/");
+        render(&s.partition, 0, &[None], &mut out);
+        assert_eq!(out, "dt=1970-01-01/hr=00/kind=__HIVE_DEFAULT_PARTITION__/");
+        assert_eq!(hour_prefix(1_763_730_300_000), "dt=2025-11-21/hr=13/");
+    }
+}

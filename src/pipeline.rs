@@ -1,0 +1,533 @@
+//! The conversion core: records in, sealed buffers out, checkpoints after.
+//!
+//! Input: records of one or more shards (position, arrival time, bytes), in
+//! position order per shard. Each record goes to exactly one of: a row in
+//! the buffer of its table partition, or a line in the error buffer of its
+//! arrival hour; and, when a raw backup is configured, to a line in the raw
+//! buffer of its arrival hour. Output: [`Sealed`] buffers (records, bytes,
+//! age or the memory budget triggered them) for the writer stage, and per
+//! shard a [`ShardCheckpoint`] once sealed buffers are durable.
+//!
+//! Exactly-once: a buffer's object key is its shard plus the position of its
+//! first record, so a replay after a crash writes the same key. The
+//! checkpoint holds where to resume (the first record of the oldest open
+//! buffer) and, for every destination flushed past that point, the last
+//! position already durable there; replayed records at or before that
+//! position are skipped for that destination only.
+
+use crate::decode::{Columns, Decoder, RecordError};
+use crate::ids::{Position, ShardId};
+use crate::partition::{hour_prefix, render};
+use crate::schema::{TableSchema, TimeSource};
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+    pub memory_limit: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_records: 1_000_000,
+            max_bytes: 128 << 20,
+            max_age: Duration::from_secs(60),
+            memory_limit: 256 << 20,
+        }
+    }
+}
+
+/// Where a buffer's content lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DestKind {
+    /// Parquet under the lake URL.
+    Table,
+    /// Error lines under the errors URL.
+    Errors,
+    /// Raw input lines under the raw-backup URL.
+    Raw,
+}
+
+/// Why a buffer was sealed (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Records,
+    Bytes,
+    Age,
+    Memory,
+    Shutdown,
+}
+
+/// Where a shard resumes after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resume {
+    /// Nothing read yet.
+    Start,
+    /// Re-read from this record (inclusive).
+    At(Position),
+    /// Continue after this record.
+    After(Position),
+}
+
+/// The durable progress of one shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardCheckpoint {
+    pub resume: Resume,
+    /// `kind:prefix` → last position durable in that destination beyond `resume`.
+    #[serde(default)]
+    pub done: BTreeMap<String, Position>,
+}
+
+impl Default for ShardCheckpoint {
+    fn default() -> Self {
+        ShardCheckpoint { resume: Resume::Start, done: BTreeMap::new() }
+    }
+}
+
+fn done_key(kind: DestKind, prefix: &str) -> String {
+    let k = match kind {
+        DestKind::Table => "table",
+        DestKind::Errors => "errors",
+        DestKind::Raw => "raw",
+    };
+    format!("{k}:{prefix}")
+}
+
+enum Body {
+    Rows(Columns),
+    Lines(Vec<u8>),
+}
+
+struct Buffer {
+    first: Position,
+    last: Position,
+    opened: Instant,
+    records: usize,
+    in_bytes: usize,
+    mem: usize,
+    /// Already queued for sealing.
+    due: bool,
+    body: Body,
+}
+
+#[derive(Default)]
+struct ShardState {
+    read_to: Option<Position>,
+    /// Destinations durable past the resume point: (kind, prefix) → last position.
+    done: HashMap<(DestKind, String), Position>,
+    bufs: HashMap<(DestKind, String), Buffer>,
+}
+
+pub enum SealedBody {
+    Batch(RecordBatch),
+    Lines(Vec<u8>),
+}
+
+/// A buffer taken out for writing.
+pub struct Sealed {
+    pub shard: ShardId,
+    pub kind: DestKind,
+    /// Partition prefix (`dt=…/hr=…/…/`).
+    pub prefix: String,
+    pub first: Position,
+    pub last: Position,
+    pub records: usize,
+    pub trigger: Trigger,
+    pub body: SealedBody,
+}
+
+impl Sealed {
+    /// Object key relative to the destination URL. Comes only from the data.
+    pub fn key(&self) -> String {
+        let ext = match self.kind {
+            DestKind::Table => "snappy.parquet",
+            _ => "json.gz",
+        };
+        let dir = if self.kind == DestKind::Errors { "format-conversion-failed/" } else { "" };
+        format!("{dir}{}{}-{}.{ext}", self.prefix, self.shard, self.first.key_part())
+    }
+}
+
+/// Counters for the summary line and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub records_in: u64,
+    pub bytes_in: u64,
+    pub rows: u64,
+    pub errors: BTreeMap<&'static str, u64>,
+    pub skipped_replay: u64,
+}
+
+impl Stats {
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Identity written into every error line's `dataCatalogTable`.
+#[derive(Debug, Clone, Default)]
+pub struct TableRef {
+    pub database: Option<String>,
+    pub table: String,
+}
+
+pub struct Pipeline {
+    decoder: Decoder,
+    schema: Arc<TableSchema>,
+    limits: Limits,
+    raw_backup: bool,
+    table_ref: TableRef,
+    shards: HashMap<ShardId, ShardState>,
+    mem_total: usize,
+    ready: Vec<(ShardId, DestKind, String, Trigger)>,
+    pending: Vec<Sealed>,
+    prefix: String,
+    hour_cache: (i64, String),
+    stats: Stats,
+}
+
+impl Pipeline {
+    pub fn new(schema: Arc<TableSchema>, limits: Limits, max_record_bytes: usize) -> Pipeline {
+        let table_ref = TableRef { database: None, table: schema.table.clone() };
+        Pipeline {
+            decoder: Decoder::new(schema.clone(), max_record_bytes),
+            schema,
+            limits,
+            raw_backup: false,
+            table_ref,
+            shards: HashMap::new(),
+            mem_total: 0,
+            ready: Vec::new(),
+            pending: Vec::new(),
+            prefix: String::new(),
+            hour_cache: (i64::MIN, String::new()),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn with_raw_backup(mut self, on: bool) -> Self {
+        self.raw_backup = on;
+        self
+    }
+
+    pub fn with_table_ref(mut self, t: TableRef) -> Self {
+        self.table_ref = t;
+        self
+    }
+
+    pub fn schema(&self) -> &Arc<TableSchema> {
+        &self.schema
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Bytes held by open buffers.
+    pub fn buffered_bytes(&self) -> usize {
+        self.mem_total
+    }
+
+    /// Loads a shard's durable progress before its records are replayed.
+    pub fn restore(&mut self, shard: &ShardId, cp: &ShardCheckpoint) {
+        let st = self.shards.entry(shard.clone()).or_default();
+        for (k, pos) in &cp.done {
+            let (kind, prefix) = match k.split_once(':') {
+                Some(("table", p)) => (DestKind::Table, p),
+                Some(("errors", p)) => (DestKind::Errors, p),
+                Some(("raw", p)) => (DestKind::Raw, p),
+                _ => continue,
+            };
+            st.done.insert((kind, prefix.to_string()), pos.clone());
+        }
+        if let Resume::After(p) = &cp.resume {
+            st.read_to = Some(p.clone());
+        }
+    }
+
+    /// Routes one record. Never fails: a bad record becomes an error line.
+    pub fn push(&mut self, shard: &ShardId, pos: Position, arrival_ms: i64, data: &[u8]) {
+        self.stats.records_in += 1;
+        self.stats.bytes_in += data.len() as u64;
+        if !self.shards.contains_key(shard) {
+            self.shards.insert(shard.clone(), ShardState::default());
+        }
+        if self.hour_cache.0 != arrival_ms.div_euclid(3_600_000) {
+            self.hour_cache = (arrival_ms.div_euclid(3_600_000), hour_prefix(arrival_ms));
+        }
+        if self.raw_backup {
+            let hour = self.hour_cache.1.clone();
+            self.push_line(shard, DestKind::Raw, &hour, &pos, data.len(), |buf| {
+                buf.extend_from_slice(data);
+                buf.push(b'\n');
+            });
+        }
+        let result = self.push_row(shard, &pos, arrival_ms, data);
+        if let Err(e) = result {
+            *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
+            let hour = self.hour_cache.1.clone();
+            let line = error_line(&e, shard, &pos, arrival_ms, data, &self.table_ref);
+            self.push_line(shard, DestKind::Errors, &hour, &pos, data.len(), |buf| {
+                buf.extend_from_slice(&line);
+                buf.push(b'\n');
+            });
+        }
+        self.shards.get_mut(shard).unwrap().read_to = Some(pos);
+        if self.mem_total > self.limits.memory_limit {
+            self.shed_memory();
+        }
+    }
+
+    fn push_row(&mut self, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8]) -> Result<(), RecordError> {
+        let row = self.decoder.parse(data)?;
+        let spec = &self.schema.partition;
+        let time = match spec.time {
+            TimeSource::Column(i) => row.timestamp(i)?.unwrap_or(arrival_ms),
+            TimeSource::Arrival => arrival_ms,
+        };
+        let keys: Vec<Option<Cow<str>>> = spec.keys.iter().map(|&i| row.key_text(i)).collect::<Result<_, _>>()?;
+        render(spec, time, &keys, &mut self.prefix);
+        let st = self.shards.get_mut(shard).unwrap();
+        if !st.done.is_empty() {
+            if let Some(d) = st.done.get(&(DestKind::Table, self.prefix.clone())) {
+                if pos <= d {
+                    self.stats.skipped_replay += 1;
+                    return Ok(());
+                }
+            }
+        }
+        let key = (DestKind::Table, std::mem::take(&mut self.prefix));
+        let buf = match st.bufs.get_mut(&key) {
+            Some(b) => b,
+            None => st.bufs.entry(key.clone()).or_insert_with(|| Buffer {
+                first: pos.clone(),
+                last: pos.clone(),
+                opened: Instant::now(),
+                records: 0,
+                in_bytes: 0,
+                mem: 0,
+                due: false,
+                body: Body::Rows(Columns::new(&self.schema)),
+            }),
+        };
+        let Body::Rows(cols) = &mut buf.body else { unreachable!() };
+        let res = row.append_to(cols);
+        match res {
+            Ok(()) => {
+                buf.records += 1;
+                buf.in_bytes += data.len();
+                buf.last = pos.clone();
+                let before = buf.mem;
+                buf.mem = if buf.records % 32 == 1 { cols.mem_bytes() } else { buf.mem + data.len() };
+                self.mem_total = self.mem_total + buf.mem - before;
+                self.stats.rows += 1;
+                if let Some(t) = self.limits.trigger(buf) {
+                    self.ready.push((shard.clone(), DestKind::Table, key.1.clone(), t));
+                }
+                self.prefix = key.1;
+                Ok(())
+            }
+            Err(e) => {
+                if buf.records == 0 {
+                    self.mem_total -= buf.mem;
+                    st.bufs.remove(&key);
+                }
+                self.prefix = key.1;
+                Err(e)
+            }
+        }
+    }
+
+    fn push_line(&mut self, shard: &ShardId, kind: DestKind, prefix: &str, pos: &Position, in_len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        let st = self.shards.get_mut(shard).unwrap();
+        let key = (kind, prefix.to_string());
+        if let Some(d) = st.done.get(&key) {
+            if pos <= d {
+                return;
+            }
+        }
+        let buf = st.bufs.entry(key).or_insert_with(|| Buffer {
+            first: pos.clone(),
+            last: pos.clone(),
+            opened: Instant::now(),
+            records: 0,
+            in_bytes: 0,
+            mem: 0,
+            due: false,
+            body: Body::Lines(Vec::new()),
+        });
+        let Body::Lines(lines) = &mut buf.body else { unreachable!() };
+        let before = lines.capacity();
+        write(lines);
+        self.mem_total = self.mem_total + lines.capacity() - before;
+        buf.mem = lines.capacity();
+        buf.records += 1;
+        buf.in_bytes += in_len;
+        buf.last = pos.clone();
+        if let Some(t) = self.limits.trigger(buf) {
+            self.ready.push((shard.clone(), kind, prefix.to_string(), t));
+        }
+    }
+
+    /// Marks the largest buffers ready until the budget has room for a quarter of it.
+    fn shed_memory(&mut self) {
+        let mut all: Vec<(usize, ShardId, DestKind, String)> = self
+            .shards
+            .iter()
+            .flat_map(|(s, st)| st.bufs.iter().map(move |((k, p), b)| (b.mem, s.clone(), *k, p.clone())))
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        let target = self.limits.memory_limit / 4 * 3;
+        let mut total = self.mem_total;
+        for (mem, s, k, p) in all {
+            if total <= target {
+                break;
+            }
+            total -= mem.min(total);
+            // sealed now, so the budget holds even if the caller writes later
+            self.seal_into_pending(s, k, p, Trigger::Memory);
+        }
+    }
+
+    fn seal_into_pending(&mut self, shard: ShardId, kind: DestKind, prefix: String, trigger: Trigger) {
+        if let Some(s) = self.seal(&shard, kind, prefix, trigger) {
+            self.pending.push(s);
+        }
+    }
+
+    fn seal(&mut self, shard: &ShardId, kind: DestKind, prefix: String, trigger: Trigger) -> Option<Sealed> {
+        let st = self.shards.get_mut(shard)?;
+        let buf = st.bufs.remove(&(kind, prefix.clone()))?;
+        self.mem_total -= buf.mem.min(self.mem_total);
+        let body = match buf.body {
+            Body::Rows(mut cols) => SealedBody::Batch(cols.finish(&self.schema)),
+            Body::Lines(l) => SealedBody::Lines(l),
+        };
+        Some(Sealed { shard: shard.clone(), kind, prefix, first: buf.first, last: buf.last, records: buf.records, trigger, body })
+    }
+
+    /// Buffers due now: full ones, memory-shed ones, and those older than max_age.
+    pub fn take_due(&mut self, now: Instant) -> Vec<Sealed> {
+        let max_age = self.limits.max_age;
+        let aged: Vec<(ShardId, DestKind, String)> = self
+            .shards
+            .iter()
+            .flat_map(|(s, st)| {
+                st.bufs
+                    .iter()
+                    .filter(move |(_, b)| now.duration_since(b.opened) >= max_age)
+                    .map(move |((k, p), _)| (s.clone(), *k, p.clone()))
+            })
+            .collect();
+        let ready = std::mem::take(&mut self.ready);
+        for (s, k, p, t) in ready {
+            self.seal_into_pending(s, k, p, t);
+        }
+        for (s, k, p) in aged {
+            self.seal_into_pending(s, k, p, Trigger::Age);
+        }
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Every open buffer (shutdown, end of input).
+    pub fn take_all(&mut self) -> Vec<Sealed> {
+        let ready = std::mem::take(&mut self.ready);
+        for (s, k, p, t) in ready {
+            self.seal_into_pending(s, k, p, t);
+        }
+        let mut out = std::mem::take(&mut self.pending);
+        let all: Vec<(ShardId, DestKind, String)> = self
+            .shards
+            .iter()
+            .flat_map(|(s, st)| st.bufs.keys().map(move |(k, p)| (s.clone(), *k, p.clone())))
+            .collect();
+        for (s, k, p) in all {
+            out.extend(self.seal(&s, k, p, Trigger::Shutdown));
+        }
+        out
+    }
+
+    /// True when sealed buffers wait to be taken (the caller should write soon).
+    pub fn has_due(&self) -> bool {
+        !self.ready.is_empty() || !self.pending.is_empty()
+    }
+
+    /// Records that a sealed buffer is durable at its destination.
+    pub fn mark_durable(&mut self, s: &Sealed) {
+        let st = self.shards.entry(s.shard.clone()).or_default();
+        let e = st.done.entry((s.kind, s.prefix.clone())).or_insert_with(|| s.last.clone());
+        if *e < s.last {
+            *e = s.last.clone();
+        }
+    }
+
+    /// The shard's checkpoint given what is durable now; prunes what it no longer needs.
+    pub fn checkpoint(&mut self, shard: &ShardId) -> ShardCheckpoint {
+        let Some(st) = self.shards.get_mut(shard) else { return ShardCheckpoint::default() };
+        let oldest = st.bufs.values().map(|b| &b.first).min().cloned();
+        let resume = match (oldest, &st.read_to) {
+            (Some(p), _) => Resume::At(p),
+            (None, Some(p)) => Resume::After(p.clone()),
+            (None, None) => Resume::Start,
+        };
+        st.done.retain(|_, d| match &resume {
+            Resume::At(p) => *d >= *p,
+            Resume::After(p) => *d > *p,
+            Resume::Start => true,
+        });
+        ShardCheckpoint {
+            resume,
+            done: st.done.iter().map(|((k, p), pos)| (done_key(*k, p), pos.clone())).collect(),
+        }
+    }
+
+    pub fn shards(&self) -> impl Iterator<Item = &ShardId> {
+        self.shards.keys()
+    }
+}
+
+impl Limits {
+    /// The size trigger a buffer has just reached, once per buffer.
+    fn trigger(&self, b: &mut Buffer) -> Option<Trigger> {
+        if b.due {
+            return None;
+        }
+        let t = if b.records >= self.max_records {
+            Trigger::Records
+        } else if b.in_bytes >= self.max_bytes {
+            Trigger::Bytes
+        } else {
+            return None;
+        };
+        b.due = true;
+        Some(t)
+    }
+}
+
+/// One Firehose-style error record (a JSON line).
+pub fn error_line(e: &RecordError, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8], t: &TableRef) -> Vec<u8> {
+    use base64::Engine;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let v = serde_json::json!({
+        "attemptsMade": 1,
+        "arrivalTimestamp": arrival_ms,
+        "errorCode": e.code.as_str(),
+        "errorMessage": e.message,
+        "attemptEndingTimestamp": now,
+        "rawData": base64::engine::general_purpose::STANDARD.encode(data),
+        "sequenceNumber": pos.seq.to_string(),
+        "subSequenceNumber": pos.sub,
+        "shardId": shard.as_str(),
+        "dataCatalogTable": { "databaseName": t.database, "tableName": t.table },
+    });
+    serde_json::to_vec(&v).expect("json")
+}

@@ -1,0 +1,246 @@
+//! The runner: source → pipeline → writers → stores → checkpoint.
+//!
+//! Input: a validated config (daemon) or a list of files (`convert`).
+//! Output: objects in the lake, raw-backup and error stores; checkpoints
+//! stored only after the objects they cover are written. Shutdown: when the
+//! cancellation token fires (SIGTERM/SIGINT), reading stops, every buffer is
+//! flushed, checkpoints are stored, and the run returns its summary.
+//! Failure: [`RunError`]; a failed upload stops the run without storing a
+//! checkpoint past it, so a restart replays those records.
+
+use crate::config::{Config, SourceConfig};
+use crate::ids::ShardId;
+use crate::pipeline::{DestKind, Pipeline, Sealed, ShardCheckpoint, Stats};
+use crate::schema::TableSchema;
+use crate::source::spool::{SpoolError, SpoolSource};
+use crate::source::{now_ms, split_lines, Batch};
+use crate::store::{Store, StoreError, StoreOptions};
+use crate::write::{encode, ParquetOptions, WriteError};
+use futures::StreamExt;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("{path}: {source}")]
+    Input { path: String, source: std::io::Error },
+}
+
+/// The three destinations.
+pub struct Sinks {
+    pub lake: Store,
+    pub raw: Option<Store>,
+    pub errors: Store,
+    pub parquet: ParquetOptions,
+}
+
+impl Sinks {
+    pub fn open(lake: &str, raw: Option<&str>, errors: &str, opts: &StoreOptions, parquet: ParquetOptions) -> Result<Sinks, StoreError> {
+        Ok(Sinks {
+            lake: Store::open(lake, opts)?,
+            raw: raw.map(|r| Store::open(r, opts)).transpose()?,
+            errors: Store::open(errors, opts)?,
+            parquet,
+        })
+    }
+}
+
+/// Encodes and uploads sealed buffers, then marks them durable in the
+/// pipeline. Returns the shards whose checkpoints may now advance.
+pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks) -> Result<BTreeSet<ShardId>, RunError> {
+    if sealed.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let schema = p.schema().clone();
+    let mut jobs = Vec::with_capacity(sealed.len());
+    let mut metas = Vec::with_capacity(sealed.len());
+    for mut s in sealed {
+        let (key, bytes) = encode(&mut s, &schema, &sinks.parquet)?;
+        let store = match s.kind {
+            DestKind::Table => &sinks.lake,
+            DestKind::Errors => &sinks.errors,
+            DestKind::Raw => sinks.raw.as_ref().expect("raw buffers exist only with a raw store"),
+        };
+        tracing::debug!(shard = %s.shard, file = %key, records = s.records, trigger = ?s.trigger, "flush");
+        jobs.push(async move { store.put(&key, bytes).await });
+        metas.push(s);
+    }
+    let results: Vec<Result<(), StoreError>> = futures::stream::iter(jobs).buffered(8).collect().await;
+    for r in results {
+        r?;
+    }
+    let mut shards = BTreeSet::new();
+    for s in &metas {
+        p.mark_durable(s);
+        shards.insert(s.shard.clone());
+    }
+    Ok(shards)
+}
+
+/// Summary of a finished run.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub stats: Stats,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stats;
+        write!(f, "{} records ({} bytes) in {:.2}s: {} rows written, {} errors", s.records_in, s.bytes_in,
+            self.elapsed.as_secs_f64(), s.rows, s.error_total())?;
+        for (code, n) in &s.errors {
+            write!(f, ", {code}: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One-shot conversion of NDJSON files (`-` for stdin).
+pub async fn convert(p: &mut Pipeline, inputs: &[String], sinks: &Sinks) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    for input in inputs {
+        let (shard, arrival_ms): (ShardId, i64) = if input == "-" {
+            (ShardId::new("stdin"), now_ms())
+        } else {
+            let stem = std::path::Path::new(input).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let mtime = std::fs::metadata(input)
+                .and_then(|m| m.modified())
+                .map_err(|source| RunError::Input { path: input.clone(), source })?;
+            let ms = mtime.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+            (ShardId::new(&stem), ms)
+        };
+        let mut reader: Box<dyn tokio::io::AsyncRead + Unpin> = if input == "-" {
+            Box::new(tokio::io::stdin())
+        } else {
+            Box::new(tokio::fs::File::open(input).await.map_err(|source| RunError::Input { path: input.clone(), source })?)
+        };
+        read_stream(p, &mut *reader, &shard, arrival_ms, input, sinks, None).await?;
+    }
+    let rest = p.take_all();
+    write_sealed(p, rest, sinks).await?;
+    Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
+}
+
+const READ_CHUNK: usize = 8 << 20;
+
+/// Reads NDJSON from a stream to its end, flushing as buffers come due.
+async fn read_stream(
+    p: &mut Pipeline,
+    reader: &mut (dyn tokio::io::AsyncRead + Unpin),
+    shard: &ShardId,
+    arrival_ms: i64,
+    name: &str,
+    sinks: &Sinks,
+    cancel: Option<&CancellationToken>,
+) -> Result<(), RunError> {
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut base: u64 = 0;
+    let mut records = Vec::new();
+    let mut eof = false;
+    while !eof {
+        let want = READ_CHUNK.max(buf.len() + 1);
+        let mut filled = buf.len();
+        buf.resize(want, 0);
+        while filled < want {
+            let n = match cancel {
+                Some(c) => tokio::select! {
+                    _ = c.cancelled() => 0,
+                    r = reader.read(&mut buf[filled..]) => r.map_err(|source| RunError::Input { path: name.to_string(), source })?,
+                },
+                None => reader.read(&mut buf[filled..]).await.map_err(|source| RunError::Input { path: name.to_string(), source })?,
+            };
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            filled += n;
+            if cancel.is_some() {
+                break; // a live stream: process what has come
+            }
+        }
+        buf.truncate(filled);
+        records.clear();
+        let used = split_lines(&buf, base, eof, &mut records);
+        let batch_arrival = if cancel.is_some() { now_ms() } else { arrival_ms };
+        for (off, r) in &records {
+            p.push(shard, crate::ids::Position::offset(*off), batch_arrival, &buf[r.clone()]);
+        }
+        buf.drain(..used);
+        base += used as u64;
+        let due = p.take_due(Instant::now());
+        write_sealed(p, due, sinks).await?;
+    }
+    Ok(())
+}
+
+/// The daemon: runs until the source ends (stdin) or `cancel` fires.
+pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationToken) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let sinks = Sinks::open(
+        &cfg.sink.url,
+        cfg.sink.raw_backup.as_deref(),
+        &cfg.sink.errors,
+        &cfg.sink.store,
+        ParquetOptions { row_group_bytes: cfg.sink.row_group_bytes },
+    )?;
+    let mut p = Pipeline::new(schema, cfg.limits.clone(), cfg.max_record_bytes).with_raw_backup(sinks.raw.is_some());
+    match &cfg.source {
+        SourceConfig::Stdin => {
+            let mut stdin = tokio::io::stdin();
+            read_stream(&mut p, &mut stdin, &ShardId::new("stdin"), now_ms(), "stdin", &sinks, Some(&cancel)).await?;
+            let rest = p.take_all();
+            write_sealed(&mut p, rest, &sinks).await?;
+        }
+        SourceConfig::Spool { dir, state_dir, poll } => {
+            let mut src = SpoolSource::open(dir, state_dir.as_deref())?;
+            src.restore_into(&mut p);
+            tracing::info!(dir = %dir.display(), "reading spool");
+            let mut last_age_check = Instant::now();
+            while !cancel.is_cancelled() {
+                let batch: Option<Batch> = src.next_batch()?;
+                let idle = batch.is_none();
+                if let Some(b) = batch {
+                    for (pos, data) in b.iter() {
+                        p.push(&b.shard, pos, b.arrival_ms, data);
+                    }
+                }
+                if p.has_due() || last_age_check.elapsed() >= Duration::from_millis(500) {
+                    last_age_check = Instant::now();
+                    let due = p.take_due(Instant::now());
+                    let shards = write_sealed(&mut p, due, &sinks).await?;
+                    commit(&mut p, &mut src, shards)?;
+                }
+                if idle {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(*poll) => {}
+                    }
+                }
+            }
+            tracing::info!("shutting down: flushing every buffer");
+            let rest = p.take_all();
+            write_sealed(&mut p, rest, &sinks).await?;
+            let all: BTreeSet<ShardId> = p.shards().cloned().collect();
+            commit(&mut p, &mut src, all)?;
+        }
+    }
+    Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
+}
+
+fn commit(p: &mut Pipeline, src: &mut SpoolSource, shards: BTreeSet<ShardId>) -> Result<(), RunError> {
+    for s in shards {
+        let cp: ShardCheckpoint = p.checkpoint(&s);
+        src.commit(&s, cp)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Spool source: a directory of NDJSON segment files, read with durable offsets.
+//!
+//! Input: files in `dir` (names not starting with `.`), read in name order,
+//! each a shard whose positions are byte offsets of its lines. Writers
+//! append whole lines (ending in `\n`); an unterminated last line waits for
+//! its newline. Output: [`Batch`]es of complete lines. Durability: the
+//! state file (`.lakehose-spool-state.json` in the state directory) holds
+//! each segment's arrival time and [`ShardCheckpoint`]; it is replaced
+//! atomically (write, fsync, rename, fsync dir) on every commit, which the
+//! runner makes only after the objects it describes are written. A restart
+//! after a crash or kill -9 resumes from it, neither losing nor repeating a
+//! record. Segments are never modified or deleted by lakehose.
+
+use super::{now_ms, split_lines, Batch};
+use crate::ids::ShardId;
+use crate::pipeline::{Pipeline, Resume, ShardCheckpoint};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+pub const STATE_FILE: &str = ".lakehose-spool-state.json";
+const CHUNK: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool directory {dir}: {source}")]
+    Dir { dir: String, source: std::io::Error },
+    #[error("spool segment {path}: {source}")]
+    Segment { path: String, source: std::io::Error },
+    #[error("spool state {path}: {message}")]
+    State { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SegState {
+    arrival_ms: i64,
+    checkpoint: ShardCheckpoint,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    segments: BTreeMap<String, SegState>,
+}
+
+struct Segment {
+    path: PathBuf,
+    shard: ShardId,
+    /// Next byte to read, once positioned.
+    offset: Option<u64>,
+}
+
+pub struct SpoolSource {
+    dir: PathBuf,
+    state_path: PathBuf,
+    state: StateFile,
+    segments: BTreeMap<String, Segment>,
+}
+
+impl SpoolSource {
+    pub fn open(dir: &Path, state_dir: Option<&Path>) -> Result<SpoolSource, SpoolError> {
+        let derr = |source| SpoolError::Dir { dir: dir.display().to_string(), source };
+        std::fs::create_dir_all(dir).map_err(derr)?;
+        let state_path = state_dir.unwrap_or(dir).join(STATE_FILE);
+        let state = match std::fs::read(&state_path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| SpoolError::State {
+                path: state_path.display().to_string(),
+                message: format!("unreadable ({e}); restore it or delete it to re-read every segment from the start"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+            Err(e) => return Err(SpoolError::State { path: state_path.display().to_string(), message: e.to_string() }),
+        };
+        Ok(SpoolSource { dir: dir.to_path_buf(), state_path, state, segments: BTreeMap::new() })
+    }
+
+    /// Hands every known segment's checkpoint to the pipeline.
+    pub fn restore_into(&self, p: &mut Pipeline) {
+        for (name, s) in &self.state.segments {
+            p.restore(&ShardId::new(name), &s.checkpoint);
+        }
+    }
+
+    fn scan(&mut self) -> Result<bool, SpoolError> {
+        let mut new = false;
+        let rd = std::fs::read_dir(&self.dir).map_err(|source| SpoolError::Dir { dir: self.dir.display().to_string(), source })?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !e.file_type().map(|t| t.is_file()).unwrap_or(false) || self.segments.contains_key(&name) {
+                continue;
+            }
+            if !self.state.segments.contains_key(&name) {
+                self.state.segments.insert(name.clone(), SegState { arrival_ms: now_ms(), checkpoint: ShardCheckpoint::default() });
+                new = true;
+            }
+            self.segments.insert(name.clone(), Segment { path: e.path(), shard: ShardId::new(&name), offset: None });
+        }
+        if new {
+            self.save()?;
+        }
+        Ok(new)
+    }
+
+    /// The next batch of complete lines from the first segment with unread data,
+    /// or None when every segment is read to its end.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>, SpoolError> {
+        self.scan()?;
+        let names: Vec<String> = self.segments.keys().cloned().collect();
+        for name in names {
+            let arrival_ms = self.state.segments[&name].arrival_ms;
+            let resume = self.state.segments[&name].checkpoint.resume.clone();
+            let seg = self.segments.get_mut(&name).unwrap();
+            let serr = |source| SpoolError::Segment { path: seg.path.display().to_string(), source };
+            let mut f = match std::fs::File::open(&seg.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(serr(e)),
+            };
+            let len = f.metadata().map_err(serr)?.len();
+            let offset = match seg.offset {
+                Some(o) => o,
+                None => match resume {
+                    Resume::Start => 0,
+                    Resume::At(p) => p.seq.to_string().parse().unwrap_or(0),
+                    Resume::After(p) => {
+                        // skip the line that starts at p
+                        let start: u64 = p.seq.to_string().parse().unwrap_or(0);
+                        f.seek(SeekFrom::Start(start)).map_err(serr)?;
+                        let mut buf = Vec::new();
+                        (&mut f).take(len - start.min(len)).read_to_end(&mut buf).map_err(serr)?;
+                        match buf.iter().position(|&b| b == b'\n') {
+                            Some(i) => start + i as u64 + 1,
+                            None => continue, // the line is not complete yet
+                        }
+                    }
+                },
+            };
+            seg.offset = Some(offset);
+            if offset >= len {
+                continue;
+            }
+            f.seek(SeekFrom::Start(offset)).map_err(serr)?;
+            let mut buf = Vec::with_capacity(CHUNK.min((len - offset) as usize));
+            (&mut f).take(CHUNK as u64).read_to_end(&mut buf).map_err(serr)?;
+            let mut records = Vec::new();
+            let mut used = split_lines(&buf, offset, false, &mut records);
+            if used == 0 && buf.len() == CHUNK {
+                // a line longer than the chunk: read it whole
+                let mut rest = Vec::new();
+                f.read_to_end(&mut rest).map_err(serr)?;
+                buf.extend_from_slice(&rest);
+                used = split_lines(&buf, offset, false, &mut records);
+            }
+            if used == 0 {
+                continue;
+            }
+            seg.offset = Some(offset + used as u64);
+            buf.truncate(used);
+            return Ok(Some(Batch { shard: seg.shard.clone(), arrival_ms, buf, records }));
+        }
+        Ok(None)
+    }
+
+    /// Stores a shard's checkpoint durably.
+    pub fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<(), SpoolError> {
+        let name = self.segments.iter().find(|(_, s)| &s.shard == shard).map(|(n, _)| n.clone());
+        if let Some(st) = name.and_then(|n| self.state.segments.get_mut(&n)) {
+            st.checkpoint = cp;
+        }
+        self.save()
+    }
+
+    fn save(&self) -> Result<(), SpoolError> {
+        let err = |e: std::io::Error| SpoolError::State { path: self.state_path.display().to_string(), message: e.to_string() };
+        let tmp = self.state_path.with_extension("json.tmp");
+        let data = serde_json::to_vec_pretty(&self.state).expect("state serializes");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(&data).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, &self.state_path).map_err(err)?;
+        if let Some(parent) = self.state_path.parent() {
+            if let Ok(d) = std::fs::File::open(parent) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! Object storage: `s3://bucket/prefix/`, `file:///dir/` or a plain directory.
+//!
+//! Input: a destination URL and options (endpoint override, SSE-KMS key).
+//! Output: [`Store::put`] writing whole objects under that prefix — one PUT
+//! for small objects, multipart above [`MULTIPART_THRESHOLD`]. Writes of the
+//! same key replace the object atomically (S3 semantics; the local store
+//! writes a temporary file and renames it), which is what makes replays
+//! idempotent. Failure: [`StoreError`]; transient S3 errors (5xx, throttling,
+//! timeouts) are retried by object_store's client with exponential backoff
+//! and jitter before they surface here.
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use std::sync::Arc;
+
+pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+const PART_SIZE: usize = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{url}: unsupported URL; use s3://bucket/prefix/, file:///path/ or a directory path")]
+    BadUrl { url: String },
+    #[error("{url}: cannot create directory: {source}")]
+    Dir { url: String, source: std::io::Error },
+    #[error("{url}: {source}")]
+    Backend { url: String, source: object_store::Error },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Endpoint override (moto, MinIO, VPC endpoints); else AWS_ENDPOINT_URL or AWS.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub kms_key_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+}
+
+impl Store {
+    pub fn open(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let bad = || StoreError::BadUrl { url: url.to_string() };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.len() < 3 {
+                return Err(bad());
+            }
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let endpoint = opts.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok()).or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+            if let Some(ep) = endpoint {
+                b = b.with_endpoint(&ep).with_allow_http(ep.starts_with("http://")).with_virtual_hosted_style_request(false);
+            }
+            let region = opts.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+            if let Some(r) = region {
+                b = b.with_region(r);
+            }
+            if let Some(k) = &opts.kms_key_id {
+                b = b.with_sse_kms_encryption(k);
+            }
+            let s3 = b.build().map_err(|source| StoreError::Backend { url: url.to_string(), source })?;
+            return Ok(Store { inner: Arc::new(s3), prefix: norm_prefix(prefix), url: url.to_string() });
+        }
+        let dir = match url.strip_prefix("file://") {
+            Some(p) if p.starts_with('/') => p.to_string(),
+            Some(_) => return Err(bad()),
+            None if url.contains("://") => return Err(bad()),
+            None => url.to_string(),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Dir { url: url.to_string(), source })?;
+        let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|source| StoreError::Backend { url: url.to_string(), source })?;
+        Ok(Store { inner: Arc::new(fs), prefix: String::new(), url: url.to_string() })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Writes (or replaces) the object at `key` below this store's prefix.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = ObjPath::from(format!("{}{key}", self.prefix));
+        let err = |source| StoreError::Backend { url: format!("{}{key}", self.url), source };
+        if data.len() < MULTIPART_THRESHOLD {
+            self.inner.put(&path, PutPayload::from(data)).await.map_err(err)?;
+        } else {
+            let upload = self.inner.put_multipart(&path).await.map_err(err)?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            w.put(data);
+            w.finish().await.map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+fn norm_prefix(p: &str) -> String {
+    let p = p.trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("{p}/")
+    }
+}
