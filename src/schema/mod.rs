@@ -430,7 +430,7 @@ keys = ["event_type"]
     #[test]
     fn bad_schemas_name_file_line_key_and_fix() {
         let e = err(&GOOD.replace("type = \"string\"\nrequired", "type = \"strng\"\nrequired"));
-        assert!(e.starts_with("schemas/x.toml:8: key `columns[0].type`"), "{e}");
+        assert!(e.starts_with("schemas/x.toml:7: key `columns[0].type`"), "{e}");
         assert!(e.contains("unknown type 'strng'") && e.contains("allowed:"), "{e}");
 
         let e = err(&GOOD.replace("granularity = \"hour\"", "granularity = \"week\""));
