@@ -19,7 +19,6 @@ use crate::decode::{Columns, Decoder, RecordError};
 use crate::ids::{Position, ShardId};
 use crate::partition::{hour_prefix, render};
 use crate::schema::{TableSchema, TimeSource};
-use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -127,8 +126,10 @@ struct ShardState {
     bufs: HashMap<(DestKind, String), Buffer>,
 }
 
+/// A sealed buffer's content. Rows stay in their column builders until the
+/// writer encodes them, so sealing many buffers at once allocates nothing.
 pub enum SealedBody {
-    Batch(RecordBatch),
+    Rows(Columns),
     Lines(Vec<u8>),
 }
 
@@ -189,7 +190,8 @@ pub struct Pipeline {
     shards: HashMap<ShardId, ShardState>,
     mem_total: usize,
     ready: Vec<(ShardId, DestKind, String, Trigger)>,
-    pending: Vec<Sealed>,
+    /// Memory of buffers already marked due.
+    due_mem: usize,
     prefix: String,
     hour_cache: (i64, String),
     stats: Stats,
@@ -207,7 +209,7 @@ impl Pipeline {
             shards: HashMap::new(),
             mem_total: 0,
             ready: Vec::new(),
-            pending: Vec::new(),
+            due_mem: 0,
             prefix: String::new(),
             hour_cache: (i64::MIN, String::new()),
             stats: Stats::default(),
@@ -282,7 +284,7 @@ impl Pipeline {
             });
         }
         self.shards.get_mut(shard).unwrap().read_to = Some(pos);
-        if self.mem_total > self.limits.memory_limit {
+        if self.mem_total - self.due_mem.min(self.mem_total) > self.limits.memory_limit {
             self.shed_memory();
         }
     }
@@ -327,10 +329,11 @@ impl Pipeline {
                 buf.in_bytes += data.len();
                 buf.last = pos.clone();
                 let before = buf.mem;
-                buf.mem = if buf.records % 32 == 1 { cols.mem_bytes() } else { buf.mem + data.len() };
+                buf.mem = if buf.records % 32 == 1 { cols.mem_bytes() + fixed_cost(&key.1) } else { buf.mem + data.len() };
                 self.mem_total = self.mem_total + buf.mem - before;
                 self.stats.rows += 1;
                 if let Some(t) = self.limits.trigger(buf) {
+                    self.due_mem += buf.mem;
                     self.ready.push((shard.clone(), DestKind::Table, key.1.clone(), t));
                 }
                 self.prefix = key.1;
@@ -366,41 +369,41 @@ impl Pipeline {
             body: Body::Lines(Vec::new()),
         });
         let Body::Lines(lines) = &mut buf.body else { unreachable!() };
-        let before = lines.capacity();
         write(lines);
-        self.mem_total = self.mem_total + lines.capacity() - before;
-        buf.mem = lines.capacity();
+        let mem = lines.capacity() + fixed_cost(prefix);
+        self.mem_total = self.mem_total + mem - buf.mem;
+        buf.mem = mem;
         buf.records += 1;
         buf.in_bytes += in_len;
         buf.last = pos.clone();
         if let Some(t) = self.limits.trigger(buf) {
+            self.due_mem += buf.mem;
             self.ready.push((shard.clone(), kind, prefix.to_string(), t));
         }
     }
 
-    /// Marks the largest buffers ready until the budget has room for a quarter of it.
+    /// Marks the largest buffers due until what stays buffered fits in three
+    /// quarters of the budget. They stay counted until the caller takes them,
+    /// which it does as soon as [`Pipeline::has_due`] says so.
     fn shed_memory(&mut self) {
         let mut all: Vec<(usize, ShardId, DestKind, String)> = self
             .shards
             .iter()
-            .flat_map(|(s, st)| st.bufs.iter().map(move |((k, p), b)| (b.mem, s.clone(), *k, p.clone())))
+            .flat_map(|(s, st)| st.bufs.iter().filter(|(_, b)| !b.due).map(move |((k, p), b)| (b.mem, s.clone(), *k, p.clone())))
             .collect();
         all.sort_by(|a, b| b.0.cmp(&a.0));
         let target = self.limits.memory_limit / 4 * 3;
-        let mut total = self.mem_total;
+        let mut keep = self.mem_total - self.due_mem.min(self.mem_total);
         for (mem, s, k, p) in all {
-            if total <= target {
+            if keep <= target {
                 break;
             }
-            total -= mem.min(total);
-            // sealed now, so the budget holds even if the caller writes later
-            self.seal_into_pending(s, k, p, Trigger::Memory);
-        }
-    }
-
-    fn seal_into_pending(&mut self, shard: ShardId, kind: DestKind, prefix: String, trigger: Trigger) {
-        if let Some(s) = self.seal(&shard, kind, prefix, trigger) {
-            self.pending.push(s);
+            keep -= mem.min(keep);
+            if let Some(b) = self.shards.get_mut(&s).and_then(|st| st.bufs.get_mut(&(k, p.clone()))) {
+                b.due = true;
+                self.due_mem += b.mem;
+            }
+            self.ready.push((s, k, p, Trigger::Memory));
         }
     }
 
@@ -408,8 +411,11 @@ impl Pipeline {
         let st = self.shards.get_mut(shard)?;
         let buf = st.bufs.remove(&(kind, prefix.clone()))?;
         self.mem_total -= buf.mem.min(self.mem_total);
+        if buf.due {
+            self.due_mem -= buf.mem.min(self.due_mem);
+        }
         let body = match buf.body {
-            Body::Rows(mut cols) => SealedBody::Batch(cols.finish(&self.schema)),
+            Body::Rows(cols) => SealedBody::Rows(cols),
             Body::Lines(l) => SealedBody::Lines(l),
         };
         Some(Sealed { shard: shard.clone(), kind, prefix, first: buf.first, last: buf.last, records: buf.records, trigger, body })
@@ -428,23 +434,21 @@ impl Pipeline {
                     .map(move |((k, p), _)| (s.clone(), *k, p.clone()))
             })
             .collect();
-        let ready = std::mem::take(&mut self.ready);
-        for (s, k, p, t) in ready {
-            self.seal_into_pending(s, k, p, t);
-        }
+        let mut out = self.seal_ready();
         for (s, k, p) in aged {
-            self.seal_into_pending(s, k, p, Trigger::Age);
+            out.extend(self.seal(&s, k, p, Trigger::Age));
         }
-        std::mem::take(&mut self.pending)
+        out
+    }
+
+    fn seal_ready(&mut self) -> Vec<Sealed> {
+        let ready = std::mem::take(&mut self.ready);
+        ready.into_iter().filter_map(|(s, k, p, t)| self.seal(&s, k, p, t)).collect()
     }
 
     /// Every open buffer (shutdown, end of input).
     pub fn take_all(&mut self) -> Vec<Sealed> {
-        let ready = std::mem::take(&mut self.ready);
-        for (s, k, p, t) in ready {
-            self.seal_into_pending(s, k, p, t);
-        }
-        let mut out = std::mem::take(&mut self.pending);
+        let mut out = self.seal_ready();
         let all: Vec<(ShardId, DestKind, String)> = self
             .shards
             .iter()
@@ -458,7 +462,7 @@ impl Pipeline {
 
     /// True when sealed buffers wait to be taken (the caller should write soon).
     pub fn has_due(&self) -> bool {
-        !self.ready.is_empty() || !self.pending.is_empty()
+        !self.ready.is_empty()
     }
 
     /// Records that a sealed buffer is durable at its destination.
@@ -493,6 +497,11 @@ impl Pipeline {
     pub fn shards(&self) -> impl Iterator<Item = &ShardId> {
         self.shards.keys()
     }
+}
+
+/// Memory a buffer costs besides its content: its struct, map entry and key.
+fn fixed_cost(prefix: &str) -> usize {
+    std::mem::size_of::<Buffer>() + std::mem::size_of::<(DestKind, String)>() + prefix.len() + 64
 }
 
 impl Limits {
@@ -557,7 +566,7 @@ keys = ["k"]
 
     fn store(lake: &mut Lake, s: &mut Sealed) {
         let ids = match std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) {
-            SealedBody::Batch(b) => b.column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect(),
+            SealedBody::Rows(mut c) => c.finish(&TableSchema::parse("t.toml", SCHEMA).unwrap()).column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect(),
             SealedBody::Lines(l) => String::from_utf8(l).unwrap().lines().map(|x| x.to_string()).collect(),
         };
         lake.insert(format!("{:?}/{}", s.kind, s.key()), ids);
@@ -657,8 +666,8 @@ keys = ["k"]
         for i in 0..20_000u64 {
             let line = format!("{{\"id\":\"r{i}\",\"k\":\"p{}\"}}", i % 1000);
             p.push(&shard, Position::offset(i), 0, line.as_bytes());
-            assert!(p.buffered_bytes() <= 64 << 10, "buffered {} at {i}", p.buffered_bytes());
             sealed += p.take_due(Instant::now()).iter().filter(|s| s.trigger == Trigger::Memory).count();
+            assert!(p.buffered_bytes() <= 64 << 10, "buffered {} at {i}", p.buffered_bytes());
         }
         assert!(sealed > 0);
     }

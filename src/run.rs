@@ -54,34 +54,38 @@ impl Sinks {
     }
 }
 
+/// Objects encoded and held at once before their uploads finish: bounds the
+/// memory of a flush of many buffers (shutdown with 10,000 partitions open).
+const UPLOAD_GROUP: usize = 16;
+
 /// Encodes and uploads sealed buffers, then marks them durable in the
 /// pipeline. Returns the shards whose checkpoints may now advance.
 pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks) -> Result<BTreeSet<ShardId>, RunError> {
-    if sealed.is_empty() {
-        return Ok(BTreeSet::new());
-    }
     let schema = p.schema().clone();
-    let mut jobs = Vec::with_capacity(sealed.len());
-    let mut metas = Vec::with_capacity(sealed.len());
-    for mut s in sealed {
-        let (key, bytes) = encode(&mut s, &schema, &sinks.parquet)?;
-        let store = match s.kind {
-            DestKind::Table => &sinks.lake,
-            DestKind::Errors => &sinks.errors,
-            DestKind::Raw => sinks.raw.as_ref().expect("raw buffers exist only with a raw store"),
-        };
-        tracing::debug!(shard = %s.shard, file = %key, records = s.records, trigger = ?s.trigger, "flush");
-        jobs.push(async move { store.put(&key, bytes).await });
-        metas.push(s);
-    }
-    let results: Vec<Result<(), StoreError>> = futures::stream::iter(jobs).buffered(8).collect().await;
-    for r in results {
-        r?;
-    }
     let mut shards = BTreeSet::new();
-    for s in &metas {
-        p.mark_durable(s);
-        shards.insert(s.shard.clone());
+    let mut sealed = sealed.into_iter().peekable();
+    while sealed.peek().is_some() {
+        let mut jobs = Vec::with_capacity(UPLOAD_GROUP);
+        let mut metas = Vec::with_capacity(UPLOAD_GROUP);
+        for mut s in sealed.by_ref().take(UPLOAD_GROUP) {
+            let (key, bytes) = encode(&mut s, &schema, &sinks.parquet)?;
+            let store = match s.kind {
+                DestKind::Table => &sinks.lake,
+                DestKind::Errors => &sinks.errors,
+                DestKind::Raw => sinks.raw.as_ref().expect("raw buffers exist only with a raw store"),
+            };
+            tracing::debug!(shard = %s.shard, file = %key, records = s.records, trigger = ?s.trigger, "flush");
+            jobs.push(async move { store.put(&key, bytes).await });
+            metas.push(s);
+        }
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(jobs).buffer_unordered(UPLOAD_GROUP).collect().await;
+        for r in results {
+            r?;
+        }
+        for s in &metas {
+            p.mark_durable(s);
+            shards.insert(s.shard.clone());
+        }
     }
     Ok(shards)
 }
@@ -174,6 +178,10 @@ async fn read_stream(
         let batch_arrival = if cancel.is_some() { now_ms() } else { arrival_ms };
         for (off, r) in &records {
             p.push(shard, crate::ids::Position::offset(*off), batch_arrival, &buf[r.clone()]);
+            if p.has_due() {
+                let due = p.take_due(Instant::now());
+                write_sealed(p, due, sinks).await?;
+            }
         }
         buf.drain(..used);
         base += used as u64;
@@ -212,6 +220,11 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
                 if let Some(b) = batch {
                     for (pos, data) in b.iter() {
                         p.push(&b.shard, pos, b.arrival_ms, data);
+                        if p.has_due() {
+                            let due = p.take_due(Instant::now());
+                            let shards = write_sealed(&mut p, due, &sinks).await?;
+                            commit(&mut p, &mut src, shards)?;
+                        }
                     }
                 }
                 if p.has_due() || last_age_check.elapsed() >= Duration::from_millis(500) {

@@ -165,10 +165,22 @@ impl ColBuf {
         }
     }
 
-    /// Approximate heap bytes held, for the memory budget.
+    /// Bytes this buffer occupies: its own struct plus every heap block
+    /// (with the allocator's per-block overhead), for the memory budget.
     pub fn mem_bytes(&self) -> usize {
-        fn p<T>(p: &Prim<T>) -> usize {
-            p.vals.capacity() * std::mem::size_of::<T>() + p.valid.capacity() / 8
+        std::mem::size_of::<Self>() + self.heap_bytes()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        const BLOCK: usize = 16;
+        fn v<T>(v: &Vec<T>) -> usize {
+            if v.capacity() == 0 { 0 } else { v.capacity() * std::mem::size_of::<T>() + BLOCK }
+        }
+        fn b(b: &BooleanBufferBuilder) -> usize {
+            if b.capacity() == 0 { 0 } else { b.capacity() / 8 + BLOCK }
+        }
+        fn p<T>(x: &Prim<T>) -> usize {
+            v(&x.vals) + b(&x.valid)
         }
         match self {
             ColBuf::Bool(x) => p(x),
@@ -179,10 +191,10 @@ impl ColBuf {
             ColBuf::F32(x) => p(x),
             ColBuf::F64(x) => p(x),
             ColBuf::Dec(x) => p(x),
-            ColBuf::Bytes { offsets, data, .. } => offsets.capacity() * 4 + data.capacity(),
-            ColBuf::List { offsets, child, .. } => offsets.capacity() * 4 + child.mem_bytes(),
-            ColBuf::Map { offsets, keys, vals, .. } => offsets.capacity() * 4 + keys.mem_bytes() + vals.mem_bytes(),
-            ColBuf::Struct { children, .. } => children.iter().map(ColBuf::mem_bytes).sum(),
+            ColBuf::Bytes { offsets, data, valid } => v(offsets) + v(data) + b(valid),
+            ColBuf::List { offsets, valid, child } => v(offsets) + b(valid) + BLOCK + child.mem_bytes(),
+            ColBuf::Map { offsets, valid, keys, vals } => v(offsets) + b(valid) + 2 * BLOCK + keys.mem_bytes() + vals.mem_bytes(),
+            ColBuf::Struct { valid, children } => b(valid) + v(children) + children.iter().map(ColBuf::heap_bytes).sum::<usize>(),
         }
     }
 

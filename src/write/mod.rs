@@ -44,7 +44,9 @@ impl Default for ParquetOptions {
 pub fn encode(s: &mut Sealed, schema: &TableSchema, opts: &ParquetOptions) -> Result<(String, Bytes), WriteError> {
     let key = s.key();
     let bytes = match std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) {
-        SealedBody::Batch(batch) => {
+        SealedBody::Rows(mut cols) => {
+            let batch = cols.finish(schema);
+            drop(cols);
             let meta = vec![
                 KeyValue::new("lakehose.schema_version".into(), schema.version.clone()),
                 KeyValue::new("lakehose.table".into(), schema.table.clone()),

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: makes the Python venv the integration tests need (moto
+# server, pyarrow, DuckDB, boto3), then cargo's unit and integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! .venv/bin/python -c "import moto, pyarrow, duckdb, boto3" 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet -r requirements-test.txt
+fi
+export LAKEHOSE_PY="$PWD/.venv/bin/python"
+cargo test --locked -- --test-threads 2 "$@"
