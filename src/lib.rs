@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod hash;
 pub mod ids;
 pub mod partition;
 pub mod pipeline;

@@ -21,7 +21,8 @@ use crate::partition::{hour_prefix, render};
 use crate::schema::{TableSchema, TimeSource};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use crate::hash::FastMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,8 +123,8 @@ struct Buffer {
 struct ShardState {
     read_to: Option<Position>,
     /// Destinations durable past the resume point: (kind, prefix) → last position.
-    done: HashMap<(DestKind, String), Position>,
-    bufs: HashMap<(DestKind, String), Buffer>,
+    done: FastMap<(DestKind, String), Position>,
+    bufs: FastMap<(DestKind, String), Buffer>,
 }
 
 /// A sealed buffer's content. Rows stay in their column builders until the
@@ -187,7 +188,7 @@ pub struct Pipeline {
     limits: Limits,
     raw_backup: bool,
     table_ref: TableRef,
-    shards: HashMap<ShardId, ShardState>,
+    shards: FastMap<ShardId, ShardState>,
     mem_total: usize,
     ready: Vec<(ShardId, DestKind, String, Trigger)>,
     /// Memory of buffers already marked due.
@@ -206,7 +207,7 @@ impl Pipeline {
             limits,
             raw_backup: false,
             table_ref,
-            shards: HashMap::new(),
+            shards: FastMap::default(),
             mem_total: 0,
             ready: Vec::new(),
             due_mem: 0,
@@ -296,8 +297,11 @@ impl Pipeline {
             TimeSource::Column(i) => row.timestamp(i)?.unwrap_or(arrival_ms),
             TimeSource::Arrival => arrival_ms,
         };
-        let keys: Vec<Option<Cow<str>>> = spec.keys.iter().map(|&i| row.key_text(i)).collect::<Result<_, _>>()?;
-        render(spec, time, &keys, &mut self.prefix);
+        let mut keys: [Option<Cow<str>>; crate::schema::MAX_PARTITION_KEYS] = Default::default();
+        for (slot, &i) in keys.iter_mut().zip(&spec.keys) {
+            *slot = row.key_text(i)?;
+        }
+        render(spec, time, &keys[..spec.keys.len()], &mut self.prefix);
         let st = self.shards.get_mut(shard).unwrap();
         if !st.done.is_empty() {
             if let Some(d) = st.done.get(&(DestKind::Table, self.prefix.clone())) {

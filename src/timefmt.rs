@@ -396,24 +396,29 @@ fn match_tokens(toks: &[PatTok], b: &[u8], mut i: usize, st: &mut PatState) -> O
 /// Formats epoch millis with a pattern of yyyy, MM, dd, HH, mm, ss and literals
 /// (the `!{timestamp:…}` namespace of a Firehose-style layout).
 pub fn format_pattern(ms: i64, toks: &[PatTok], out: &mut String) {
-    use std::fmt::Write;
+    fn digits(out: &mut String, v: i64, width: u32) {
+        if v < 0 || v >= 10i64.pow(width) {
+            out.push_str(&format!("{v:0w$}", w = width as usize));
+            return;
+        }
+        for p in (0..width).rev() {
+            out.push((b'0' + (v / 10i64.pow(p) % 10) as u8) as char);
+        }
+    }
     let c = civil(ms);
     for t in toks {
-        let _ = match t {
-            PatTok::Year => write!(out, "{:04}", c.year),
-            PatTok::Month => write!(out, "{:02}", c.month),
-            PatTok::Day => write!(out, "{:02}", c.day),
-            PatTok::Hour => write!(out, "{:02}", c.hour),
-            PatTok::Minute => write!(out, "{:02}", c.minute),
-            PatTok::Second => write!(out, "{:02}", c.second),
-            PatTok::Fraction => write!(out, "{:03}", ms.rem_euclid(1000)),
-            PatTok::Offset => write!(out, "Z"),
-            PatTok::Lit(l) => write!(out, "{}", *l as char),
-            PatTok::Optional(inner) => {
-                format_pattern(ms, inner, out);
-                Ok(())
-            }
-        };
+        match t {
+            PatTok::Year => digits(out, c.year, 4),
+            PatTok::Month => digits(out, c.month as i64, 2),
+            PatTok::Day => digits(out, c.day as i64, 2),
+            PatTok::Hour => digits(out, c.hour as i64, 2),
+            PatTok::Minute => digits(out, c.minute as i64, 2),
+            PatTok::Second => digits(out, c.second as i64, 2),
+            PatTok::Fraction => digits(out, ms.rem_euclid(1000), 3),
+            PatTok::Offset => out.push('Z'),
+            PatTok::Lit(l) => out.push(*l as char),
+            PatTok::Optional(inner) => format_pattern(ms, inner, out),
+        }
     }
 }
 

@@ -14,12 +14,53 @@ use std::sync::Arc;
 
 pub struct Prim<T> {
     pub vals: Vec<T>,
-    pub valid: BooleanBufferBuilder,
+    pub valid: Validity,
+}
+
+/// Row validity that costs nothing until the first null: most columns of
+/// most batches have none, so no bitmap is built for them at all.
+#[derive(Default)]
+pub struct Validity {
+    len: usize,
+    bits: Option<BooleanBufferBuilder>,
+}
+
+impl Validity {
+    #[inline]
+    pub fn append(&mut self, valid: bool) {
+        match &mut self.bits {
+            Some(b) => b.append(valid),
+            None if valid => {}
+            None => {
+                let mut b = BooleanBufferBuilder::new((self.len + 1).next_power_of_two().max(64));
+                b.append_n(self.len, true);
+                b.append(false);
+                self.bits = Some(b);
+            }
+        }
+        self.len += 1;
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn truncate(&mut self, len: usize) {
+        if let Some(b) = &mut self.bits {
+            b.truncate(len);
+        }
+        self.len = self.len.min(len);
+    }
+    fn heap_bytes(&self) -> usize {
+        self.bits.as_ref().map_or(0, |b| b.capacity() / 8 + 16)
+    }
+    fn finish(self) -> Option<NullBuffer> {
+        let n = NullBuffer::new(self.bits?.finish());
+        (n.null_count() > 0).then_some(n)
+    }
 }
 
 impl<T: Default + Copy> Prim<T> {
     fn new() -> Self {
-        Prim { vals: Vec::new(), valid: BooleanBufferBuilder::new(0) }
+        Prim { vals: Vec::new(), valid: Validity::default() }
     }
     #[inline]
     pub fn push(&mut self, v: T) {
@@ -47,15 +88,14 @@ pub enum ColBuf {
     Dec(Prim<i128>),
     Date(Prim<i32>),
     Ts(Prim<i64>),
-    Bytes { offsets: Vec<i32>, data: Vec<u8>, valid: BooleanBufferBuilder },
-    List { offsets: Vec<i32>, valid: BooleanBufferBuilder, child: Box<ColBuf> },
-    Struct { valid: BooleanBufferBuilder, children: Vec<ColBuf> },
-    Map { offsets: Vec<i32>, valid: BooleanBufferBuilder, keys: Box<ColBuf>, vals: Box<ColBuf> },
+    Bytes { offsets: Vec<i32>, data: Vec<u8>, valid: Validity },
+    List { offsets: Vec<i32>, valid: Validity, child: Box<ColBuf> },
+    Struct { valid: Validity, children: Vec<ColBuf> },
+    Map { offsets: Vec<i32>, valid: Validity, keys: Box<ColBuf>, vals: Box<ColBuf> },
 }
 
-fn nulls(mut valid: BooleanBufferBuilder) -> Option<NullBuffer> {
-    let n = NullBuffer::new(valid.finish());
-    (n.null_count() > 0).then_some(n)
+fn nulls(valid: Validity) -> Option<NullBuffer> {
+    valid.finish()
 }
 
 impl ColBuf {
@@ -72,19 +112,19 @@ impl ColBuf {
             ColType::Date => ColBuf::Date(Prim::new()),
             ColType::Timestamp => ColBuf::Ts(Prim::new()),
             ColType::String | ColType::Varchar(_) | ColType::Binary => {
-                ColBuf::Bytes { offsets: vec![0], data: Vec::new(), valid: BooleanBufferBuilder::new(0) }
+                ColBuf::Bytes { offsets: vec![0], data: Vec::new(), valid: Validity::default() }
             }
             ColType::Array(e) => {
-                ColBuf::List { offsets: vec![0], valid: BooleanBufferBuilder::new(0), child: Box::new(ColBuf::new(e)) }
+                ColBuf::List { offsets: vec![0], valid: Validity::default(), child: Box::new(ColBuf::new(e)) }
             }
             ColType::Map(k, v) => ColBuf::Map {
                 offsets: vec![0],
-                valid: BooleanBufferBuilder::new(0),
+                valid: Validity::default(),
                 keys: Box::new(ColBuf::new(k)),
                 vals: Box::new(ColBuf::new(v)),
             },
             ColType::Struct(fs) => ColBuf::Struct {
-                valid: BooleanBufferBuilder::new(0),
+                valid: Validity::default(),
                 children: fs.iter().map(|f| ColBuf::new(&f.ty)).collect(),
             },
         }
@@ -176,8 +216,8 @@ impl ColBuf {
         fn v<T>(v: &Vec<T>) -> usize {
             if v.capacity() == 0 { 0 } else { v.capacity() * std::mem::size_of::<T>() + BLOCK }
         }
-        fn b(b: &BooleanBufferBuilder) -> usize {
-            if b.capacity() == 0 { 0 } else { b.capacity() / 8 + BLOCK }
+        fn b(b: &Validity) -> usize {
+            b.heap_bytes()
         }
         fn p<T>(x: &Prim<T>) -> usize {
             v(&x.vals) + b(&x.valid)
@@ -209,10 +249,10 @@ impl ColBuf {
             PrimitiveArray::<T>::new(ScalarBuffer::from(p.vals), nulls(p.valid))
         }
         match (self, ty) {
-            (ColBuf::Bool(mut p), _) => {
+            (ColBuf::Bool(p), _) => {
                 let mut b = BooleanBufferBuilder::new(p.vals.len());
                 p.vals.iter().for_each(|&v| b.append(v));
-                Arc::new(BooleanArray::new(b.finish(), nulls(std::mem::replace(&mut p.valid, BooleanBufferBuilder::new(0)))))
+                Arc::new(BooleanArray::new(b.finish(), nulls(p.valid)))
             }
             (ColBuf::I8(p), _) => Arc::new(prim::<Int8Type>(p)),
             (ColBuf::I16(p), _) => Arc::new(prim::<Int16Type>(p)),

@@ -386,11 +386,16 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
             if doc.node(n).kind != Kind::Object {
                 return Err(expected("an object (map)", doc, n));
             }
-            let members: Vec<(u32, u32)> = doc.members(n).collect();
-            for (i, &(k, v)) in members.iter().enumerate() {
-                // duplicate keys: the last one wins
+            // duplicate keys: the last one wins
+            let last: Option<std::collections::HashMap<&str, u32>> = (doc.node(n).count > 16)
+                .then(|| doc.members(n).map(|(k, _)| (doc.str(k), k)).collect());
+            for (k, v) in doc.members(n) {
                 let ks = doc.str(k);
-                if members[i + 1..].iter().any(|&(k2, _)| doc.str(k2) == ks) {
+                let dup = match &last {
+                    Some(m) => m[ks] != k,
+                    None => doc.members_after(n, k).any(|(k2, _)| doc.str(k2) == ks),
+                };
+                if dup {
                     continue;
                 }
                 append(kp, keys, doc, Some(k)).map_err(|e| e.within("key"))?;
@@ -403,13 +408,25 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
             if doc.node(n).kind != Kind::Object {
                 return Err(expected("an object (struct)", doc, n));
             }
-            for ((name, fp), child) in fields.iter().zip(children.iter_mut()) {
-                let found = doc
-                    .members(n)
-                    .filter(|&(k, _)| key_matches(doc.str(k), name, plan.case_insensitive))
-                    .last()
-                    .map(|(_, v)| v);
-                append(fp, child, doc, found).map_err(|e| e.within(name))?;
+            // one pass over the members; a later duplicate key overwrites (last wins)
+            let mut found = [None::<u32>; 64];
+            let mut extra: Vec<Option<u32>>;
+            let slots: &mut [Option<u32>] = if fields.len() <= 64 {
+                &mut found[..fields.len()]
+            } else {
+                extra = vec![None; fields.len()];
+                &mut extra
+            };
+            for (j, (k, v)) in doc.members(n).enumerate() {
+                let key = doc.str(k);
+                let guess = fields.get(j).filter(|(name, _)| key_matches(key, name, plan.case_insensitive)).map(|_| j);
+                let idx = guess.or_else(|| fields.iter().position(|(name, _)| key_matches(key, name, plan.case_insensitive)));
+                if let Some(i) = idx {
+                    slots[i] = Some(v);
+                }
+            }
+            for (((name, fp), child), found) in fields.iter().zip(children.iter_mut()).zip(slots.iter()) {
+                append(fp, child, doc, *found).map_err(|e| e.within(name))?;
             }
             valid.append(true);
         }

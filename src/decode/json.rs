@@ -101,6 +101,10 @@ impl<'a> Doc<'a> {
     pub fn members(&self, obj: u32) -> Members<'a> {
         Members { nodes: self.nodes, i: obj + 1, end: self.node(obj).end }
     }
+    /// Members of object `obj` that come after the member whose key is `key`.
+    pub fn members_after(&self, obj: u32, key: u32) -> Members<'a> {
+        Members { nodes: self.nodes, i: self.node(key + 1).end, end: self.node(obj).end }
+    }
     /// Element node indexes of an array.
     pub fn elements(&self, arr: u32) -> Elements<'a> {
         Elements { nodes: self.nodes, i: arr + 1, end: self.node(arr).end }
@@ -291,7 +295,7 @@ impl P<'_, '_> {
         self.i += 1;
         let start = self.i;
         let b = self.b;
-        let mut i = start;
+        let mut i = skip_plain(b, start);
         loop {
             match b.get(i) {
                 None => {
@@ -431,6 +435,30 @@ impl P<'_, '_> {
         n.raw_stop = self.i as u32;
         Ok(())
     }
+}
+
+/// Index of the first byte at or after `i` that is a quote, a backslash or a
+/// control character (or `b.len()`), eight bytes at a time.
+#[inline]
+fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while i + 8 <= b.len() {
+        let w = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let quote = w ^ (LO * b'"' as u64);
+        let slash = w ^ (LO * b'\\' as u64);
+        // a byte is "special" when it is zero after the xor, or below 0x20
+        let hit = (quote.wrapping_sub(LO) & !quote) | (slash.wrapping_sub(LO) & !slash) | (w.wrapping_sub(LO * 0x20) & !w);
+        let hit = hit & HI;
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
+        i += 1;
+    }
+    i
 }
 
 fn hex4(b: &[u8], at: usize) -> Option<u32> {

@@ -19,8 +19,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use columns::ColBuf;
 use convert::{append, ConvError, Plan};
 use json::{Doc, Kind, Tape};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::hash::FastMap;
 use std::sync::Arc;
 
 /// Firehose's default (and maximum) record size: 1,000 KiB.
@@ -89,28 +88,12 @@ impl Columns {
     }
 }
 
-#[derive(Default)]
-struct Fnv(u64);
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf29ce484222325 } else { self.0 };
-        for &b in bytes {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        self.0 = h;
-    }
-}
-
 pub struct Decoder {
     schema: Arc<TableSchema>,
     plans: Vec<Plan>,
     tape: Tape,
     /// First source-path segment → slot.
-    index: HashMap<Box<[u8]>, usize, BuildHasherDefault<Fnv>>,
+    index: FastMap<Box<[u8]>, usize>,
     /// Per column: slot and remaining path segments.
     col_slot: Vec<(usize, Vec<String>)>,
     slots: Vec<Option<u32>>,
@@ -123,7 +106,7 @@ impl Decoder {
     pub fn new(schema: Arc<TableSchema>, max_record_bytes: usize) -> Decoder {
         let ci = schema.case_insensitive;
         let plans = schema.columns.iter().map(|c| Plan::new(&c.ty, &c.formats, ci)).collect();
-        let mut index: HashMap<Box<[u8]>, usize, BuildHasherDefault<Fnv>> = HashMap::default();
+        let mut index: FastMap<Box<[u8]>, usize> = FastMap::default();
         let mut col_slot = Vec::new();
         for c in &schema.columns {
             let n = index.len();

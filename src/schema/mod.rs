@@ -18,6 +18,10 @@ use std::sync::Arc;
 use toml::Spanned;
 pub use types::{ColType, StructField};
 
+/// Most value partition keys a table may have (Glue allows more, but every
+/// key multiplies the number of open buffers and small files).
+pub const MAX_PARTITION_KEYS: usize = 8;
+
 /// Name of the column that keeps unknown JSON keys when `unknown_keys = "keep"`.
 pub const EXTRA_COLUMN: &str = "_extra";
 
@@ -301,6 +305,9 @@ fn parse_partition(raw: Option<&RawPartition>, columns: &[Column], bad: &BadFn) 
                     return Err(bad(k.span(), "partition.keys", format!(
                         "column {name:?} is {}; partition keys must be string, integer, boolean, date, timestamp or decimal columns",
                         columns[idx].ty.glue())));
+                }
+                if keys.len() == MAX_PARTITION_KEYS {
+                    return Err(bad(k.span(), "partition.keys", format!("at most {MAX_PARTITION_KEYS} partition keys are allowed")));
                 }
                 if keys.contains(&idx) {
                     return Err(bad(k.span(), "partition.keys", format!("{name:?} is listed twice")));

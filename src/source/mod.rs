@@ -31,7 +31,7 @@ impl Batch {
 pub fn split_lines(buf: &[u8], base: u64, eof: bool, out: &mut Vec<(u64, Range<usize>)>) -> usize {
     let mut start = 0;
     while start < buf.len() {
-        let end = match buf[start..].iter().position(|&b| b == b'\n') {
+        let end = match memchr::memchr(b'\n', &buf[start..]) {
             Some(i) => start + i,
             None if eof => buf.len(),
             None => break,

@@ -18,7 +18,10 @@ use flate2::write::GzEncoder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow_schema::DataType;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use std::io::Write;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +57,11 @@ pub fn encode(s: &mut Sealed, schema: &TableSchema, opts: &ParquetOptions) -> Re
                 KeyValue::new("lakehose.first_position".into(), format!("{}/{}", s.first.seq, s.first.sub)),
                 KeyValue::new("lakehose.last_position".into(), format!("{}/{}", s.last.seq, s.last.sub)),
             ];
-            let props = WriterProperties::builder()
+            let mut props = WriterProperties::builder();
+            for path in high_cardinality_columns(&batch) {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(path), false);
+            }
+            let props = props
                 .set_compression(Compression::SNAPPY)
                 .set_dictionary_enabled(true)
                 .set_statistics_enabled(EnabledStatistics::Page)
@@ -72,6 +79,49 @@ pub fn encode(s: &mut Sealed, schema: &TableSchema, opts: &ParquetOptions) -> Re
         SealedBody::Lines(lines) => gzip(&lines)?,
     };
     Ok((key, Bytes::from(bytes)))
+}
+
+/// Dotted paths of string/binary leaves (top level and inside structs) whose
+/// values are mostly distinct in a sample: a dictionary would cost time to
+/// build and then be abandoned (ids, URLs, session tokens), so they go plain.
+fn high_cardinality_columns(batch: &RecordBatch) -> Vec<Vec<String>> {
+    fn visit(name: Vec<String>, a: &ArrayRef, out: &mut Vec<Vec<String>>) {
+        match a.data_type() {
+            DataType::Utf8 | DataType::Binary => {
+                let n = a.len().min(SAMPLE);
+                if n < 64 {
+                    return;
+                }
+                let data = a.to_data();
+                let offsets = data.buffers()[0].typed_data::<i32>();
+                let values = data.buffers()[1].as_slice();
+                let mut seen: crate::hash::FastMap<&[u8], ()> = crate::hash::FastMap::default();
+                seen.reserve(n);
+                for i in 0..n {
+                    let j = i + data.offset();
+                    seen.insert(&values[offsets[j] as usize..offsets[j + 1] as usize], ());
+                }
+                if seen.len() * 2 > n {
+                    out.push(name);
+                }
+            }
+            DataType::Struct(_) => {
+                let s = a.as_any().downcast_ref::<StructArray>().expect("struct");
+                for (f, c) in s.fields().iter().zip(s.columns()) {
+                    let mut p = name.clone();
+                    p.push(f.name().clone());
+                    visit(p, c, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    const SAMPLE: usize = 256;
+    let mut out = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        visit(vec![f.name().clone()], c, &mut out);
+    }
+    out
 }
 
 /// Gzip at a fast level: the output is ordinary gzip any tool reads.

@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""The peer: pyarrow.json.read_json with an explicit schema, then
+pyarrow.parquet.write_table(compression='snappy'). Same input as lakehose.
+
+usage: pyarrow_peer.py INPUT OUTDIR   (prints seconds and peak RSS KiB as JSON)
+"""
+import json, os, resource, sys, time
+import pyarrow as pa, pyarrow.json as pj, pyarrow.parquet as pq
+
+s = pa.string()
+schema = pa.schema([
+    ("event_id", s), ("timestamp", pa.timestamp("ms", tz="UTC")), ("event_type", s), ("user_id", pa.int64()),
+    ("session_id", s),
+    ("page", pa.struct([("url", s), ("referrer", s), ("title", s)])),
+    ("device", pa.struct([("os", s), ("os_version", s), ("model", s)])),
+    ("geo", pa.struct([("country", s), ("city", s), ("lat", pa.float64()), ("lon", pa.float64())])),
+    # pyarrow's JSON reader cannot build a map column; the same keys as a struct
+    ("properties", pa.struct([("campaign", s), ("ab_test", s), ("locale", s)])),
+    ("tags", pa.list_(s)), ("duration_ms", pa.int32()), ("revenue", pa.float64()), ("is_bot", pa.bool_()),
+])
+
+t0 = time.perf_counter()
+table = pj.read_json(sys.argv[1], parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+os.makedirs(sys.argv[2], exist_ok=True)
+pq.write_table(table, os.path.join(sys.argv[2], "out.snappy.parquet"), compression="snappy")
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "rows": table.num_rows, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
