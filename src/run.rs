@@ -12,8 +12,8 @@ use crate::config::{Config, SourceConfig};
 use crate::ids::ShardId;
 use crate::pipeline::{DestKind, Pipeline, Sealed, ShardCheckpoint, Stats};
 use crate::schema::TableSchema;
-use crate::source::spool::{SpoolError, SpoolSource};
-use crate::source::{now_ms, split_lines, Batch};
+use crate::source::spool::SpoolSource;
+use crate::source::{now_ms, split_lines, Source, SourceError};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::write::{encode, ParquetOptions, WriteError};
 use futures::StreamExt;
@@ -30,7 +30,7 @@ pub enum RunError {
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error(transparent)]
-    Spool(#[from] SpoolError),
+    Source(#[from] SourceError),
     #[error("{path}: {source}")]
     Input { path: String, source: std::io::Error },
 }
@@ -210,50 +210,123 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
             write_sealed(&mut p, rest, &sinks).await?;
         }
         SourceConfig::Spool { dir, state_dir, poll } => {
-            let mut src = SpoolSource::open(dir, state_dir.as_deref())?;
-            src.restore_into(&mut p);
+            let mut src = SpoolSource::open(dir, state_dir.as_deref()).map_err(SourceError::from)?;
             tracing::info!(dir = %dir.display(), "reading spool");
-            let mut last_age_check = Instant::now();
-            while !cancel.is_cancelled() {
-                let batch: Option<Batch> = src.next_batch()?;
-                let idle = batch.is_none();
-                if let Some(b) = batch {
-                    for (pos, data) in b.iter() {
-                        p.push(&b.shard, pos, b.arrival_ms, data);
-                        if p.has_due() {
-                            let due = p.take_due(Instant::now());
-                            let shards = write_sealed(&mut p, due, &sinks).await?;
-                            commit(&mut p, &mut src, shards)?;
-                        }
-                    }
-                }
-                if p.has_due() || last_age_check.elapsed() >= Duration::from_millis(500) {
-                    last_age_check = Instant::now();
-                    let due = p.take_due(Instant::now());
-                    let shards = write_sealed(&mut p, due, &sinks).await?;
-                    commit(&mut p, &mut src, shards)?;
-                }
-                if idle {
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        _ = tokio::time::sleep(*poll) => {}
-                    }
-                }
-            }
-            tracing::info!("shutting down: flushing every buffer");
-            let rest = p.take_all();
-            write_sealed(&mut p, rest, &sinks).await?;
-            let all: BTreeSet<ShardId> = p.shards().cloned().collect();
-            commit(&mut p, &mut src, all)?;
+            run_source(&mut src, &mut p, &sinks, *poll, &cancel, false).await?;
         }
     }
     Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
 }
 
-fn commit(p: &mut Pipeline, src: &mut SpoolSource, shards: BTreeSet<ShardId>) -> Result<(), RunError> {
+/// Reads a replayable source until `cancel` fires (or, with `stop_when_idle`,
+/// until it has nothing new), writing buffers as they come due and committing
+/// each shard's checkpoint only after the objects it covers are written.
+/// On the way out every open buffer is written and every shard committed.
+pub async fn run_source<S: Source>(
+    src: &mut S,
+    p: &mut Pipeline,
+    sinks: &Sinks,
+    poll: Duration,
+    cancel: &CancellationToken,
+    stop_when_idle: bool,
+) -> Result<(), RunError> {
+    for (shard, cp) in src.checkpoints() {
+        p.restore(&shard, &cp);
+    }
+    let mut last_age_check = Instant::now();
+    while !cancel.is_cancelled() {
+        let batch = src.next_batch().await?;
+        let idle = batch.is_none();
+        if let Some(b) = batch {
+            for (pos, arrival_ms, data) in b.iter() {
+                p.push(&b.shard, pos.clone(), arrival_ms, data);
+                if p.has_due() {
+                    flush_due(p, src, sinks).await?;
+                }
+            }
+        }
+        if last_age_check.elapsed() >= Duration::from_millis(500) {
+            last_age_check = Instant::now();
+            flush_due(p, src, sinks).await?;
+        }
+        if idle {
+            if stop_when_idle {
+                break;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+    tracing::info!("flushing every buffer");
+    let rest = p.take_all();
+    write_sealed(p, rest, sinks).await?;
+    let all: BTreeSet<ShardId> = p.shards().cloned().collect();
+    commit(p, src, all).await
+}
+
+async fn flush_due<S: Source>(p: &mut Pipeline, src: &mut S, sinks: &Sinks) -> Result<(), RunError> {
+    let due = p.take_due(Instant::now());
+    let shards = write_sealed(p, due, sinks).await?;
+    commit(p, src, shards).await
+}
+
+async fn commit<S: Source>(p: &mut Pipeline, src: &mut S, shards: BTreeSet<ShardId>) -> Result<(), RunError> {
     for s in shards {
         let cp: ShardCheckpoint = p.checkpoint(&s);
-        src.commit(&s, cp)?;
+        src.commit(&s, cp).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Position;
+    use crate::pipeline::{Limits, Resume};
+    use crate::source::memory::MemorySource;
+    use std::collections::BTreeMap;
+
+    const SCHEMA: &str = "table = \"t\"\n[[columns]]\nname = \"id\"\ntype = \"string\"\nrequired = true\n[partition]\ntime = { column = \"arrival\", granularity = \"day\" }\n";
+
+    fn records(shard: u64) -> Vec<(Position, i64, Vec<u8>)> {
+        (0..100u64)
+            .map(|i| {
+                let data = if i % 10 == 9 { format!("{{\"id\":{shard}{i}") } else { format!("{{\"id\":\"s{shard}-{i}\"}}") };
+                (Position::new(crate::ids::SequenceNumber::parse(&format!("4959{shard}{i:030}")).unwrap(), 0), 86_400_000 * (i as i64 / 50), data.into_bytes())
+            })
+            .collect()
+    }
+
+    fn sinks() -> Sinks {
+        Sinks { lake: Store::memory(), raw: Some(Store::memory()), errors: Store::memory(), parquet: ParquetOptions::default() }
+    }
+
+    #[tokio::test]
+    async fn commits_follow_writes_and_a_restart_reads_nothing_twice() {
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let shards: BTreeMap<ShardId, _> = (1..=2).map(|s| (ShardId::new(&format!("shardId-{s}")), records(s))).collect();
+        let limits = Limits { max_records: 7, ..Limits::default() };
+        let sinks = sinks();
+        let mut src = MemorySource::new(shards.clone(), BTreeMap::new(), 13);
+        let mut p = Pipeline::new(schema.clone(), limits.clone(), 1000).with_raw_backup(true);
+        run_source(&mut src, &mut p, &sinks, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
+        assert_eq!(p.stats().rows, 180);
+        assert_eq!(p.stats().error_total(), 20);
+        assert!(src.commits > 10, "checkpoints advance during the run, not only at the end");
+        let lake = sinks.lake.keys().await;
+        assert!(lake.iter().all(|k| k.starts_with("dt=1970-01-0") && k.contains("/shardId-") && k.ends_with(".snappy.parquet")), "{lake:?}");
+        assert!(lake.iter().any(|k| k.starts_with("dt=1970-01-02/")), "arrival day partitions: {lake:?}");
+        for (s, recs) in &shards {
+            assert_eq!(src.committed[s].resume, Resume::After(recs.last().unwrap().0.clone()));
+        }
+        // restart from what was committed: nothing is read or written again
+        let committed = src.committed.clone();
+        let mut src2 = MemorySource::new(shards, committed, 13);
+        let mut p2 = Pipeline::new(schema, limits, 1000).with_raw_backup(true);
+        run_source(&mut src2, &mut p2, &sinks, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
+        assert_eq!(p2.stats().records_in, 0);
+        assert_eq!(sinks.lake.keys().await, lake);
+    }
 }

@@ -78,6 +78,26 @@ impl Store {
         Ok(Store { inner: Arc::new(fs), prefix: String::new(), url: url.to_string() })
     }
 
+    /// An in-memory store (the twin used by unit tests).
+    pub fn memory() -> Store {
+        Store { inner: Arc::new(object_store::memory::InMemory::new()), prefix: String::new(), url: "memory:///".into() }
+    }
+
+    /// Every key below this store's prefix, sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let prefix = ObjPath::from(self.prefix.as_str());
+        let mut keys: Vec<String> = self
+            .inner
+            .list(Some(&prefix))
+            .map_ok(|m| m.location.to_string()[self.prefix.len()..].to_string())
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

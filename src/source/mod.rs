@@ -1,28 +1,58 @@
 //! Sources: where records come from, with a position per record.
 //!
 //! Every source hands the pipeline [`Batch`]es: records of one shard in
-//! position order, each with its byte range in the batch buffer and its
-//! arrival time. Replayable sources (spool, Kinesis) restore a shard's
-//! [`ShardCheckpoint`](crate::pipeline::ShardCheckpoint) before reading and
-//! store it durably when the pipeline reports progress.
+//! position order, each with its [`Position`] (sequence and sub-sequence
+//! number; a byte offset for files), its arrival time and its bytes.
+//! Replayable sources implement [`Source`]: they hand over each shard's
+//! stored [`ShardCheckpoint`] before reading, and store a new one durably
+//! when the runner commits it (after the objects it covers are written).
 
+pub mod memory;
 pub mod spool;
 
 use crate::ids::{Position, ShardId};
+use crate::pipeline::ShardCheckpoint;
+use std::future::Future;
 use std::ops::Range;
+
+pub struct SourceRecord {
+    pub pos: Position,
+    pub arrival_ms: i64,
+    /// Where the record's bytes are in [`Batch::buf`].
+    pub range: Range<usize>,
+}
 
 pub struct Batch {
     pub shard: ShardId,
-    pub arrival_ms: i64,
     pub buf: Vec<u8>,
-    /// (byte offset in the shard = position, range in `buf`).
-    pub records: Vec<(u64, Range<usize>)>,
+    pub records: Vec<SourceRecord>,
 }
 
 impl Batch {
-    pub fn iter(&self) -> impl Iterator<Item = (Position, &[u8])> {
-        self.records.iter().map(|(off, r)| (Position::offset(*off), &self.buf[r.clone()]))
+    /// A batch of NDJSON lines whose positions are their byte offsets.
+    pub fn from_lines(shard: ShardId, arrival_ms: i64, buf: Vec<u8>, lines: Vec<(u64, Range<usize>)>) -> Batch {
+        let records = lines.into_iter().map(|(off, range)| SourceRecord { pos: Position::offset(off), arrival_ms, range }).collect();
+        Batch { shard, buf, records }
     }
+    pub fn iter(&self) -> impl Iterator<Item = (&Position, i64, &[u8])> {
+        self.records.iter().map(|r| (&r.pos, r.arrival_ms, &self.buf[r.range.clone()]))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
+}
+
+/// A replayable source: the spool now, Kinesis next.
+pub trait Source {
+    /// The checkpoints stored for the shards this source knows.
+    fn checkpoints(&self) -> Vec<(ShardId, ShardCheckpoint)>;
+    /// The next batch, or None when nothing new is available right now.
+    fn next_batch(&mut self) -> impl Future<Output = Result<Option<Batch>, SourceError>>;
+    /// Stores a shard's checkpoint durably.
+    fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> impl Future<Output = Result<(), SourceError>>;
 }
 
 /// Splits complete lines of `buf` (which starts at shard offset `base`) into

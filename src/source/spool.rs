@@ -11,9 +11,9 @@
 //! after a crash or kill -9 resumes from it, neither losing nor repeating a
 //! record. Segments are never modified or deleted by lakehose.
 
-use super::{now_ms, split_lines, Batch};
+use super::{now_ms, split_lines, Batch, Source, SourceError};
 use crate::ids::ShardId;
-use crate::pipeline::{Pipeline, Resume, ShardCheckpoint};
+use crate::pipeline::{Resume, ShardCheckpoint};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -73,12 +73,6 @@ impl SpoolSource {
         Ok(SpoolSource { dir: dir.to_path_buf(), state_path, state, segments: BTreeMap::new() })
     }
 
-    /// Hands every known segment's checkpoint to the pipeline.
-    pub fn restore_into(&self, p: &mut Pipeline) {
-        for (name, s) in &self.state.segments {
-            p.restore(&ShardId::new(name), &s.checkpoint);
-        }
-    }
 
     fn scan(&mut self) -> Result<bool, SpoolError> {
         let mut new = false;
@@ -155,7 +149,7 @@ impl SpoolSource {
             }
             seg.offset = Some(offset + used as u64);
             buf.truncate(used);
-            return Ok(Some(Batch { shard: seg.shard.clone(), arrival_ms, buf, records }));
+            return Ok(Some(Batch::from_lines(seg.shard.clone(), arrival_ms, buf, records)));
         }
         Ok(None)
     }
@@ -186,5 +180,17 @@ impl SpoolSource {
             }
         }
         Ok(())
+    }
+}
+
+impl Source for SpoolSource {
+    fn checkpoints(&self) -> Vec<(ShardId, ShardCheckpoint)> {
+        self.state.segments.iter().map(|(name, s)| (ShardId::new(name), s.checkpoint.clone())).collect()
+    }
+    async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
+        Ok(SpoolSource::next_batch(self)?)
+    }
+    async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<(), SourceError> {
+        Ok(SpoolSource::commit(self, shard, cp)?)
     }
 }
