@@ -119,6 +119,12 @@ struct Buffer {
     body: Body,
 }
 
+impl Buffer {
+    fn new(first: &Position, body: Body) -> Buffer {
+        Buffer { first: first.clone(), last: first.clone(), opened: Instant::now(), records: 0, in_bytes: 0, mem: 0, due: false, body }
+    }
+}
+
 #[derive(Default)]
 struct ShardState {
     read_to: Option<Position>,
@@ -314,16 +320,7 @@ impl Pipeline {
         let key = (DestKind::Table, std::mem::take(&mut self.prefix));
         let buf = match st.bufs.get_mut(&key) {
             Some(b) => b,
-            None => st.bufs.entry(key.clone()).or_insert_with(|| Buffer {
-                first: pos.clone(),
-                last: pos.clone(),
-                opened: Instant::now(),
-                records: 0,
-                in_bytes: 0,
-                mem: 0,
-                due: false,
-                body: Body::Rows(Columns::new(&self.schema)),
-            }),
+            None => st.bufs.entry(key.clone()).or_insert_with(|| Buffer::new(pos, Body::Rows(Columns::new(&self.schema)))),
         };
         let Body::Rows(cols) = &mut buf.body else { unreachable!() };
         let res = row.append_to(cols);
@@ -362,16 +359,7 @@ impl Pipeline {
                 return;
             }
         }
-        let buf = st.bufs.entry(key).or_insert_with(|| Buffer {
-            first: pos.clone(),
-            last: pos.clone(),
-            opened: Instant::now(),
-            records: 0,
-            in_bytes: 0,
-            mem: 0,
-            due: false,
-            body: Body::Lines(Vec::new()),
-        });
+        let buf = st.bufs.entry(key).or_insert_with(|| Buffer::new(pos, Body::Lines(Vec::new())));
         let Body::Lines(lines) = &mut buf.body else { unreachable!() };
         write(lines);
         let mem = lines.capacity() + fixed_cost(prefix);

@@ -88,43 +88,10 @@ fn expected(what: &str, doc: &Doc, n: u32) -> ConvError {
 
 /// Checks the JSON number grammar; returns whether it is an integer.
 fn json_number_shape(b: &[u8]) -> Option<bool> {
-    let mut i = usize::from(b.first() == Some(&b'-'));
-    match b.get(i) {
-        Some(b'0') => i += 1,
-        Some(b'1'..=b'9') => {
-            while matches!(b.get(i), Some(b'0'..=b'9')) {
-                i += 1;
-            }
-        }
-        _ => return None,
+    match super::json::scan_number(b, 0) {
+        Ok((end, int)) if end == b.len() => Some(int),
+        _ => None,
     }
-    let mut int = true;
-    if b.get(i) == Some(&b'.') {
-        int = false;
-        i += 1;
-        let d = i;
-        while matches!(b.get(i), Some(b'0'..=b'9')) {
-            i += 1;
-        }
-        if d == i {
-            return None;
-        }
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        int = false;
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let d = i;
-        while matches!(b.get(i), Some(b'0'..=b'9')) {
-            i += 1;
-        }
-        if d == i {
-            return None;
-        }
-    }
-    (i == b.len()).then_some(int)
 }
 
 /// Text of a number node, or of a string holding a clean JSON number.
@@ -409,9 +376,9 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
                 return Err(expected("an object (struct)", doc, n));
             }
             // one pass over the members; a later duplicate key overwrites (last wins)
-            let mut found = [None::<u32>; 64];
+            let mut found = [None::<u32>; 16];
             let mut extra: Vec<Option<u32>>;
-            let slots: &mut [Option<u32>] = if fields.len() <= 64 {
+            let slots: &mut [Option<u32>] = if fields.len() <= 16 {
                 &mut found[..fields.len()]
             } else {
                 extra = vec![None; fields.len()];

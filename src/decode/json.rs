@@ -235,60 +235,17 @@ impl P<'_, '_> {
     }
     fn number(&mut self) -> Result<(), ParseError> {
         let start = self.i;
-        let b = self.b;
-        let mut i = self.i;
-        if b[i] == b'-' {
-            i += 1;
-        }
-        match b.get(i) {
-            Some(b'0') => {
-                i += 1;
-                if matches!(b.get(i), Some(b'0'..=b'9')) {
-                    self.i = i;
-                    return self.err("leading zeros are not allowed in numbers");
-                }
+        match scan_number(self.b, start) {
+            Ok((end, int)) => {
+                self.i = end;
+                self.push(if int { Kind::Int } else { Kind::Float }, start, end, start);
+                Ok(())
             }
-            Some(b'1'..=b'9') => {
-                while matches!(b.get(i), Some(b'0'..=b'9')) {
-                    i += 1;
-                }
-            }
-            _ => {
-                self.i = i;
-                return self.err("invalid number");
+            Err(e) => {
+                self.i = e.at;
+                Err(e)
             }
         }
-        let mut kind = Kind::Int;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let d = i;
-            while matches!(b.get(i), Some(b'0'..=b'9')) {
-                i += 1;
-            }
-            if i == d {
-                self.i = i;
-                return self.err("expected digits after the decimal point");
-            }
-            kind = Kind::Float;
-        }
-        if matches!(b.get(i), Some(b'e' | b'E')) {
-            i += 1;
-            if matches!(b.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            let d = i;
-            while matches!(b.get(i), Some(b'0'..=b'9')) {
-                i += 1;
-            }
-            if i == d {
-                self.i = i;
-                return self.err("expected digits in the exponent");
-            }
-            kind = Kind::Float;
-        }
-        self.i = i;
-        self.push(kind, start, i, start);
-        Ok(())
     }
     fn string(&mut self) -> Result<(), ParseError> {
         let raw_start = self.i;
@@ -435,6 +392,43 @@ impl P<'_, '_> {
         n.raw_stop = self.i as u32;
         Ok(())
     }
+}
+
+/// Scans a JSON number (RFC 8259 grammar) starting at `start`; returns where
+/// it ends and whether it is an integer (no fraction, no exponent).
+pub fn scan_number(b: &[u8], start: usize) -> Result<(usize, bool), ParseError> {
+    let digits = |mut i: usize| {
+        while matches!(b.get(i), Some(b'0'..=b'9')) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = start + usize::from(b.get(start) == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') if matches!(b.get(i + 1), Some(b'0'..=b'9')) => {
+            return Err(ParseError { at: i + 1, what: "leading zeros are not allowed in numbers" })
+        }
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(i),
+        _ => return Err(ParseError { at: i, what: "invalid number" }),
+    }
+    let mut int = true;
+    if b.get(i) == Some(&b'.') {
+        let d = digits(i + 1);
+        if d == i + 1 {
+            return Err(ParseError { at: d, what: "expected digits after the decimal point" });
+        }
+        (i, int) = (d, false);
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1 + usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        let d = digits(i);
+        if d == i {
+            return Err(ParseError { at: d, what: "expected digits in the exponent" });
+        }
+        (i, int) = (d, false);
+    }
+    Ok((i, int))
 }
 
 /// Index of the first byte at or after `i` that is a quote, a backslash or a

@@ -97,6 +97,11 @@ pub struct Decoder {
     /// Per column: slot and remaining path segments.
     col_slot: Vec<(usize, Vec<String>)>,
     slots: Vec<Option<u32>>,
+    /// Source key of each slot (lowercased when matching ignores case).
+    slot_keys: Vec<Box<[u8]>>,
+    /// Slot of each member position in the previous record (a guess: most
+    /// producers write their keys in the same order every time).
+    last_order: Vec<Option<usize>>,
     lower: Vec<u8>,
     unknown: Vec<u32>,
     max_record_bytes: usize,
@@ -114,6 +119,10 @@ impl Decoder {
             col_slot.push((slot, c.source[1..].to_vec()));
         }
         let nslots = index.len();
+        let mut slot_keys: Vec<Box<[u8]>> = vec![Box::from(&b""[..]); nslots];
+        for (k, &s) in &index {
+            slot_keys[s] = k.clone();
+        }
         Decoder {
             schema,
             plans,
@@ -121,6 +130,8 @@ impl Decoder {
             index,
             col_slot,
             slots: vec![None; nslots],
+            slot_keys,
+            last_order: Vec::new(),
             lower: Vec::new(),
             unknown: Vec::new(),
             max_record_bytes,
@@ -156,8 +167,15 @@ impl Decoder {
         self.slots.iter_mut().for_each(|s| *s = None);
         self.unknown.clear();
         let ci = self.schema.case_insensitive;
-        for (k, v) in doc.members(0) {
+        for (j, (k, v)) in doc.members(0).enumerate() {
             let key = doc.str_bytes(k);
+            if let Some(Some(s)) = self.last_order.get(j) {
+                let want = &self.slot_keys[*s];
+                if key == &want[..] || (ci && key.len() == want.len() && key.is_ascii() && key.eq_ignore_ascii_case(want)) {
+                    self.slots[*s] = Some(v);
+                    continue;
+                }
+            }
             let lookup: &[u8] = if ci && key.iter().any(|c| c.is_ascii_uppercase() || *c >= 0x80) {
                 self.lower.clear();
                 if key.is_ascii() {
@@ -169,10 +187,15 @@ impl Decoder {
             } else {
                 key
             };
-            match self.index.get(lookup) {
-                Some(&slot) => self.slots[slot] = Some(v),
+            let found = self.index.get(lookup).copied();
+            match found {
+                Some(slot) => self.slots[slot] = Some(v),
                 None => self.unknown.push(k),
             }
+            if self.last_order.len() <= j {
+                self.last_order.resize(j + 1, None);
+            }
+            self.last_order[j] = found;
         }
         if self.schema.unknown_keys == UnknownKeys::Reject && !self.unknown.is_empty() {
             let names: Vec<String> = self.unknown.iter().map(|&k| format!("'{}'", doc.str(k))).collect();
