@@ -125,12 +125,55 @@ impl Buffer {
     }
 }
 
+/// A map keyed by destination kind and prefix, looked up by `&str` so the
+/// per-record path allocates nothing.
+struct DestMap<V>([FastMap<String, V>; 3]);
+
+impl<V> Default for DestMap<V> {
+    fn default() -> Self {
+        DestMap([FastMap::default(), FastMap::default(), FastMap::default()])
+    }
+}
+
+const KINDS: [DestKind; 3] = [DestKind::Table, DestKind::Errors, DestKind::Raw];
+
+impl<V> DestMap<V> {
+    fn get(&self, k: DestKind, p: &str) -> Option<&V> {
+        self.0[k as usize].get(p)
+    }
+    fn get_mut(&mut self, k: DestKind, p: &str) -> Option<&mut V> {
+        self.0[k as usize].get_mut(p)
+    }
+    fn get_or_insert_with(&mut self, k: DestKind, p: &str, f: impl FnOnce() -> V) -> &mut V {
+        let m = &mut self.0[k as usize];
+        if !m.contains_key(p) {
+            m.insert(p.to_string(), f());
+        }
+        m.get_mut(p).expect("just inserted")
+    }
+    fn insert(&mut self, k: DestKind, p: String, v: V) {
+        self.0[k as usize].insert(p, v);
+    }
+    fn remove(&mut self, k: DestKind, p: &str) -> Option<V> {
+        self.0[k as usize].remove(p)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|m| m.is_empty())
+    }
+    fn iter(&self) -> impl Iterator<Item = (DestKind, &String, &V)> {
+        KINDS.iter().zip(&self.0).flat_map(|(k, m)| m.iter().map(move |(p, v)| (*k, p, v)))
+    }
+    fn retain(&mut self, mut f: impl FnMut(&V) -> bool) {
+        self.0.iter_mut().for_each(|m| m.retain(|_, v| f(v)));
+    }
+}
+
 #[derive(Default)]
 struct ShardState {
     read_to: Option<Position>,
-    /// Destinations durable past the resume point: (kind, prefix) → last position.
-    done: FastMap<(DestKind, String), Position>,
-    bufs: FastMap<(DestKind, String), Buffer>,
+    /// Destinations durable past the resume point: last position per (kind, prefix).
+    done: DestMap<Position>,
+    bufs: DestMap<Buffer>,
 }
 
 /// A sealed buffer's content. Rows stay in their column builders until the
@@ -256,7 +299,7 @@ impl Pipeline {
                 Some(("raw", p)) => (DestKind::Raw, p),
                 _ => continue,
             };
-            st.done.insert((kind, prefix.to_string()), pos.clone());
+            st.done.insert(kind, prefix.to_string(), pos.clone());
         }
         if let Resume::After(p) = &cp.resume {
             st.read_to = Some(p.clone());
@@ -310,42 +353,36 @@ impl Pipeline {
         render(spec, time, &keys[..spec.keys.len()], &mut self.prefix);
         let st = self.shards.get_mut(shard).unwrap();
         if !st.done.is_empty() {
-            if let Some(d) = st.done.get(&(DestKind::Table, self.prefix.clone())) {
+            if let Some(d) = st.done.get(DestKind::Table, &self.prefix) {
                 if pos <= d {
                     self.stats.skipped_replay += 1;
                     return Ok(());
                 }
             }
         }
-        let key = (DestKind::Table, std::mem::take(&mut self.prefix));
-        let buf = match st.bufs.get_mut(&key) {
-            Some(b) => b,
-            None => st.bufs.entry(key.clone()).or_insert_with(|| Buffer::new(pos, Body::Rows(Columns::new(&self.schema)))),
-        };
+        let schema = &self.schema;
+        let buf = st.bufs.get_or_insert_with(DestKind::Table, &self.prefix, || Buffer::new(pos, Body::Rows(Columns::new(schema))));
         let Body::Rows(cols) = &mut buf.body else { unreachable!() };
-        let res = row.append_to(cols);
-        match res {
+        match row.append_to(cols) {
             Ok(()) => {
                 buf.records += 1;
                 buf.in_bytes += data.len();
                 buf.last = pos.clone();
                 let before = buf.mem;
-                buf.mem = if buf.records % 32 == 1 { cols.mem_bytes() + fixed_cost(&key.1) } else { buf.mem + data.len() };
+                buf.mem = if buf.records % 32 == 1 { cols.mem_bytes() + fixed_cost(&self.prefix) } else { buf.mem + data.len() };
                 self.mem_total = self.mem_total + buf.mem - before;
                 self.stats.rows += 1;
                 if let Some(t) = self.limits.trigger(buf) {
                     self.due_mem += buf.mem;
-                    self.ready.push((shard.clone(), DestKind::Table, key.1.clone(), t));
+                    self.ready.push((shard.clone(), DestKind::Table, self.prefix.clone(), t));
                 }
-                self.prefix = key.1;
                 Ok(())
             }
             Err(e) => {
                 if buf.records == 0 {
                     self.mem_total -= buf.mem;
-                    st.bufs.remove(&key);
+                    st.bufs.remove(DestKind::Table, &self.prefix);
                 }
-                self.prefix = key.1;
                 Err(e)
             }
         }
@@ -353,13 +390,12 @@ impl Pipeline {
 
     fn push_line(&mut self, shard: &ShardId, kind: DestKind, prefix: &str, pos: &Position, in_len: usize, write: impl FnOnce(&mut Vec<u8>)) {
         let st = self.shards.get_mut(shard).unwrap();
-        let key = (kind, prefix.to_string());
-        if let Some(d) = st.done.get(&key) {
+        if let Some(d) = st.done.get(kind, prefix) {
             if pos <= d {
                 return;
             }
         }
-        let buf = st.bufs.entry(key).or_insert_with(|| Buffer::new(pos, Body::Lines(Vec::new())));
+        let buf = st.bufs.get_or_insert_with(kind, prefix, || Buffer::new(pos, Body::Lines(Vec::new())));
         let Body::Lines(lines) = &mut buf.body else { unreachable!() };
         write(lines);
         let mem = lines.capacity() + fixed_cost(prefix);
@@ -381,7 +417,7 @@ impl Pipeline {
         let mut all: Vec<(usize, ShardId, DestKind, String)> = self
             .shards
             .iter()
-            .flat_map(|(s, st)| st.bufs.iter().filter(|(_, b)| !b.due).map(move |((k, p), b)| (b.mem, s.clone(), *k, p.clone())))
+            .flat_map(|(s, st)| st.bufs.iter().filter(|(_, _, b)| !b.due).map(move |(k, p, b)| (b.mem, s.clone(), k, p.clone())))
             .collect();
         all.sort_by(|a, b| b.0.cmp(&a.0));
         let target = self.limits.memory_limit / 4 * 3;
@@ -391,7 +427,7 @@ impl Pipeline {
                 break;
             }
             keep -= mem.min(keep);
-            if let Some(b) = self.shards.get_mut(&s).and_then(|st| st.bufs.get_mut(&(k, p.clone()))) {
+            if let Some(b) = self.shards.get_mut(&s).and_then(|st| st.bufs.get_mut(k, &p)) {
                 b.due = true;
                 self.due_mem += b.mem;
             }
@@ -401,7 +437,7 @@ impl Pipeline {
 
     fn seal(&mut self, shard: &ShardId, kind: DestKind, prefix: String, trigger: Trigger) -> Option<Sealed> {
         let st = self.shards.get_mut(shard)?;
-        let buf = st.bufs.remove(&(kind, prefix.clone()))?;
+        let buf = st.bufs.remove(kind, &prefix)?;
         self.mem_total -= buf.mem.min(self.mem_total);
         if buf.due {
             self.due_mem -= buf.mem.min(self.due_mem);
@@ -422,8 +458,8 @@ impl Pipeline {
             .flat_map(|(s, st)| {
                 st.bufs
                     .iter()
-                    .filter(move |(_, b)| now.duration_since(b.opened) >= max_age)
-                    .map(move |((k, p), _)| (s.clone(), *k, p.clone()))
+                    .filter(move |(_, _, b)| now.duration_since(b.opened) >= max_age)
+                    .map(move |(k, p, _)| (s.clone(), k, p.clone()))
             })
             .collect();
         let mut out = self.seal_ready();
@@ -444,7 +480,7 @@ impl Pipeline {
         let all: Vec<(ShardId, DestKind, String)> = self
             .shards
             .iter()
-            .flat_map(|(s, st)| st.bufs.keys().map(move |(k, p)| (s.clone(), *k, p.clone())))
+            .flat_map(|(s, st)| st.bufs.iter().map(move |(k, p, _)| (s.clone(), k, p.clone())))
             .collect();
         for (s, k, p) in all {
             out.extend(self.seal(&s, k, p, Trigger::Shutdown));
@@ -460,7 +496,7 @@ impl Pipeline {
     /// Records that a sealed buffer is durable at its destination.
     pub fn mark_durable(&mut self, s: &Sealed) {
         let st = self.shards.entry(s.shard.clone()).or_default();
-        let e = st.done.entry((s.kind, s.prefix.clone())).or_insert_with(|| s.last.clone());
+        let e = st.done.get_or_insert_with(s.kind, &s.prefix, || s.last.clone());
         if *e < s.last {
             *e = s.last.clone();
         }
@@ -469,20 +505,20 @@ impl Pipeline {
     /// The shard's checkpoint given what is durable now; prunes what it no longer needs.
     pub fn checkpoint(&mut self, shard: &ShardId) -> ShardCheckpoint {
         let Some(st) = self.shards.get_mut(shard) else { return ShardCheckpoint::default() };
-        let oldest = st.bufs.values().map(|b| &b.first).min().cloned();
+        let oldest = st.bufs.iter().map(|(_, _, b)| &b.first).min().cloned();
         let resume = match (oldest, &st.read_to) {
             (Some(p), _) => Resume::At(p),
             (None, Some(p)) => Resume::After(p.clone()),
             (None, None) => Resume::Start,
         };
-        st.done.retain(|_, d| match &resume {
+        st.done.retain(|d| match &resume {
             Resume::At(p) => *d >= *p,
             Resume::After(p) => *d > *p,
             Resume::Start => true,
         });
         ShardCheckpoint {
             resume,
-            done: st.done.iter().map(|((k, p), pos)| (done_key(*k, p), pos.clone())).collect(),
+            done: st.done.iter().map(|(k, p, pos)| (done_key(k, p), pos.clone())).collect(),
         }
     }
 
