@@ -26,19 +26,21 @@ pub struct Validity {
 }
 
 impl Validity {
-    #[inline]
+    #[inline(always)]
     pub fn append(&mut self, valid: bool) {
         match &mut self.bits {
-            Some(b) => b.append(valid),
             None if valid => {}
-            None => {
-                let mut b = BooleanBufferBuilder::new((self.len + 1).next_power_of_two().max(64));
-                b.append_n(self.len, true);
-                b.append(false);
-                self.bits = Some(b);
-            }
+            Some(b) => b.append(valid),
+            None => self.first_null(),
         }
         self.len += 1;
+    }
+    #[cold]
+    fn first_null(&mut self) {
+        let mut b = BooleanBufferBuilder::new((self.len + 1).next_power_of_two().max(64));
+        b.append_n(self.len, true);
+        b.append(false);
+        self.bits = Some(b);
     }
     pub fn len(&self) -> usize {
         self.len

@@ -94,8 +94,9 @@ fn json_number_shape(b: &[u8]) -> Option<bool> {
     }
 }
 
-/// Text of a number node, or of a string holding a clean JSON number.
-fn numeric_text<'a>(doc: &Doc<'a>, n: u32, what: &str) -> Result<(&'a str, bool), ConvError> {
+/// Text of a number node, or of a string holding a clean JSON number; `what`
+/// names the expected type in the error (built only when there is one).
+fn numeric_text<'a>(doc: &Doc<'a>, n: u32, what: impl FnOnce() -> String) -> Result<(&'a str, bool), ConvError> {
     let node = doc.node(n);
     match node.kind {
         Kind::Int => Ok((doc.raw_str(n), true)),
@@ -104,10 +105,10 @@ fn numeric_text<'a>(doc: &Doc<'a>, n: u32, what: &str) -> Result<(&'a str, bool)
             let s = doc.str(n);
             match json_number_shape(s.as_bytes()) {
                 Some(int) => Ok((s, int)),
-                None => Err(expected(what, doc, n)),
+                None => Err(expected(&what(), doc, n)),
             }
         }
-        _ => Err(expected(what, doc, n)),
+        _ => Err(expected(&what(), doc, n)),
     }
 }
 
@@ -133,7 +134,7 @@ pub fn int_value(doc: &Doc, n: u32, ty: &ColType) -> Result<i64, ConvError> {
         ColType::Int => ("int", i32::MIN as i64, i32::MAX as i64),
         _ => ("bigint", i64::MIN, i64::MAX),
     };
-    let (text, int) = numeric_text(doc, n, &format!("an integer ({name})"))?;
+    let (text, int) = numeric_text(doc, n, || format!("an integer ({name})"))?;
     if !int {
         return Err(ConvError::new(format!("expected an integer ({name}), got {}: fractions are not rounded", snippet(doc, n))));
     }
@@ -162,14 +163,14 @@ pub fn string_value<'a>(doc: &Doc<'a>, n: u32) -> &'a str {
 }
 
 fn decimal_value(doc: &Doc, n: u32, precision: u8, scale: u8) -> Result<i128, ConvError> {
-    let ty = format!("decimal({precision},{scale})");
-    let (text, _) = numeric_text(doc, n, &format!("a number ({ty})"))?;
+    let ty = || format!("decimal({precision},{scale})");
+    let (text, _) = numeric_text(doc, n, || format!("a number ({})", ty()))?;
     let (neg, rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text),
     };
     let (mant, exp) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().map_err(|_| expected(&ty, doc, n))?),
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().map_err(|_| expected(&ty(), doc, n))?),
         None => (rest, 0),
     };
     let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
@@ -182,11 +183,11 @@ fn decimal_value(doc: &Doc, n: u32, precision: u8, scale: u8) -> Result<i128, Co
             None => break,
             Some(_) => {
                 return Err(ConvError::new(format!(
-                    "value {} has more than {scale} decimal places for {ty}; it is not rounded", snippet(doc, n))))
+                    "value {} has more than {scale} decimal places for {}; it is not rounded", snippet(doc, n), ty())))
             }
         }
     }
-    let too_big = || ConvError::new(format!("value {} does not fit {ty}", snippet(doc, n)));
+    let too_big = || ConvError::new(format!("value {} does not fit {}", snippet(doc, n), ty()));
     let limit = 10i128.pow(precision as u32);
     let mut v: i128 = 0;
     for d in digits {
@@ -289,7 +290,7 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
         (ColBuf::I32(p), _) => p.push(int_value(doc, n, &plan.ty)? as i32),
         (ColBuf::I64(p), _) => p.push(int_value(doc, n, &plan.ty)?),
         (ColBuf::F64(p), _) => {
-            let (t, _) = numeric_text(doc, n, "a number (double)")?;
+            let (t, _) = numeric_text(doc, n, || "a number (double)".into())?;
             let v: f64 = t.parse().map_err(|_| expected("a number (double)", doc, n))?;
             if !v.is_finite() {
                 return Err(ConvError::new(format!("value {} is out of range for double", snippet(doc, n))));
@@ -297,7 +298,7 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
             p.push(v)
         }
         (ColBuf::F32(p), _) => {
-            let (t, _) = numeric_text(doc, n, "a number (float)")?;
+            let (t, _) = numeric_text(doc, n, || "a number (float)".into())?;
             let v: f64 = t.parse().map_err(|_| expected("a number (float)", doc, n))?;
             if !v.is_finite() || v.abs() > f32::MAX as f64 {
                 return Err(ConvError::new(format!("value {} is out of range for float", snippet(doc, n))));
