@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: `lakehose convert` against pyarrow on ONE core, same input, same run.
 # usage: benches/convert_vs_pyarrow.sh [RECORDS=1000000] [RUNS=5]
+# SCHEMA=path overrides schemas/events.toml (e.g. a one-partition variant for a
+# like-for-like comparison with pyarrow's single output file); CORE picks the core.
 # Prints the median seconds of each, MB/s of input per core, the ratio, and
 # peak RSS; writes the table to bench-out/convert_vs_pyarrow.md.
 set -euo pipefail
@@ -24,7 +26,7 @@ for i in $(seq "$RUNS"); do
   rm -rf "$OUT/lake" "$OUT/pyarrow"
   start=$(date +%s.%N)
   rss=$(taskset -c "$CORE" .venv/bin/python tests/py/peak_rss.py target/release/lakehose convert \
-        --schema schemas/events.toml --out "$OUT/lake" "$INPUT" 2>&1 >/dev/null | sed -n 's/^peak_rss_kib=//p')
+        --schema "${SCHEMA:-schemas/events.toml}" --out "$OUT/lake" "$INPUT" 2>&1 >/dev/null | sed -n 's/^peak_rss_kib=//p')
   end=$(date +%s.%N)
   lh+=("$(echo "$end - $start" | bc -l)"); [ "$rss" -gt "$lh_rss" ] && lh_rss=$rss
   r=$(taskset -c "$CORE" .venv/bin/python benches/pyarrow_peer.py "$INPUT" "$OUT/pyarrow")
@@ -39,5 +41,5 @@ MB=$(echo "$BYTES / 1000000" | bc -l)
   echo "|---|---|---|---|"
   printf '| lakehose convert | %.2f | %.0f | %.0f |\n' "$LH" "$(echo "$MB / $LH" | bc -l)" "$(echo "$lh_rss / 1024" | bc -l)"
   printf '| pyarrow read_json + write_table | %.2f | %.0f | %.0f |\n' "$PA" "$(echo "$MB / $PA" | bc -l)" "$(echo "$pa_rss / 1024" | bc -l)"
-  printf '\ninput: %s records, %.0f MB; lakehose is %.2fx pyarrow\n' "$RECORDS" "$MB" "$(echo "$PA / $LH" | bc -l)"
+  printf '\ninput: %s records, %.0f MB, schema %s; lakehose is %.2fx pyarrow\n' "$RECORDS" "$MB" "${SCHEMA:-schemas/events.toml}" "$(echo "$PA / $LH" | bc -l)"
 } | tee "$OUT/convert_vs_pyarrow.md"
