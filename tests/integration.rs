@@ -556,3 +556,34 @@ print(json.dumps({
     assert!(r["big_size"].as_u64().unwrap() > 16 << 20, "{r}");
     assert!(multipart.iter().any(|k| k.contains("event_type=blob/")), "large Parquet went multipart: {r}");
 }
+
+#[test]
+fn failed_uploads_exit_1_and_never_advance_the_checkpoint() {
+    let moto = Moto::start();
+    moto.boto("c('s3').create_bucket(Bucket='errs-bkt')");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let (ids, _) = gen(&spool.join("a.ndjson"), &["--records", "500"]);
+    let cfg = dir.path().join("l.toml");
+    std::fs::write(&cfg, format!(
+        "[source]\nkind = \"spool\"\ndir = \"spool\"\n[table]\nschema = \"{}\"\n[sink]\nurl = \"s3://no-such-bucket/events/\"\nerrors = \"s3://errs-bkt/e/\"\nendpoint = \"{}\"\n[buffer]\nmax_records = 100\nmax_age = \"500ms\"\n",
+        root().join("schemas/events.toml").display(), moto.endpoint)).unwrap();
+    let envs = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
+    let o = bin().envs(envs).args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("s3://no-such-bucket/events/"), "the error names the destination: {err}");
+    let st: Value = serde_json::from_str(&std::fs::read_to_string(spool.join(".lakehose-spool-state.json")).unwrap()).unwrap();
+    assert_eq!(st["segments"]["a.ndjson"]["checkpoint"]["resume"], "start", "nothing was committed: {st}");
+    // once the bucket exists, a restart delivers every record exactly once
+    moto.boto("c('s3').create_bucket(Bucket='no-such-bucket')");
+    let d = Daemon { child: bin().envs(envs).args(["run", "--config"]).arg(&cfg).stderr(Stdio::piped()).spawn().unwrap() };
+    std::thread::sleep(Duration::from_millis(1500));
+    let (ok, _, e) = d.term();
+    assert!(ok, "{e}");
+    let facts = check(&["--lake", "s3://no-such-bucket/events/", "--endpoint", &moto.endpoint]);
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(strs(&facts["ids"]), want);
+}
