@@ -261,10 +261,9 @@ impl Config {
             Some(other) => return Err(err("source", "kind", format!("{other:?} is not a source; use \"spool\", \"stdin\" or \"kinesis\""))),
             None => return Err(err("source", "kind", "missing; set kind = \"spool\" (with dir), \"stdin\" or \"kinesis\"".into())),
         };
-        if raw.lease.is_some() && !matches!(raw.source.kind.as_deref(), Some("kinesis")) {
-            // accepted and ignored: lease settings only apply to kinesis
-        }
-        let _ = (&raw.source.stream, &raw.source.start, &raw.source.endpoint);
+        // [lease], stream, start and endpoint are read by the kinesis source
+        // (issue 3); other sources accept and ignore them
+        let _ = (&raw.lease, &raw.source.stream, &raw.source.start, &raw.source.endpoint);
         let schema = raw.table.as_ref().ok_or_else(|| err("table", "schema", "missing; set [table] schema = \"schemas/<table>.toml\"".into()))?;
         let sink = raw.sink.as_ref().ok_or_else(|| err("sink", "url", "missing [sink] section; set url and errors".into()))?;
         let url = sink.url.as_deref().ok_or_else(|| err("sink", "url", "missing; set the lake URL, e.g. \"s3://bucket/events/\" or \"file:///var/lib/lakehose/lake/\"".into()))?;

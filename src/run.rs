@@ -156,13 +156,17 @@ async fn read_stream(
         let mut filled = buf.len();
         buf.resize(want, 0);
         while filled < want {
-            let n = match cancel {
+            let read = match cancel {
+                // a live stream: wake up to honour max_age while no data comes
                 Some(c) => tokio::select! {
-                    _ = c.cancelled() => 0,
-                    r = reader.read(&mut buf[filled..]) => r.map_err(|source| RunError::Input { path: name.to_string(), source })?,
+                    _ = c.cancelled() => Some(Ok(0)),
+                    r = reader.read(&mut buf[filled..]) => Some(r),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => None,
                 },
-                None => reader.read(&mut buf[filled..]).await.map_err(|source| RunError::Input { path: name.to_string(), source })?,
+                None => Some(reader.read(&mut buf[filled..]).await),
             };
+            let Some(read) = read else { break };
+            let n = read.map_err(|source| RunError::Input { path: name.to_string(), source })?;
             if n == 0 {
                 eof = true;
                 break;

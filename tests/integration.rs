@@ -365,10 +365,19 @@ fn stdin_source_runs_to_end_of_input() {
     let input = dir.path().join("in.ndjson");
     let (ids, bad) = gen(&input, &["--records", "2000", "--bad-every", "25"]);
     let cfg = dir.path().join("l.toml");
-    std::fs::write(&cfg, format!("[source]\nkind = \"stdin\"\n[table]\nschema = \"{}\"\n[sink]\nurl = \"lake\"\nerrors = \"errors\"\n",
+    std::fs::write(&cfg, format!("[source]\nkind = \"stdin\"\n[table]\nschema = \"{}\"\n[sink]\nurl = \"lake\"\nerrors = \"errors\"\n[buffer]\nmax_age = \"1s\"\n",
         root().join("schemas/events.toml").display())).unwrap();
     let mut child = bin().args(["run", "--config"]).arg(&cfg).stdin(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(&std::fs::read(&input).unwrap()).unwrap();
+    let data = std::fs::read(&input).unwrap();
+    let half = data.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(999).unwrap().0 + 1;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data[..half]).unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open and idle: buffers older than max_age are written anyway
+    let first_half_good = ids[..1000].iter().filter(|i| !bad.contains_key(*i)).count();
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), first_half_good, 0, 30);
+    stdin.write_all(&data[half..]).unwrap();
+    drop(stdin);
     assert!(child.wait().unwrap().success());
     let facts = check(&["--lake", dir.path().join("lake").to_str().unwrap(), "--errors", dir.path().join("errors").to_str().unwrap()]);
     assert_exactly_once(&facts, &ids, &bad, false);
