@@ -168,6 +168,25 @@ impl<V> DestMap<V> {
     }
 }
 
+/// Buffers queued for sealing, and the memory they hold until they are taken.
+#[derive(Default)]
+struct DueQueue {
+    items: Vec<(ShardId, DestKind, String, Trigger)>,
+    mem: usize,
+}
+
+impl DueQueue {
+    /// Marks `b` due (once) and queues it; its memory stays counted until sealed.
+    fn push(&mut self, b: &mut Buffer, shard: &ShardId, kind: DestKind, prefix: &str, t: Trigger) {
+        if b.due {
+            return;
+        }
+        b.due = true;
+        self.mem += b.mem;
+        self.items.push((shard.clone(), kind, prefix.to_string(), t));
+    }
+}
+
 #[derive(Default)]
 struct ShardState {
     read_to: Option<Position>,
@@ -239,9 +258,7 @@ pub struct Pipeline {
     table_ref: TableRef,
     shards: FastMap<ShardId, ShardState>,
     mem_total: usize,
-    ready: Vec<(ShardId, DestKind, String, Trigger)>,
-    /// Memory of buffers already marked due.
-    due_mem: usize,
+    due: DueQueue,
     prefix: String,
     hour_cache: (i64, String),
     stats: Stats,
@@ -258,8 +275,7 @@ impl Pipeline {
             table_ref,
             shards: FastMap::default(),
             mem_total: 0,
-            ready: Vec::new(),
-            due_mem: 0,
+            due: DueQueue::default(),
             prefix: String::new(),
             hour_cache: (i64::MIN, String::new()),
             stats: Stats::default(),
@@ -334,7 +350,7 @@ impl Pipeline {
             });
         }
         self.shards.get_mut(shard).unwrap().read_to = Some(pos);
-        if self.mem_total - self.due_mem.min(self.mem_total) > self.limits.memory_limit {
+        if self.undue_mem() > self.limits.memory_limit {
             self.shed_memory();
         }
     }
@@ -373,8 +389,7 @@ impl Pipeline {
                 self.mem_total = self.mem_total + buf.mem - before;
                 self.stats.rows += 1;
                 if let Some(t) = self.limits.trigger(buf) {
-                    self.due_mem += buf.mem;
-                    self.ready.push((shard.clone(), DestKind::Table, self.prefix.clone(), t));
+                    self.due.push(buf, shard, DestKind::Table, &self.prefix, t);
                 }
                 Ok(())
             }
@@ -405,8 +420,7 @@ impl Pipeline {
         buf.in_bytes += in_len;
         buf.last = pos.clone();
         if let Some(t) = self.limits.trigger(buf) {
-            self.due_mem += buf.mem;
-            self.ready.push((shard.clone(), kind, prefix.to_string(), t));
+            self.due.push(buf, shard, kind, prefix, t);
         }
     }
 
@@ -421,18 +435,21 @@ impl Pipeline {
             .collect();
         all.sort_by(|a, b| b.0.cmp(&a.0));
         let target = self.limits.memory_limit / 4 * 3;
-        let mut keep = self.mem_total - self.due_mem.min(self.mem_total);
+        let mut keep = self.undue_mem();
         for (mem, s, k, p) in all {
             if keep <= target {
                 break;
             }
             keep -= mem.min(keep);
             if let Some(b) = self.shards.get_mut(&s).and_then(|st| st.bufs.get_mut(k, &p)) {
-                b.due = true;
-                self.due_mem += b.mem;
+                self.due.push(b, &s, k, &p, Trigger::Memory);
             }
-            self.ready.push((s, k, p, Trigger::Memory));
         }
+    }
+
+    /// Memory of the buffers not yet queued for sealing.
+    fn undue_mem(&self) -> usize {
+        self.mem_total.saturating_sub(self.due.mem)
     }
 
     fn seal(&mut self, shard: &ShardId, kind: DestKind, prefix: String, trigger: Trigger) -> Option<Sealed> {
@@ -440,7 +457,7 @@ impl Pipeline {
         let buf = st.bufs.remove(kind, &prefix)?;
         self.mem_total -= buf.mem.min(self.mem_total);
         if buf.due {
-            self.due_mem -= buf.mem.min(self.due_mem);
+            self.due.mem -= buf.mem.min(self.due.mem);
         }
         let body = match buf.body {
             Body::Rows(cols) => SealedBody::Rows(cols),
@@ -470,7 +487,7 @@ impl Pipeline {
     }
 
     fn seal_ready(&mut self) -> Vec<Sealed> {
-        let ready = std::mem::take(&mut self.ready);
+        let ready = std::mem::take(&mut self.due.items);
         ready.into_iter().filter_map(|(s, k, p, t)| self.seal(&s, k, p, t)).collect()
     }
 
@@ -490,7 +507,7 @@ impl Pipeline {
 
     /// True when sealed buffers wait to be taken (the caller should write soon).
     pub fn has_due(&self) -> bool {
-        !self.ready.is_empty()
+        !self.due.items.is_empty()
     }
 
     /// Records that a sealed buffer is durable at its destination.
@@ -529,24 +546,21 @@ impl Pipeline {
 
 /// Memory a buffer costs besides its content: its struct, map entry and key.
 fn fixed_cost(prefix: &str) -> usize {
-    std::mem::size_of::<Buffer>() + std::mem::size_of::<(DestKind, String)>() + prefix.len() + 64
+    std::mem::size_of::<Buffer>() + std::mem::size_of::<String>() + prefix.len() + 64
 }
 
 impl Limits {
-    /// The size trigger a buffer has just reached, once per buffer.
-    fn trigger(&self, b: &mut Buffer) -> Option<Trigger> {
+    /// The size trigger a buffer not yet due has reached, if any.
+    fn trigger(&self, b: &Buffer) -> Option<Trigger> {
         if b.due {
-            return None;
-        }
-        let t = if b.records >= self.max_records {
-            Trigger::Records
+            None
+        } else if b.records >= self.max_records {
+            Some(Trigger::Records)
         } else if b.in_bytes >= self.max_bytes {
-            Trigger::Bytes
+            Some(Trigger::Bytes)
         } else {
-            return None;
-        };
-        b.due = true;
-        Some(t)
+            None
+        }
     }
 }
 

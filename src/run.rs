@@ -137,6 +137,10 @@ pub async fn convert(p: &mut Pipeline, inputs: &[String], sinks: &Sinks) -> Resu
 
 const READ_CHUNK: usize = 8 << 20;
 
+/// How often open buffers are checked against `max_age` (a scan of all of
+/// them), whatever the rate of incoming reads.
+const AGE_CHECK: Duration = Duration::from_millis(500);
+
 /// Reads NDJSON from a stream to its end, flushing as buffers come due.
 async fn read_stream(
     p: &mut Pipeline,
@@ -151,6 +155,7 @@ async fn read_stream(
     let mut base: u64 = 0;
     let mut records = Vec::new();
     let mut eof = false;
+    let mut last_age_check = Instant::now();
     while !eof {
         let want = READ_CHUNK.max(buf.len() + 1);
         let mut filled = buf.len();
@@ -161,7 +166,7 @@ async fn read_stream(
                 Some(c) => tokio::select! {
                     _ = c.cancelled() => Some(Ok(0)),
                     r = reader.read(&mut buf[filled..]) => Some(r),
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => None,
+                    _ = tokio::time::sleep(AGE_CHECK) => None,
                 },
                 None => Some(reader.read(&mut buf[filled..]).await),
             };
@@ -189,8 +194,11 @@ async fn read_stream(
         }
         buf.drain(..used);
         base += used as u64;
-        let due = p.take_due(Instant::now());
-        write_sealed(p, due, sinks).await?;
+        if last_age_check.elapsed() >= AGE_CHECK {
+            last_age_check = Instant::now();
+            let due = p.take_due(Instant::now());
+            write_sealed(p, due, sinks).await?;
+        }
     }
     Ok(())
 }
@@ -249,7 +257,7 @@ pub async fn run_source<S: Source>(
                 }
             }
         }
-        if last_age_check.elapsed() >= Duration::from_millis(500) {
+        if last_age_check.elapsed() >= AGE_CHECK {
             last_age_check = Instant::now();
             flush_due(p, src, sinks).await?;
         }

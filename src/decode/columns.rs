@@ -96,10 +96,6 @@ pub enum ColBuf {
     Map { offsets: Vec<i32>, valid: Validity, keys: Box<ColBuf>, vals: Box<ColBuf> },
 }
 
-fn nulls(valid: Validity) -> Option<NullBuffer> {
-    valid.finish()
-}
-
 impl ColBuf {
     pub fn new(ty: &ColType) -> ColBuf {
         match ty {
@@ -218,11 +214,8 @@ impl ColBuf {
         fn v<T>(v: &Vec<T>) -> usize {
             if v.capacity() == 0 { 0 } else { v.capacity() * std::mem::size_of::<T>() + BLOCK }
         }
-        fn b(b: &Validity) -> usize {
-            b.heap_bytes()
-        }
         fn p<T>(x: &Prim<T>) -> usize {
-            v(&x.vals) + b(&x.valid)
+            v(&x.vals) + x.valid.heap_bytes()
         }
         match self {
             ColBuf::Bool(x) => p(x),
@@ -233,10 +226,10 @@ impl ColBuf {
             ColBuf::F32(x) => p(x),
             ColBuf::F64(x) => p(x),
             ColBuf::Dec(x) => p(x),
-            ColBuf::Bytes { offsets, data, valid } => v(offsets) + v(data) + b(valid),
-            ColBuf::List { offsets, valid, child } => v(offsets) + b(valid) + BLOCK + child.mem_bytes(),
-            ColBuf::Map { offsets, valid, keys, vals } => v(offsets) + b(valid) + 2 * BLOCK + keys.mem_bytes() + vals.mem_bytes(),
-            ColBuf::Struct { valid, children } => b(valid) + v(children) + children.iter().map(ColBuf::heap_bytes).sum::<usize>(),
+            ColBuf::Bytes { offsets, data, valid } => v(offsets) + v(data) + valid.heap_bytes(),
+            ColBuf::List { offsets, valid, child } => v(offsets) + valid.heap_bytes() + BLOCK + child.mem_bytes(),
+            ColBuf::Map { offsets, valid, keys, vals } => v(offsets) + valid.heap_bytes() + 2 * BLOCK + keys.mem_bytes() + vals.mem_bytes(),
+            ColBuf::Struct { valid, children } => valid.heap_bytes() + v(children) + children.iter().map(ColBuf::heap_bytes).sum::<usize>(),
         }
     }
 
@@ -248,13 +241,13 @@ impl ColBuf {
 
     fn into_array(self, ty: &ColType) -> ArrayRef {
         fn prim<T: ArrowPrimitiveType>(p: Prim<T::Native>) -> PrimitiveArray<T> {
-            PrimitiveArray::<T>::new(ScalarBuffer::from(p.vals), nulls(p.valid))
+            PrimitiveArray::<T>::new(ScalarBuffer::from(p.vals), p.valid.finish())
         }
         match (self, ty) {
             (ColBuf::Bool(p), _) => {
                 let mut b = BooleanBufferBuilder::new(p.vals.len());
                 p.vals.iter().for_each(|&v| b.append(v));
-                Arc::new(BooleanArray::new(b.finish(), nulls(p.valid)))
+                Arc::new(BooleanArray::new(b.finish(), p.valid.finish()))
             }
             (ColBuf::I8(p), _) => Arc::new(prim::<Int8Type>(p)),
             (ColBuf::I16(p), _) => Arc::new(prim::<Int16Type>(p)),
@@ -271,7 +264,7 @@ impl ColBuf {
                 // SAFETY: offsets start at 0 and never decrease (only appended
                 // from data.len() or truncated together with data).
                 let off = unsafe { OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)) };
-                Arc::new(BinaryArray::new(off, Buffer::from_vec(data), nulls(valid)))
+                Arc::new(BinaryArray::new(off, Buffer::from_vec(data), valid.finish()))
             }
             (ColBuf::Bytes { offsets, data, valid }, _) => {
                 // SAFETY: offsets as above; every appended value came from a
@@ -279,24 +272,24 @@ impl ColBuf {
                 // every offset.
                 unsafe {
                     let off = OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets));
-                    Arc::new(StringArray::new_unchecked(off, Buffer::from_vec(data), nulls(valid)))
+                    Arc::new(StringArray::new_unchecked(off, Buffer::from_vec(data), valid.finish()))
                 }
             }
             (ColBuf::List { offsets, valid, child }, ColType::Array(e)) => {
                 let values = child.into_array(e);
                 let field = Arc::new(Field::new("item", e.arrow(), true));
-                Arc::new(ListArray::new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), values, nulls(valid)))
+                Arc::new(ListArray::new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), values, valid.finish()))
             }
             (ColBuf::Map { offsets, valid, keys, vals }, ColType::Map(k, v)) => {
                 let DataType::Map(entries_field, _) = ty.arrow() else { unreachable!() };
                 let DataType::Struct(entry_fields) = entries_field.data_type().clone() else { unreachable!() };
                 let entries = StructArray::new(entry_fields, vec![keys.into_array(k), vals.into_array(v)], None);
-                Arc::new(MapArray::new(entries_field, OffsetBuffer::new(ScalarBuffer::from(offsets)), entries, nulls(valid), false))
+                Arc::new(MapArray::new(entries_field, OffsetBuffer::new(ScalarBuffer::from(offsets)), entries, valid.finish(), false))
             }
             (ColBuf::Struct { valid, children }, ColType::Struct(fs)) => {
                 let arrays: Vec<ArrayRef> = children.into_iter().zip(fs).map(|(c, f)| c.into_array(&f.ty)).collect();
                 let len = valid.len();
-                let n = nulls(valid);
+                let n = valid.finish();
                 if fs.is_empty() {
                     Arc::new(StructArray::new_empty_fields(len, n))
                 } else {

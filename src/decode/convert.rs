@@ -264,8 +264,11 @@ static B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new
 /// True when an object key matches a (lowercased when case-insensitive) name.
 #[inline]
 pub fn key_matches(key: &str, name: &str, case_insensitive: bool) -> bool {
+    if key == name {
+        return true; // the common case, whatever the setting
+    }
     if !case_insensitive {
-        return key == name;
+        return false;
     }
     if key.is_ascii() {
         key.len() == name.len() && key.as_bytes().iter().zip(name.as_bytes()).all(|(a, b)| a.to_ascii_lowercase() == *b)

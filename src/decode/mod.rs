@@ -98,7 +98,7 @@ pub struct Decoder {
     col_slot: Vec<(usize, Vec<String>)>,
     slots: Vec<Option<u32>>,
     /// Source key of each slot (lowercased when matching ignores case).
-    slot_keys: Vec<Box<[u8]>>,
+    slot_keys: Vec<String>,
     /// Slot of each member position in the previous record (a guess: most
     /// producers write their keys in the same order every time).
     last_order: Vec<Option<usize>>,
@@ -119,9 +119,9 @@ impl Decoder {
             col_slot.push((slot, c.source[1..].to_vec()));
         }
         let nslots = index.len();
-        let mut slot_keys: Vec<Box<[u8]>> = vec![Box::from(&b""[..]); nslots];
-        for (k, &s) in &index {
-            slot_keys[s] = k.clone();
+        let mut slot_keys = vec![String::new(); nslots];
+        for c in &schema.columns {
+            slot_keys[index[c.source[0].as_bytes()]] = c.source[0].clone();
         }
         Decoder {
             schema,
@@ -169,10 +169,9 @@ impl Decoder {
         let ci = self.schema.case_insensitive;
         for (j, (k, v)) in doc.members(0).enumerate() {
             let key = doc.str_bytes(k);
-            if let Some(Some(s)) = self.last_order.get(j) {
-                let want = &self.slot_keys[*s];
-                if key == &want[..] || (ci && key.len() == want.len() && key.is_ascii() && key.eq_ignore_ascii_case(want)) {
-                    self.slots[*s] = Some(v);
+            if let Some(&Some(s)) = self.last_order.get(j) {
+                if convert::key_matches(doc.str(k), &self.slot_keys[s], ci) {
+                    self.slots[s] = Some(v);
                     continue;
                 }
             }
