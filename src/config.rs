@@ -27,7 +27,7 @@ pub struct ConfigError {
 struct Raw {
     #[serde(default)]
     source: RawSource,
-    lease: Option<toml::Table>,
+    lease: Option<RawLease>,
     table: Option<RawTable>,
     sink: Option<RawSink>,
     #[serde(default)]
@@ -48,6 +48,16 @@ struct RawSource {
     state_dir: Option<String>,
     max_record_size: Option<toml::Value>,
     poll_interval: Option<String>,
+    region: Option<String>,
+    shard_sync_interval: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLease {
+    table: Option<String>,
+    failover: Option<String>,
+    worker_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +99,7 @@ struct RawCatalog {
 pub enum SourceConfig {
     Spool { dir: PathBuf, state_dir: Option<PathBuf>, poll: Duration },
     Stdin,
+    Kinesis(crate::source::kinesis::KinesisConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -255,15 +266,10 @@ impl Config {
                 SourceConfig::Spool { dir: resolve(dir), state_dir: raw.source.state_dir.as_deref().map(resolve), poll }
             }
             Some("stdin") => SourceConfig::Stdin,
-            Some("kinesis") => {
-                return Err(err("source", "kind", "\"kinesis\" is not available in this build yet (see README, Status); use \"spool\" or \"stdin\"".into()))
-            }
+            Some("kinesis") => SourceConfig::Kinesis(kinesis_config(&raw, &err)?),
             Some(other) => return Err(err("source", "kind", format!("{other:?} is not a source; use \"spool\", \"stdin\" or \"kinesis\""))),
             None => return Err(err("source", "kind", "missing; set kind = \"spool\" (with dir), \"stdin\" or \"kinesis\"".into())),
         };
-        // [lease], stream, start and endpoint are read by the kinesis source
-        // (issue 3); other sources accept and ignore them
-        let _ = (&raw.lease, &raw.source.stream, &raw.source.start, &raw.source.endpoint);
         let schema = raw.table.as_ref().ok_or_else(|| err("table", "schema", "missing; set [table] schema = \"schemas/<table>.toml\"".into()))?;
         let sink = raw.sink.as_ref().ok_or_else(|| err("sink", "url", "missing [sink] section; set url and errors".into()))?;
         let url = sink.url.as_deref().ok_or_else(|| err("sink", "url", "missing; set the lake URL, e.g. \"s3://bucket/events/\" or \"file:///var/lib/lakehose/lake/\"".into()))?;
@@ -327,6 +333,58 @@ impl Config {
             max_record_bytes,
         })
     }
+}
+
+fn kinesis_config(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<crate::source::kinesis::KinesisConfig, ConfigError> {
+    use crate::source::kinesis::reader::StartPosition;
+    use crate::source::kinesis::{KinesisConfig, StreamRef};
+    let src = &raw.source;
+    let stream = src.stream.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| err("source", "stream", "missing; kinesis sources need the stream name or ARN".into()))?;
+    let start = match src.start.as_deref().unwrap_or("trim_horizon") {
+        "trim_horizon" => StartPosition::TrimHorizon,
+        "latest" => StartPosition::Latest,
+        s => match s.strip_prefix("at_timestamp:").and_then(|t| crate::timefmt::TsFormat::parse("rfc3339").ok()?.parse_str(t)) {
+            Some(ms) => StartPosition::AtTimestamp(ms),
+            None => return Err(err("source", "start", format!("{s:?} is not a start position; use \"trim_horizon\", \"latest\" or \"at_timestamp:2026-11-21T00:00:00Z\""))),
+        },
+    };
+    let dur = |section: &str, key: &str, v: Option<&String>, default: Duration| match v {
+        None => Ok(default),
+        Some(s) => parse_duration(s).map_err(|m| err(section, key, format!("{m}; write e.g. \"10s\""))),
+    };
+    let lease = raw.lease.as_ref();
+    let failover = dur("lease", "failover", lease.and_then(|l| l.failover.as_ref()), Duration::from_secs(10))?;
+    if failover < Duration::from_secs(1) {
+        return Err(err("lease", "failover", "must be at least 1s (leases are renewed every failover/4)".into()));
+    }
+    let worker_id = match lease.and_then(|l| l.worker_id.clone()) {
+        Some(w) if !w.is_empty() => w,
+        _ => default_worker_id(),
+    };
+    Ok(KinesisConfig {
+        stream: StreamRef::parse(stream),
+        start,
+        endpoint: src.endpoint.clone(),
+        region: src.region.clone(),
+        lease_table: lease.and_then(|l| l.table.clone()).unwrap_or_else(|| "lakehose-leases".into()),
+        failover,
+        worker_id,
+        idle_poll: dur("source", "poll_interval", src.poll_interval.as_ref(), Duration::from_secs(1))?,
+        shard_sync: dur("source", "shard_sync_interval", src.shard_sync_interval.as_ref(), Duration::from_secs(60))?,
+    })
+}
+
+/// `host-pid-random`: unique per process, so a restarted process never
+/// mistakes the leases of its previous life for live ones of its own.
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "lakehose".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{host}-{}-{nanos:08x}", std::process::id())
 }
 
 /// The field serde names in messages such as "unknown field `x`, expected …".

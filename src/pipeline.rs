@@ -64,6 +64,41 @@ pub enum Trigger {
     Age,
     Memory,
     Shutdown,
+    /// A replayed flush intent: the same boundaries as the interrupted flush.
+    Replay,
+    /// The shard ended or its checkpoint grew too large: all its buffers.
+    Shard,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Records => "records",
+            Trigger::Bytes => "bytes",
+            Trigger::Age => "age",
+            Trigger::Memory => "memory",
+            Trigger::Shutdown => "shutdown",
+            Trigger::Replay => "replay",
+            Trigger::Shard => "shard",
+        }
+    }
+}
+
+/// One object of a flush in flight, as written to the lease row before its
+/// upload: a new owner that finds it seals that destination's buffer at
+/// exactly `last`, so the replayed object is the same object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushIntent {
+    pub kind: DestKind,
+    pub prefix: String,
+    pub first: Position,
+    pub last: Position,
+}
+
+impl FlushIntent {
+    pub fn of(s: &Sealed) -> FlushIntent {
+        FlushIntent { kind: s.kind, prefix: s.prefix.clone(), first: s.first.clone(), last: s.last.clone() }
+    }
 }
 
 /// Where a shard resumes after a restart.
@@ -193,6 +228,8 @@ struct ShardState {
     /// Destinations durable past the resume point: last position per (kind, prefix).
     done: DestMap<Position>,
     bufs: DestMap<Buffer>,
+    /// Replayed intent: seal the destination's buffer when it reaches this position.
+    replay: DestMap<Position>,
 }
 
 /// A sealed buffer's content. Rows stay in their column builders until the
@@ -307,7 +344,17 @@ impl Pipeline {
 
     /// Loads a shard's durable progress before its records are replayed.
     pub fn restore(&mut self, shard: &ShardId, cp: &ShardCheckpoint) {
+        self.restore_with_intent(shard, cp, &[]);
+    }
+
+    /// As [`Pipeline::restore`], and replays an interrupted flush: each
+    /// destination in `intent` is sealed at the same last record as before.
+    pub fn restore_with_intent(&mut self, shard: &ShardId, cp: &ShardCheckpoint, intent: &[FlushIntent]) {
+        self.drop_shard(shard);
         let st = self.shards.entry(shard.clone()).or_default();
+        for i in intent {
+            st.replay.insert(i.kind, i.prefix.clone(), i.last.clone());
+        }
         for (k, pos) in &cp.done {
             let (kind, prefix) = match k.split_once(':') {
                 Some(("table", p)) => (DestKind::Table, p),
@@ -388,7 +435,7 @@ impl Pipeline {
                 buf.mem = if buf.records % 32 == 1 { cols.mem_bytes() + fixed_cost(&self.prefix) } else { buf.mem + data.len() };
                 self.mem_total = self.mem_total + buf.mem - before;
                 self.stats.rows += 1;
-                if let Some(t) = self.limits.trigger(buf) {
+                if let Some(t) = self.limits.trigger(buf).or_else(|| replay_due(&st.replay, DestKind::Table, &self.prefix, pos)) {
                     self.due.push(buf, shard, DestKind::Table, &self.prefix, t);
                 }
                 Ok(())
@@ -419,7 +466,7 @@ impl Pipeline {
         buf.records += 1;
         buf.in_bytes += in_len;
         buf.last = pos.clone();
-        if let Some(t) = self.limits.trigger(buf) {
+        if let Some(t) = self.limits.trigger(buf).or_else(|| replay_due(&st.replay, kind, prefix, pos)) {
             self.due.push(buf, shard, kind, prefix, t);
         }
     }
@@ -455,6 +502,7 @@ impl Pipeline {
     fn seal(&mut self, shard: &ShardId, kind: DestKind, prefix: String, trigger: Trigger) -> Option<Sealed> {
         let st = self.shards.get_mut(shard)?;
         let buf = st.bufs.remove(kind, &prefix)?;
+        st.replay.remove(kind, &prefix);
         self.mem_total -= buf.mem.min(self.mem_total);
         if buf.due {
             self.due.mem -= buf.mem.min(self.due.mem);
@@ -541,6 +589,40 @@ impl Pipeline {
 
     pub fn shards(&self) -> impl Iterator<Item = &ShardId> {
         self.shards.keys()
+    }
+
+    /// Entries in the shard's per-destination progress map.
+    pub fn done_len(&self, shard: &ShardId) -> usize {
+        self.shards.get(shard).map_or(0, |st| st.done.0.iter().map(|m| m.len()).sum())
+    }
+
+    /// Forgets a shard whose lease is gone: its open buffers are discarded
+    /// unwritten (the new owner replays them from the last checkpoint).
+    pub fn drop_shard(&mut self, shard: &ShardId) {
+        let Some(st) = self.shards.remove(shard) else { return };
+        for (_, _, b) in st.bufs.iter() {
+            self.mem_total -= b.mem.min(self.mem_total);
+            if b.due {
+                self.due.mem -= b.mem.min(self.due.mem);
+            }
+        }
+        self.due.items.retain(|(s, ..)| s != shard);
+    }
+
+    /// Every open buffer of one shard (its end, or a checkpoint grown too large).
+    pub fn take_shard(&mut self, shard: &ShardId) -> Vec<Sealed> {
+        let Some(st) = self.shards.get(shard) else { return Vec::new() };
+        let all: Vec<(DestKind, String)> = st.bufs.iter().map(|(k, p, _)| (k, p.clone())).collect();
+        self.due.items.retain(|(s, ..)| s != shard);
+        all.into_iter().filter_map(|(k, p)| self.seal(shard, k, p, Trigger::Shard)).collect()
+    }
+}
+
+/// The replay trigger for a buffer that has reached its intent's last record.
+fn replay_due(replay: &DestMap<Position>, kind: DestKind, prefix: &str, pos: &Position) -> Option<Trigger> {
+    match replay.get(kind, prefix) {
+        Some(last) if pos >= last => Some(Trigger::Replay),
+        _ => None,
     }
 }
 

@@ -10,14 +10,16 @@
 
 use crate::config::{Config, SourceConfig};
 use crate::ids::ShardId;
-use crate::pipeline::{DestKind, Pipeline, Sealed, ShardCheckpoint, Stats};
+use crate::catalog::{Catalog, CatalogError};
+use crate::pipeline::{DestKind, FlushIntent, Pipeline, Sealed, ShardCheckpoint, Stats};
 use crate::schema::TableSchema;
+use crate::source::kinesis::KinesisSource;
 use crate::source::spool::SpoolSource;
-use crate::source::{now_ms, split_lines, Source, SourceError};
+use crate::source::{now_ms, split_lines, Source, SourceError, SourceEvent};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::write::{encode, ParquetOptions, WriteError};
 use futures::StreamExt;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -31,6 +33,8 @@ pub enum RunError {
     Write(#[from] WriteError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("{path}: {source}")]
     Input { path: String, source: std::io::Error },
 }
@@ -58,23 +62,40 @@ impl Sinks {
 /// memory of a flush of many buffers (shutdown with 10,000 partitions open).
 const UPLOAD_GROUP: usize = 16;
 
+/// What a [`write_sealed`] call achieved.
+#[derive(Default)]
+pub struct Written {
+    /// Shards whose checkpoints may now advance.
+    pub shards: BTreeSet<ShardId>,
+    /// Shards whose uploads the fence stopped: drop them.
+    pub fenced: BTreeSet<ShardId>,
+    /// Partition prefixes of the Parquet files written.
+    pub table_prefixes: Vec<String>,
+}
+
 /// Encodes and uploads sealed buffers, then marks them durable in the
-/// pipeline. Returns the shards whose checkpoints may now advance.
-pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks) -> Result<BTreeSet<ShardId>, RunError> {
+/// pipeline. An upload starts only while `may_write(shard)` holds; the
+/// buffers of a shard that fails it are not written.
+pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks, may_write: &dyn Fn(&ShardId) -> bool) -> Result<Written, RunError> {
     let schema = p.schema().clone();
-    let mut shards = BTreeSet::new();
+    let mut out = Written::default();
     let mut sealed = sealed.into_iter().peekable();
     while sealed.peek().is_some() {
         let mut jobs = Vec::with_capacity(UPLOAD_GROUP);
         let mut metas = Vec::with_capacity(UPLOAD_GROUP);
         for mut s in sealed.by_ref().take(UPLOAD_GROUP) {
+            if out.fenced.contains(&s.shard) || !may_write(&s.shard) {
+                tracing::warn!(shard = %s.shard, "lease fence passed: not uploading; the next owner replays these records");
+                out.fenced.insert(s.shard.clone());
+                continue;
+            }
             let (key, bytes) = encode(&mut s, &schema, &sinks.parquet)?;
             let store = match s.kind {
                 DestKind::Table => &sinks.lake,
                 DestKind::Errors => &sinks.errors,
                 DestKind::Raw => sinks.raw.as_ref().expect("raw buffers exist only with a raw store"),
             };
-            tracing::debug!(shard = %s.shard, file = %key, records = s.records, trigger = ?s.trigger, "flush");
+            tracing::debug!(shard = %s.shard, file = %key, records = s.records, trigger = s.trigger.as_str(), "flush");
             jobs.push(async move { store.put(&key, bytes).await });
             metas.push(s);
         }
@@ -84,10 +105,16 @@ pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks) 
         }
         for s in &metas {
             p.mark_durable(s);
-            shards.insert(s.shard.clone());
+            out.shards.insert(s.shard.clone());
+            if s.kind == DestKind::Table {
+                out.table_prefixes.push(s.prefix.clone());
+            }
         }
     }
-    Ok(shards)
+    for s in &out.fenced {
+        out.shards.remove(s);
+    }
+    Ok(out)
 }
 
 /// Summary of a finished run.
@@ -131,7 +158,7 @@ pub async fn convert(p: &mut Pipeline, inputs: &[String], sinks: &Sinks) -> Resu
         read_stream(p, &mut *reader, &shard, arrival_ms, input, sinks, None).await?;
     }
     let rest = p.take_all();
-    write_sealed(p, rest, sinks).await?;
+    write_sealed(p, rest, sinks, &|_| true).await?;
     Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
 }
 
@@ -189,7 +216,7 @@ async fn read_stream(
             p.push(shard, crate::ids::Position::offset(*off), batch_arrival, &buf[r.clone()]);
             if p.has_due() {
                 let due = p.take_due(Instant::now());
-                write_sealed(p, due, sinks).await?;
+                write_sealed(p, due, sinks, &|_| true).await?;
             }
         }
         buf.drain(..used);
@@ -197,7 +224,7 @@ async fn read_stream(
         if last_age_check.elapsed() >= AGE_CHECK {
             last_age_check = Instant::now();
             let due = p.take_due(Instant::now());
-            write_sealed(p, due, sinks).await?;
+            write_sealed(p, due, sinks, &|_| true).await?;
         }
     }
     Ok(())
@@ -219,25 +246,35 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
             let mut stdin = tokio::io::stdin();
             read_stream(&mut p, &mut stdin, &ShardId::new("stdin"), now_ms(), "stdin", &sinks, Some(&cancel)).await?;
             let rest = p.take_all();
-            write_sealed(&mut p, rest, &sinks).await?;
+            write_sealed(&mut p, rest, &sinks, &|_| true).await?;
         }
         SourceConfig::Spool { dir, state_dir, poll } => {
             let mut src = SpoolSource::open(dir, state_dir.as_deref()).map_err(SourceError::from)?;
             tracing::info!(dir = %dir.display(), "reading spool");
-            run_source(&mut src, &mut p, &sinks, *poll, &cancel, false).await?;
+            run_source(&mut src, &mut p, &sinks, &mut Catalog::None, *poll, &cancel, false).await?;
+        }
+        SourceConfig::Kinesis(k) => {
+            let mut src = KinesisSource::open(k.clone()).await.map_err(SourceError::from)?;
+            run_source(&mut src, &mut p, &sinks, &mut Catalog::None, Duration::ZERO, &cancel, false).await?;
         }
     }
     Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
 }
 
+/// Largest per-destination progress map a checkpoint may carry before the
+/// shard is flushed whole (the lease row must stay under DynamoDB's 400 KB).
+const MAX_DONE: usize = 1000;
+
 /// Reads a replayable source until `cancel` fires (or, with `stop_when_idle`,
 /// until it has nothing new), writing buffers as they come due and committing
 /// each shard's checkpoint only after the objects it covers are written.
-/// On the way out every open buffer is written and every shard committed.
+/// On the way out every open buffer is written, every shard committed and
+/// the source closed (leases released).
 pub async fn run_source<S: Source>(
     src: &mut S,
     p: &mut Pipeline,
     sinks: &Sinks,
+    catalog: &mut Catalog,
     poll: Duration,
     cancel: &CancellationToken,
     stop_when_idle: bool,
@@ -247,19 +284,35 @@ pub async fn run_source<S: Source>(
     }
     let mut last_age_check = Instant::now();
     while !cancel.is_cancelled() {
-        let batch = src.next_batch().await?;
-        let idle = batch.is_none();
-        if let Some(b) = batch {
-            for (pos, arrival_ms, data) in b.iter() {
-                p.push(&b.shard, pos.clone(), arrival_ms, data);
-                if p.has_due() {
-                    flush_due(p, src, sinks).await?;
+        let event = src.next_event().await?;
+        let idle = event.is_none();
+        match event {
+            Some(SourceEvent::Batch(b)) => {
+                for (pos, arrival_ms, data) in b.iter() {
+                    p.push(&b.shard, pos.clone(), arrival_ms, data);
+                    if p.has_due() {
+                        let due = p.take_due(Instant::now());
+                        flush(p, src, sinks, catalog, due).await?;
+                    }
                 }
             }
+            Some(SourceEvent::Assigned { shard, checkpoint, intent }) => p.restore_with_intent(&shard, &checkpoint, &intent),
+            Some(SourceEvent::Revoked(shard)) => p.drop_shard(&shard),
+            Some(SourceEvent::Ended(shard)) => {
+                let rest = p.take_shard(&shard);
+                flush(p, src, sinks, catalog, rest).await?;
+                let cp = p.checkpoint(&shard);
+                if src.commit(&shard, cp).await? {
+                    src.end_shard(&shard).await?;
+                }
+                p.drop_shard(&shard);
+            }
+            None => {}
         }
         if last_age_check.elapsed() >= AGE_CHECK {
             last_age_check = Instant::now();
-            flush_due(p, src, sinks).await?;
+            let due = p.take_due(Instant::now());
+            flush(p, src, sinks, catalog, due).await?;
         }
         if idle {
             if stop_when_idle {
@@ -273,21 +326,52 @@ pub async fn run_source<S: Source>(
     }
     tracing::info!("flushing every buffer");
     let rest = p.take_all();
-    write_sealed(p, rest, sinks).await?;
     let all: BTreeSet<ShardId> = p.shards().cloned().collect();
-    commit(p, src, all).await
+    flush(p, src, sinks, catalog, rest).await?;
+    // shards with nothing to flush still record how far they were read
+    let live: BTreeSet<ShardId> = p.shards().cloned().collect();
+    commit(p, src, all.intersection(&live).cloned().collect()).await?;
+    src.close().await?;
+    Ok(())
 }
 
-async fn flush_due<S: Source>(p: &mut Pipeline, src: &mut S, sinks: &Sinks) -> Result<(), RunError> {
-    let due = p.take_due(Instant::now());
-    let shards = write_sealed(p, due, sinks).await?;
-    commit(p, src, shards).await
+/// The commit protocol for sealed buffers: per shard, the intent → uploads
+/// (fenced) → catalog → checkpoint. A shard whose lease is gone at any step
+/// is dropped: nothing more is written or committed for it.
+pub async fn flush<S: Source>(p: &mut Pipeline, src: &mut S, sinks: &Sinks, catalog: &mut Catalog, mut sealed: Vec<Sealed>) -> Result<(), RunError> {
+    while !sealed.is_empty() {
+        let mut by_shard: BTreeMap<ShardId, Vec<FlushIntent>> = BTreeMap::new();
+        for s in &sealed {
+            by_shard.entry(s.shard.clone()).or_default().push(FlushIntent::of(s));
+        }
+        for (shard, intent) in &by_shard {
+            if !src.begin_flush(shard, intent).await? {
+                sealed.retain(|s| &s.shard != shard);
+                p.drop_shard(shard);
+            }
+        }
+        let written = write_sealed(p, std::mem::take(&mut sealed), sinks, &|s| src.may_write(s)).await?;
+        for s in &written.fenced {
+            p.drop_shard(s);
+        }
+        catalog.register(&written.table_prefixes).await?;
+        commit(p, src, written.shards.clone()).await?;
+        // a checkpoint that grew too large: flush those shards whole
+        for s in written.shards {
+            if p.done_len(&s) > MAX_DONE {
+                sealed.extend(p.take_shard(&s));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn commit<S: Source>(p: &mut Pipeline, src: &mut S, shards: BTreeSet<ShardId>) -> Result<(), RunError> {
     for s in shards {
         let cp: ShardCheckpoint = p.checkpoint(&s);
-        src.commit(&s, cp).await?;
+        if !src.commit(&s, cp).await? {
+            p.drop_shard(&s);
+        }
     }
     Ok(())
 }
@@ -323,7 +407,7 @@ mod tests {
         let sinks = sinks();
         let mut src = MemorySource::new(shards.clone(), BTreeMap::new(), 13);
         let mut p = Pipeline::new(schema.clone(), limits.clone(), 1000).with_raw_backup(true);
-        run_source(&mut src, &mut p, &sinks, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
+        run_source(&mut src, &mut p, &sinks, &mut Catalog::None, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
         assert_eq!(p.stats().rows, 180);
         assert_eq!(p.stats().error_total(), 20);
         assert!(src.commits > 10, "checkpoints advance during the run, not only at the end");
@@ -337,7 +421,7 @@ mod tests {
         let committed = src.committed.clone();
         let mut src2 = MemorySource::new(shards, committed, 13);
         let mut p2 = Pipeline::new(schema, limits, 1000).with_raw_backup(true);
-        run_source(&mut src2, &mut p2, &sinks, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
+        run_source(&mut src2, &mut p2, &sinks, &mut Catalog::None, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
         assert_eq!(p2.stats().records_in, 0);
         assert_eq!(sinks.lake.keys().await, lake);
     }

@@ -4,7 +4,7 @@
 //! log of every checkpoint committed. Restarting from the last committed
 //! checkpoint replays exactly as the spool and Kinesis sources do.
 
-use super::{Batch, Source, SourceError, SourceRecord};
+use super::{Batch, Source, SourceError, SourceEvent, SourceRecord};
 use crate::ids::{Position, ShardId};
 use crate::pipeline::{Resume, ShardCheckpoint};
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ impl Source for MemorySource {
         self.committed.iter().map(|(s, c)| (s.clone(), c.clone())).collect()
     }
 
-    async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
+    async fn next_event(&mut self) -> Result<Option<SourceEvent>, SourceError> {
         for (shard, recs) in &self.shards {
             let i = self.next[shard];
             if i >= recs.len() {
@@ -54,14 +54,14 @@ impl Source for MemorySource {
                 records.push(SourceRecord { pos: pos.clone(), arrival_ms: *arrival_ms, range: start..buf.len() });
             }
             self.next.insert(shard.clone(), end);
-            return Ok(Some(Batch { shard: shard.clone(), buf, records }));
+            return Ok(Some(SourceEvent::Batch(Batch { shard: shard.clone(), buf, records })));
         }
         Ok(None)
     }
 
-    async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<(), SourceError> {
+    async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, SourceError> {
         self.commits += 1;
         self.committed.insert(shard.clone(), cp);
-        Ok(())
+        Ok(true)
     }
 }

