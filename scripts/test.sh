@@ -3,10 +3,15 @@
 # server, pyarrow, DuckDB, boto3), then cargo's unit and integration tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! .venv/bin/python -c "import moto, pyarrow, duckdb, boto3" 2>/dev/null; then
+if ! .venv/bin/python -c "import moto, pyarrow, duckdb, boto3, aws_kinesis_agg" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet -r requirements-test.txt
 fi
+# kinesalite: a Kinesis emulator whose resharding behaves as AWS's (moto's does not)
+if [ ! -x .node/node_modules/.bin/kinesalite ]; then
+  npm install --prefix .node --no-audit --no-fund --silent kinesalite@3.3.3
+fi
+export LAKEHOSE_KINESALITE="$PWD/.node/node_modules/.bin/kinesalite"
 export LAKEHOSE_PY="$PWD/.venv/bin/python"
 cargo test --locked -- --test-threads 2 "$@"

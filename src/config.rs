@@ -56,6 +56,7 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawLease {
     table: Option<String>,
+    endpoint: Option<String>,
     failover: Option<String>,
     worker_id: Option<String>,
 }
@@ -366,6 +367,7 @@ fn kinesis_config(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) ->
         start,
         endpoint: src.endpoint.clone(),
         region: src.region.clone(),
+        lease_endpoint: lease.and_then(|l| l.endpoint.clone()).or_else(|| src.endpoint.clone()),
         lease_table: lease.and_then(|l| l.table.clone()).unwrap_or_else(|| "lakehose-leases".into()),
         failover,
         worker_id,

@@ -99,6 +99,8 @@ pub struct KinesisConfig {
     pub start: StartPosition,
     pub endpoint: Option<String>,
     pub region: Option<String>,
+    /// DynamoDB endpoint override (defaults to `endpoint`).
+    pub lease_endpoint: Option<String>,
     pub lease_table: String,
     pub failover: Duration,
     pub worker_id: String,
@@ -169,7 +171,8 @@ impl KinesisSource {
         let sdk = sdk_config(cfg.endpoint.as_deref(), cfg.region.as_deref()).await;
         let client = aws_sdk_kinesis::Client::new(&sdk);
         let shards = list_shards(&client, &cfg.stream).await?;
-        let leases = DynamoLeases::new(aws_sdk_dynamodb::Client::new(&sdk), &cfg.lease_table);
+        let ddb = if cfg.lease_endpoint == cfg.endpoint { sdk } else { sdk_config(cfg.lease_endpoint.as_deref(), cfg.region.as_deref()).await };
+        let leases = DynamoLeases::new(aws_sdk_dynamodb::Client::new(&ddb), &cfg.lease_table);
         lease::LeaseStore::ensure_table(&leases).await?;
         let (ctl_tx, control) = mpsc::unbounded_channel();
         let coord = Arc::new(Coordinator::new(Arc::new(leases), cfg.worker_id.clone(), cfg.failover, ctl_tx));

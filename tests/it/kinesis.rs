@@ -1,0 +1,242 @@
+//! Kinesis source end to end: the real binary against moto_server (Kinesis +
+//! DynamoDB leases) and kinesalite (resharding that behaves as on AWS), with
+//! producers writing while instances are killed, frozen and restarted. The
+//! lake is read back by pyarrow and DuckDB (check_lake.py).
+
+use super::*;
+
+const AWS_ENV: [(&str, &str); 3] = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
+
+fn kinesis_config(dir: &Path, name: &str, stream: &str, kinesis: &str, dynamo: &str, extra: &str) -> PathBuf {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, format!(r#"
+[source]
+kind = "kinesis"
+stream = "{stream}"
+endpoint = "{kinesis}"
+poll_interval = "200ms"
+shard_sync_interval = "1s"
+
+[lease]
+table = "leases-{stream}"
+endpoint = "{dynamo}"
+failover = "2s"
+
+[table]
+schema = "{schema}"
+
+[sink]
+url = "lake"
+raw_backup = "raw"
+errors = "errors"
+
+[buffer]
+max_records = 150
+max_age = "1s"
+{extra}
+"#, schema = root().join("schemas/events.toml").display())).unwrap();
+    cfg
+}
+
+fn start(cfg: &Path) -> Daemon {
+    Daemon { child: bin().envs(AWS_ENV).args(["run", "--config"]).arg(cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap() }
+}
+
+/// Starts the producer (one thread) in the background.
+fn produce(endpoint: &str, stream: &str, file: &Path, extra: &[&str]) -> Child {
+    Command::new(py()).arg(root().join("tests/py/kinesis_put.py")).arg(file)
+        .args(["--stream", stream, "--endpoint", endpoint]).args(extra).stdout(Stdio::null()).spawn().unwrap()
+}
+
+fn finish(mut c: Child) {
+    assert!(c.wait().unwrap().success(), "producer failed");
+}
+
+/// The lease table as {shard: [owner or "", checkpoint, parents]}.
+fn leases(moto: &Moto, table: &str) -> Value {
+    serde_json::from_str(&moto.boto(&format!(r#"
+items = c('dynamodb').scan(TableName='{table}', ConsistentRead=True)['Items']
+print(json.dumps({{i['leaseKey']['S']: [i.get('leaseOwner', {{}}).get('S', ''), i['checkpoint']['S'], sorted(i.get('parentShardIds', {{}}).get('SS', []))] for i in items}}))"#)))
+    .unwrap()
+}
+
+fn owners(l: &Value) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for v in l.as_object().unwrap().values() {
+        *m.entry(v[0].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    m
+}
+
+fn lake_args(dir: &Path) -> [String; 6] {
+    ["--lake".into(), dir.join("lake").display().to_string(), "--errors".into(), dir.join("errors").display().to_string(),
+        "--raw".into(), dir.join("raw").display().to_string()]
+}
+
+fn check_dir(dir: &Path) -> Value {
+    let a = lake_args(dir);
+    check(&a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn kinesis_two_instances_balance_and_survive_kill_9_exactly_once() {
+    let moto = Moto::start();
+    moto.boto("c('kinesis').create_stream(StreamName='clicks', ShardCount=4)");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let (ids, bad) = gen(&input, &["--records", "4000", "--bad-every", "40", "--seed", "11"]);
+    let cfg = kinesis_config(dir.path(), "l", "clicks", &moto.endpoint, &moto.endpoint, "");
+    let producer = produce(&moto.endpoint, "clicks", &input, &["--batch", "50", "--pause", "0.1"]);
+    let mut a = start(&cfg);
+    let mut b = start(&cfg);
+    // two instances split four shards two and two
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = owners(&leases(&moto, "leases-clicks"));
+        if o.len() == 2 && o.values().all(|n| *n == 2) && !o.contains_key("") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leases not balanced 2/2: {o:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // kill -9 each instance mid-stream while the producer keeps writing, and restart it
+    let mut rng: u64 = 0x9e37;
+    for round in 0..4 {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(300 + (rng >> 33) % 1200));
+        if round % 2 == 0 {
+            a.kill9();
+            a = start(&cfg);
+        } else {
+            b.kill9();
+            b = start(&cfg);
+        }
+    }
+    finish(producer);
+    let good = ids.len() - bad.len();
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 120);
+    for d in [a, b] {
+        let (ok, secs, err) = d.term();
+        assert!(ok && secs < 15.0, "SIGTERM: {ok} after {secs}s: {err}");
+    }
+    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
+    let l = leases(&moto, "leases-clicks");
+    assert_eq!(owners(&l), BTreeMap::from([(String::new(), 4)]), "SIGTERM released every lease: {l}");
+}
+
+#[test]
+fn kinesis_frozen_zombie_uploads_nothing_after_its_lease_moves() {
+    let moto = Moto::start();
+    moto.boto("c('kinesis').create_stream(StreamName='zomb', ShardCount=2)");
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = dir.path().join("p1.ndjson");
+    let p2 = dir.path().join("p2.ndjson");
+    let (mut ids, mut bad) = gen(&p1, &["--records", "600", "--bad-every", "60", "--seed", "1", "--id-prefix", "za"]);
+    let (ids2, bad2) = gen(&p2, &["--records", "600", "--bad-every", "60", "--seed", "2", "--id-prefix", "zb"]);
+    ids.extend(ids2);
+    bad.extend(bad2);
+    // the zombie buffers long (its files would span different records than the new owner's)
+    let slow = kinesis_config(dir.path(), "slow", "zomb", &moto.endpoint, &moto.endpoint, "").to_str().unwrap().to_string();
+    let slow_text = std::fs::read_to_string(&slow).unwrap().replace("max_records = 150\nmax_age = \"1s\"", "max_records = 100000\nmax_age = \"6s\"");
+    std::fs::write(&slow, slow_text).unwrap();
+    let zombie = start(Path::new(&slow));
+    std::thread::sleep(Duration::from_millis(1500));
+    finish(produce(&moto.endpoint, "zomb", &p1, &["--batch", "100"]));
+    std::thread::sleep(Duration::from_millis(1500)); // read, buffered, not yet flushed
+    run_ok(Command::new("kill").args(["-STOP", &zombie.child.id().to_string()]));
+    let fast = kinesis_config(dir.path(), "fast", "zomb", &moto.endpoint, &moto.endpoint, "");
+    let heir = start(&fast);
+    finish(produce(&moto.endpoint, "zomb", &p2, &["--batch", "100"]));
+    let good = ids.len() - bad.len();
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 60);
+    let before = check_dir(dir.path());
+    // the zombie wakes past its fence with full buffers due: it must upload nothing
+    run_ok(Command::new("kill").args(["-CONT", &zombie.child.id().to_string()]));
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, _, zerr) = zombie.term();
+    assert!(zerr.contains("lease lost") || zerr.contains("lease fence passed"), "the zombie noticed: {zerr}");
+    let after = check_dir(dir.path());
+    assert_eq!(after["ids"], before["ids"], "the zombie changed the lake");
+    let (ok, _, err) = heir.term();
+    assert!(ok, "{err}");
+    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
+}
+
+struct Kinesalite {
+    child: Child,
+    endpoint: String,
+}
+
+impl Kinesalite {
+    fn start() -> Kinesalite {
+        let bin = std::env::var_os("LAKEHOSE_KINESALITE").map(PathBuf::from).unwrap_or_else(|| root().join(".node/node_modules/.bin/kinesalite"));
+        assert!(bin.exists(), "{} missing: run the tests through scripts/test.sh, which installs kinesalite", bin.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin).args(["--port", &port.to_string(), "--createStreamMs", "0", "--deleteStreamMs", "0", "--updateStreamMs", "0"])
+            .stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "kinesalite did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Kinesalite { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Kinesalite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn kinesis_split_shard_while_running_with_kpl_records() {
+    let moto = Moto::start(); // DynamoDB for the leases
+    let kl = Kinesalite::start();
+    let k = |code: &str| moto.boto(&format!("k = boto3.client('kinesis', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{code}", kl.endpoint));
+    k("k.create_stream(StreamName='split', ShardCount=1)");
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = dir.path().join("p1.ndjson");
+    let p2 = dir.path().join("p2.ndjson");
+    let (mut ids, mut bad) = gen(&p1, &["--records", "800", "--bad-every", "50", "--seed", "3", "--id-prefix", "sa"]);
+    let (ids2, bad2) = gen(&p2, &["--records", "800", "--bad-every", "50", "--seed", "4", "--id-prefix", "sb"]);
+    ids.extend(ids2);
+    bad.extend(bad2);
+    let cfg = kinesis_config(dir.path(), "l", "split", &kl.endpoint, &moto.endpoint, "");
+    let d = start(&cfg);
+    // KPL-aggregated records (10 user records each) before and after the split
+    finish(produce(&kl.endpoint, "split", &p1, &["--batch", "20", "--aggregate", "10"]));
+    k("s = k.list_shards(StreamName='split')['Shards'][0]\nk.split_shard(StreamName='split', ShardToSplit=s['ShardId'], NewStartingHashKey=str(2**127))");
+    finish(produce(&kl.endpoint, "split", &p2, &["--batch", "20", "--aggregate", "10"]));
+    let good = ids.len() - bad.len();
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 90);
+    let (ok, _, err) = d.term();
+    assert!(ok, "{err}");
+    let facts = check_dir(dir.path());
+    assert_exactly_once(&facts, &ids, &bad, true);
+    let l = leases(&moto, "leases-split");
+    let parent = "shardId-000000000000";
+    assert_eq!(l[parent][1], "SHARD_END", "the parent was read to its end and checkpointed: {l}");
+    for child in ["shardId-000000000001", "shardId-000000000002"] {
+        assert_eq!(l[child][2], serde_json::json!([parent]), "{l}");
+    }
+    // children's files exist; the error lines name the KPL sub-sequence numbers
+    let files: Vec<String> = walk(&dir.path().join("lake"));
+    assert!(files.iter().any(|f| f.contains("/shardId-000000000001-") || f.contains("/shardId-000000000002-")), "{files:?}");
+    assert!(facts["errors"].as_array().unwrap().iter().any(|e| e["subSequenceNumber"].as_u64().unwrap_or(0) > 0), "sub-sequence numbers kept");
+}
+
+fn walk(p: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
