@@ -34,7 +34,15 @@ struct Raw {
     buffer: RawBuffer,
     #[serde(default)]
     catalog: RawCatalog,
-    metrics: Option<toml::Table>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
+    emf: Option<bool>,
+    emf_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -94,6 +102,24 @@ struct RawCatalog {
     kind: Option<String>,
     database: Option<String>,
     partition_projection: Option<bool>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    schema_poll: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CatalogConfig {
+    None,
+    Glue { database: String, projection: bool, endpoint: Option<String>, region: Option<String> },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// `/metrics`, `/healthz`, `/readyz` on this address.
+    pub listen: Option<std::net::SocketAddr>,
+    /// CloudWatch Embedded Metric Format lines on stdout.
+    pub emf: bool,
+    pub emf_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +146,10 @@ pub struct Config {
     pub sink: SinkConfig,
     pub limits: Limits,
     pub max_record_bytes: usize,
+    pub catalog: CatalogConfig,
+    pub metrics: MetricsConfig,
+    /// How often the schema file is checked for edits (SIGHUP also reloads).
+    pub schema_poll: Duration,
 }
 
 /// Parses `128MiB`, `1GiB`, `500KB`, `1000KiB` or a plain byte count.
@@ -306,14 +336,29 @@ impl Config {
         if let Some(v) = &raw.buffer.memory_limit {
             limits.memory_limit = parse_size(v).map_err(|m| err("buffer", "memory_limit", format!("{m}; write e.g. \"1GiB\"")))?;
         }
-        match raw.catalog.kind.as_deref() {
-            None | Some("none") => {}
-            Some("glue") => return Err(err("catalog", "kind", "\"glue\" is not available in this build yet (see README, Status); use \"none\"".into())),
+        let catalog = match raw.catalog.kind.as_deref() {
+            None | Some("none") => CatalogConfig::None,
+            Some("glue") => CatalogConfig::Glue {
+                database: raw.catalog.database.clone().filter(|d| !d.is_empty()).ok_or_else(|| err("catalog", "database", "missing; Glue needs the database to put the table in, e.g. database = \"analytics\"".into()))?,
+                projection: raw.catalog.partition_projection.unwrap_or(false),
+                endpoint: raw.catalog.endpoint.clone(),
+                region: raw.catalog.region.clone(),
+            },
             Some(o) => return Err(err("catalog", "kind", format!("{o:?} is not a catalog; use \"glue\" or \"none\""))),
-        }
-        let _ = (&raw.catalog.database, raw.catalog.partition_projection);
-        if raw.metrics.is_some() {
-            return Err(err("metrics", "listen", "the metrics endpoint is not available in this build yet (see README, Status); remove [metrics]".into()));
+        };
+        let schema_poll = match &raw.catalog.schema_poll {
+            None => Duration::from_secs(2),
+            Some(s) => parse_duration(s).map_err(|m| err("catalog", "schema_poll", format!("{m}; write e.g. \"2s\"")))?,
+        };
+        let mut metrics = MetricsConfig { listen: None, emf: false, emf_interval: Duration::from_secs(60) };
+        if let Some(m) = &raw.metrics {
+            if let Some(l) = &m.listen {
+                metrics.listen = Some(l.parse().map_err(|_| err("metrics", "listen", format!("{l:?} is not an address; write e.g. \"0.0.0.0:9090\"")))?);
+            }
+            metrics.emf = m.emf.unwrap_or(false);
+            if let Some(i) = &m.emf_interval {
+                metrics.emf_interval = parse_duration(i).map_err(|e| err("metrics", "emf_interval", format!("{e}; write e.g. \"60s\"")))?;
+            }
         }
         Ok(Config {
             file: file.to_string(),
@@ -332,6 +377,9 @@ impl Config {
             },
             limits,
             max_record_bytes,
+            catalog,
+            metrics,
+            schema_poll,
         })
     }
 }

@@ -136,8 +136,13 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let cfg = Config::load(&config).map_err(usage)?;
             let schema = load_schema(&cfg.schema_path)?;
             let cancel = CancellationToken::new();
-            spawn_signal_handler(cancel.clone());
-            let summary = run::run(&cfg, schema, cancel).await.context("run failed")?;
+            let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            spawn_signal_handler(cancel.clone(), hup.clone());
+            let summary = run::run(&cfg, schema, cancel, hup).await.map_err(|e| match e {
+                // a Glue table that cannot take the schema is a schema problem: exit 2
+                run::RunError::Catalog(c @ lakehose::catalog::CatalogError::Incompatible { .. }) => usage(c),
+                e => anyhow::Error::new(e).context("run failed"),
+            })?;
             tracing::info!(%summary, "stopped");
             Ok(ExitCode::SUCCESS)
         }
@@ -154,7 +159,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let opts = StoreOptions { endpoint, region: None, kms_key_id };
             let sinks = Sinks::open(&out, raw_backup.as_deref(), &errors, &opts, ParquetOptions::default()).map_err(usage)?;
             let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some());
-            let summary = run::convert(&mut p, &inputs, &sinks).await?;
+            let summary = run::convert(&mut p, &inputs, &mut run::Ctx::new(sinks)).await?;
             eprintln!("lakehose convert: {summary}");
             Ok(ExitCode::SUCCESS)
         }
@@ -199,14 +204,23 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn spawn_signal_handler(cancel: CancellationToken) {
+fn spawn_signal_handler(cancel: CancellationToken, hup: Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: flushing and stopping"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: flushing and stopping"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: flushing and stopping"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: flushing and stopping"),
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the schema file");
+                    hup.store(true, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
+            }
+            cancel.cancel();
+            return;
         }
-        cancel.cancel();
     });
 }

@@ -30,6 +30,34 @@ pub fn escape_value(v: &str, out: &mut String) {
     }
 }
 
+/// The partition values of a prefix, in order: the value of each
+/// `name=value/` segment (or the whole segment of a custom layout),
+/// unescaped. Inverse of [`render`] for the catalog.
+pub fn prefix_values(prefix: &str) -> Vec<String> {
+    prefix
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|seg| {
+            let v = seg.split_once('=').map_or(seg, |(_, v)| v);
+            let b = v.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' && i + 2 < b.len() && v.is_char_boundary(i + 3) {
+                    if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(b[i]);
+                i += 1;
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .collect()
+}
+
 /// Renders the partition prefix of a record into `out` (cleared first).
 pub fn render(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::borrow::Cow<str>>], out: &mut String) {
     out.clear();
@@ -76,6 +104,9 @@ keys = ["kind"]
         let mut out = String::new();
         render(&s.partition, 1_763_730_300_000, &[Some("a/b=c".into())], &mut out);
         assert_eq!(out, "dt=2025-11-21/hr=13/kind=a%2Fb%3Dc/");
+        assert_eq!(prefix_values(&out), ["2025-11-21", "13", "a/b=c"], "the catalog gets the values back unescaped");
+        render(&s.partition, 0, &[Some("ü%z 100%".into())], &mut out);
+        assert_eq!(prefix_values(&out)[2], "ü%z 100%");
         render(&s.partition, 0, &[None], &mut out);
         assert_eq!(out, "dt=1970-01-01/hr=00/kind=__HIVE_DEFAULT_PARTITION__/");
         assert_eq!(hour_prefix(1_763_730_300_000), "dt=2025-11-21/hr=13/");

@@ -299,6 +299,7 @@ pub struct Pipeline {
     prefix: String,
     hour_cache: (i64, String),
     stats: Stats,
+    max_record_bytes: usize,
 }
 
 impl Pipeline {
@@ -316,6 +317,7 @@ impl Pipeline {
             prefix: String::new(),
             hour_cache: (i64::MIN, String::new()),
             stats: Stats::default(),
+            max_record_bytes,
         }
     }
 
@@ -331,6 +333,20 @@ impl Pipeline {
 
     pub fn schema(&self) -> &Arc<TableSchema> {
         &self.schema
+    }
+
+    /// Switches to a new schema. Call only with no open buffer (after
+    /// [`Pipeline::take_all`] and writing): buffers hold columns of the old one.
+    pub fn set_schema(&mut self, schema: Arc<TableSchema>) {
+        debug_assert!(self.shards.values().all(|st| st.bufs.is_empty()), "open buffers under the old schema");
+        self.decoder = Decoder::new(schema.clone(), self.max_record_bytes);
+        self.table_ref.table = schema.table.clone();
+        self.schema = schema;
+    }
+
+    /// How long the oldest open buffer has been open.
+    pub fn oldest_open(&self, now: Instant) -> Option<Duration> {
+        self.shards.values().flat_map(|st| st.bufs.iter().map(|(_, _, b)| now.duration_since(b.opened))).max()
     }
 
     pub fn stats(&self) -> &Stats {

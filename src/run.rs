@@ -8,10 +8,12 @@
 //! Failure: [`RunError`]; a failed upload stops the run without storing a
 //! checkpoint past it, so a restart replays those records.
 
-use crate::config::{Config, SourceConfig};
+use crate::catalog::glue::GlueCatalog;
+use crate::config::{CatalogConfig, Config, SourceConfig};
 use crate::ids::ShardId;
 use crate::catalog::{Catalog, CatalogError};
-use crate::pipeline::{DestKind, FlushIntent, Pipeline, Sealed, ShardCheckpoint, Stats};
+use crate::metrics::Metrics;
+use crate::pipeline::{DestKind, FlushIntent, Pipeline, Sealed, ShardCheckpoint, Stats, TableRef};
 use crate::schema::TableSchema;
 use crate::source::kinesis::KinesisSource;
 use crate::source::spool::SpoolSource;
@@ -20,6 +22,7 @@ use crate::store::{Store, StoreError, StoreOptions};
 use crate::write::{encode, ParquetOptions, WriteError};
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -35,6 +38,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("metrics endpoint {addr}: {source}; set [metrics] listen to a free address")]
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("{path}: {source}")]
     Input { path: String, source: std::io::Error },
 }
@@ -71,6 +76,8 @@ pub struct Written {
     pub fenced: BTreeSet<ShardId>,
     /// Partition prefixes of the Parquet files written.
     pub table_prefixes: Vec<String>,
+    /// (destination, trigger, bytes) of each object written.
+    pub objects: Vec<(&'static str, &'static str, u64)>,
 }
 
 /// Encodes and uploads sealed buffers, then marks them durable in the
@@ -96,6 +103,12 @@ pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks, 
                 DestKind::Raw => sinks.raw.as_ref().expect("raw buffers exist only with a raw store"),
             };
             tracing::debug!(shard = %s.shard, file = %key, records = s.records, trigger = s.trigger.as_str(), "flush");
+            let dest = match s.kind {
+                DestKind::Table => "table",
+                DestKind::Errors => "errors",
+                DestKind::Raw => "raw",
+            };
+            out.objects.push((dest, s.trigger.as_str(), bytes.len() as u64));
             jobs.push(async move { store.put(&key, bytes).await });
             metas.push(s);
         }
@@ -137,7 +150,7 @@ impl std::fmt::Display for Summary {
 }
 
 /// One-shot conversion of NDJSON files (`-` for stdin).
-pub async fn convert(p: &mut Pipeline, inputs: &[String], sinks: &Sinks) -> Result<Summary, RunError> {
+pub async fn convert(p: &mut Pipeline, inputs: &[String], ctx: &mut Ctx) -> Result<Summary, RunError> {
     let started = Instant::now();
     for input in inputs {
         let (shard, arrival_ms): (ShardId, i64) = if input == "-" {
@@ -155,10 +168,10 @@ pub async fn convert(p: &mut Pipeline, inputs: &[String], sinks: &Sinks) -> Resu
         } else {
             Box::new(tokio::fs::File::open(input).await.map_err(|source| RunError::Input { path: input.clone(), source })?)
         };
-        read_stream(p, &mut *reader, &shard, arrival_ms, input, sinks, None).await?;
+        read_stream(p, &mut *reader, &shard, arrival_ms, input, ctx, None).await?;
     }
     let rest = p.take_all();
-    write_sealed(p, rest, sinks, &|_| true).await?;
+    flush(p, &mut Unreplayable, ctx, rest).await?;
     Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
 }
 
@@ -175,7 +188,7 @@ async fn read_stream(
     shard: &ShardId,
     arrival_ms: i64,
     name: &str,
-    sinks: &Sinks,
+    ctx: &mut Ctx,
     cancel: Option<&CancellationToken>,
 ) -> Result<(), RunError> {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
@@ -216,7 +229,7 @@ async fn read_stream(
             p.push(shard, crate::ids::Position::offset(*off), batch_arrival, &buf[r.clone()]);
             if p.has_due() {
                 let due = p.take_due(Instant::now());
-                write_sealed(p, due, sinks, &|_| true).await?;
+                flush(p, &mut Unreplayable, ctx, due).await?;
             }
         }
         buf.drain(..used);
@@ -224,14 +237,16 @@ async fn read_stream(
         if last_age_check.elapsed() >= AGE_CHECK {
             last_age_check = Instant::now();
             let due = p.take_due(Instant::now());
-            write_sealed(p, due, sinks, &|_| true).await?;
+            flush(p, &mut Unreplayable, ctx, due).await?;
+            ctx.publish(p);
         }
     }
     Ok(())
 }
 
-/// The daemon: runs until the source ends (stdin) or `cancel` fires.
-pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationToken) -> Result<Summary, RunError> {
+/// The daemon: runs until the source ends (stdin) or `cancel` fires. `hup`
+/// is set by SIGHUP: reload the schema file.
+pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationToken, hup: Arc<AtomicBool>) -> Result<Summary, RunError> {
     let started = Instant::now();
     let sinks = Sinks::open(
         &cfg.sink.url,
@@ -240,25 +255,129 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
         &cfg.sink.store,
         ParquetOptions { row_group_bytes: cfg.sink.row_group_bytes },
     )?;
-    let mut p = Pipeline::new(schema, cfg.limits.clone(), cfg.max_record_bytes).with_raw_backup(sinks.raw.is_some());
+    let metrics = Arc::new(Metrics::default());
+    metrics.update(|m| m.max_age = cfg.limits.max_age);
+    let background = CancellationToken::new();
+    let _stop_background = background.clone().drop_guard();
+    if let Some(addr) = cfg.metrics.listen {
+        crate::metrics::serve(addr, metrics.clone(), background.clone()).await.map_err(|source| RunError::Metrics { addr, source })?;
+    }
+    if cfg.metrics.emf {
+        crate::metrics::emf_loop(metrics.clone(), cfg.metrics.emf_interval, background.clone());
+    }
+    let mut table_ref = TableRef { database: None, table: schema.table.clone() };
+    let catalog = match &cfg.catalog {
+        CatalogConfig::None => Catalog::None,
+        CatalogConfig::Glue { database, projection, endpoint, region } => {
+            let sdk = crate::source::kinesis::sdk_config(endpoint.as_deref(), region.as_deref()).await;
+            table_ref.database = Some(database.clone());
+            Catalog::Glue(Box::new(GlueCatalog::open(&sdk, database, &schema, &cfg.sink.url, *projection).await?))
+        }
+    };
+    let watch = SchemaWatch::new(&cfg.schema_path, cfg.schema_poll, hup);
+    let mut ctx = Ctx { sinks, catalog, watch: Some(watch), metrics };
+    let mut p = Pipeline::new(schema, cfg.limits.clone(), cfg.max_record_bytes).with_raw_backup(ctx.sinks.raw.is_some()).with_table_ref(table_ref);
     match &cfg.source {
         SourceConfig::Stdin => {
+            ctx.metrics.set_connected(true);
             let mut stdin = tokio::io::stdin();
-            read_stream(&mut p, &mut stdin, &ShardId::new("stdin"), now_ms(), "stdin", &sinks, Some(&cancel)).await?;
+            read_stream(&mut p, &mut stdin, &ShardId::new("stdin"), now_ms(), "stdin", &mut ctx, Some(&cancel)).await?;
             let rest = p.take_all();
-            write_sealed(&mut p, rest, &sinks, &|_| true).await?;
+            flush(&mut p, &mut Unreplayable, &mut ctx, rest).await?;
         }
         SourceConfig::Spool { dir, state_dir, poll } => {
             let mut src = SpoolSource::open(dir, state_dir.as_deref()).map_err(SourceError::from)?;
             tracing::info!(dir = %dir.display(), "reading spool");
-            run_source(&mut src, &mut p, &sinks, &mut Catalog::None, *poll, &cancel, false).await?;
+            run_source(&mut src, &mut p, &mut ctx, *poll, &cancel, false).await?;
         }
         SourceConfig::Kinesis(k) => {
             let mut src = KinesisSource::open(k.clone()).await.map_err(SourceError::from)?;
-            run_source(&mut src, &mut p, &sinks, &mut Catalog::None, Duration::ZERO, &cancel, false).await?;
+            ctx.metrics.set_kinesis(src.stats.clone());
+            run_source(&mut src, &mut p, &mut ctx, Duration::ZERO, &cancel, false).await?;
         }
     }
     Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
+}
+
+/// The source of `convert` and stdin: nothing to replay, nothing to commit.
+struct Unreplayable;
+
+impl Source for Unreplayable {
+    fn checkpoints(&self) -> Vec<(ShardId, ShardCheckpoint)> {
+        Vec::new()
+    }
+    async fn next_event(&mut self) -> Result<Option<SourceEvent>, SourceError> {
+        Ok(None)
+    }
+    async fn commit(&mut self, _: &ShardId, _: ShardCheckpoint) -> Result<bool, SourceError> {
+        Ok(true)
+    }
+}
+
+/// Everything the daemon loop writes to besides the pipeline.
+pub struct Ctx {
+    pub sinks: Sinks,
+    pub catalog: Catalog,
+    pub watch: Option<SchemaWatch>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Ctx {
+    pub fn new(sinks: Sinks) -> Ctx {
+        Ctx { sinks, catalog: Catalog::None, watch: None, metrics: Arc::new(Metrics::default()) }
+    }
+
+    fn publish(&self, p: &Pipeline) {
+        let (calls, errors) = self.catalog.calls();
+        let schema = p.schema();
+        self.metrics.update(|m| {
+            m.table = schema.table.clone();
+            m.schema_version = schema.version.clone();
+            m.stats = p.stats().clone();
+            m.buffer_bytes = p.buffered_bytes() as u64;
+            m.oldest_unflushed = p.oldest_open(Instant::now());
+            m.glue_calls = calls;
+            m.glue_errors = errors;
+        });
+    }
+}
+
+/// Watches the schema file: an edit (mtime or size change, polled) or SIGHUP
+/// asks for a reload.
+pub struct SchemaWatch {
+    path: std::path::PathBuf,
+    seen: Option<(std::time::SystemTime, u64)>,
+    every: Duration,
+    last: Instant,
+    hup: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SchemaWatch {
+    pub fn new(path: &std::path::Path, every: Duration, hup: Arc<std::sync::atomic::AtomicBool>) -> SchemaWatch {
+        let mut w = SchemaWatch { path: path.to_path_buf(), seen: None, every, last: Instant::now(), hup };
+        w.seen = w.stamp();
+        w
+    }
+    fn stamp(&self) -> Option<(std::time::SystemTime, u64)> {
+        std::fs::metadata(&self.path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
+    }
+    /// True once per edit (or SIGHUP).
+    fn changed(&mut self) -> bool {
+        if self.hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.seen = self.stamp();
+            return true;
+        }
+        if self.last.elapsed() < self.every {
+            return false;
+        }
+        self.last = Instant::now();
+        let now = self.stamp();
+        if now.is_some() && now != self.seen {
+            self.seen = now;
+            return true;
+        }
+        false
+    }
 }
 
 /// Largest per-destination progress map a checkpoint may carry before the
@@ -273,8 +392,7 @@ const MAX_DONE: usize = 1000;
 pub async fn run_source<S: Source>(
     src: &mut S,
     p: &mut Pipeline,
-    sinks: &Sinks,
-    catalog: &mut Catalog,
+    ctx: &mut Ctx,
     poll: Duration,
     cancel: &CancellationToken,
     stop_when_idle: bool,
@@ -282,6 +400,7 @@ pub async fn run_source<S: Source>(
     for (shard, cp) in src.checkpoints() {
         p.restore(&shard, &cp);
     }
+    ctx.metrics.set_connected(true);
     let mut last_age_check = Instant::now();
     while !cancel.is_cancelled() {
         let event = src.next_event().await?;
@@ -292,7 +411,7 @@ pub async fn run_source<S: Source>(
                     p.push(&b.shard, pos.clone(), arrival_ms, data);
                     if p.has_due() {
                         let due = p.take_due(Instant::now());
-                        flush(p, src, sinks, catalog, due).await?;
+                        flush(p, src, ctx, due).await?;
                     }
                 }
             }
@@ -300,7 +419,7 @@ pub async fn run_source<S: Source>(
             Some(SourceEvent::Revoked(shard)) => p.drop_shard(&shard),
             Some(SourceEvent::Ended(shard)) => {
                 let rest = p.take_shard(&shard);
-                flush(p, src, sinks, catalog, rest).await?;
+                flush(p, src, ctx, rest).await?;
                 let cp = p.checkpoint(&shard);
                 if src.commit(&shard, cp).await? {
                     src.end_shard(&shard).await?;
@@ -312,7 +431,11 @@ pub async fn run_source<S: Source>(
         if last_age_check.elapsed() >= AGE_CHECK {
             last_age_check = Instant::now();
             let due = p.take_due(Instant::now());
-            flush(p, src, sinks, catalog, due).await?;
+            flush(p, src, ctx, due).await?;
+            if ctx.watch.as_mut().is_some_and(|w| w.changed()) {
+                reload_schema(p, src, ctx).await?;
+            }
+            ctx.publish(p);
         }
         if idle {
             if stop_when_idle {
@@ -326,19 +449,56 @@ pub async fn run_source<S: Source>(
     }
     tracing::info!("flushing every buffer");
     let rest = p.take_all();
-    let all: BTreeSet<ShardId> = p.shards().cloned().collect();
-    flush(p, src, sinks, catalog, rest).await?;
+    flush(p, src, ctx, rest).await?;
     // shards with nothing to flush still record how far they were read
     let live: BTreeSet<ShardId> = p.shards().cloned().collect();
-    commit(p, src, all.intersection(&live).cloned().collect()).await?;
+    commit(p, src, live).await?;
+    ctx.publish(p);
     src.close().await?;
+    Ok(())
+}
+
+/// A schema file edit while running: a compatible one flushes every buffer
+/// under the old schema, updates the catalog, then switches; anything else
+/// is logged and counted, and the old schema stays.
+async fn reload_schema<S: Source>(p: &mut Pipeline, src: &mut S, ctx: &mut Ctx) -> Result<(), RunError> {
+    let path = ctx.watch.as_ref().map(|w| w.path.clone()).expect("watching");
+    let count = |ctx: &Ctx, r: &'static str| ctx.metrics.update(|m| *m.schema_reloads.entry(r).or_default() += 1);
+    let new = match TableSchema::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "schema edit refused: the file does not parse; still running on the last good schema");
+            count(ctx, "rejected");
+            return Ok(());
+        }
+    };
+    if new.version == p.schema().version {
+        return Ok(());
+    }
+    let changes = crate::schema::evolve::diff(p.schema(), &new);
+    let bad: Vec<String> = changes.iter().filter(|c| !c.compatible).map(|c| format!("{}: {} ({})", c.column, c.what, c.reason)).collect();
+    if !bad.is_empty() {
+        tracing::error!(file = %path.display(), refused = %bad.join("; "), "schema edit refused: incompatible with files already written; still running on the last good schema");
+        count(ctx, "rejected");
+        return Ok(());
+    }
+    let rest = p.take_all();
+    flush(p, src, ctx, rest).await?;
+    if let Err(e) = ctx.catalog.update_schema(&new).await {
+        tracing::error!(error = %e, "schema edit refused by the catalog; still running on the last good schema");
+        count(ctx, "rejected");
+        return Ok(());
+    }
+    tracing::info!(file = %path.display(), from = %p.schema().version, to = %new.version, changes = changes.len(), "schema updated while running");
+    p.set_schema(Arc::new(new));
+    count(ctx, "applied");
     Ok(())
 }
 
 /// The commit protocol for sealed buffers: per shard, the intent → uploads
 /// (fenced) → catalog → checkpoint. A shard whose lease is gone at any step
 /// is dropped: nothing more is written or committed for it.
-pub async fn flush<S: Source>(p: &mut Pipeline, src: &mut S, sinks: &Sinks, catalog: &mut Catalog, mut sealed: Vec<Sealed>) -> Result<(), RunError> {
+pub async fn flush<S: Source>(p: &mut Pipeline, src: &mut S, ctx: &mut Ctx, mut sealed: Vec<Sealed>) -> Result<(), RunError> {
     while !sealed.is_empty() {
         let mut by_shard: BTreeMap<ShardId, Vec<FlushIntent>> = BTreeMap::new();
         for s in &sealed {
@@ -350,11 +510,19 @@ pub async fn flush<S: Source>(p: &mut Pipeline, src: &mut S, sinks: &Sinks, cata
                 p.drop_shard(shard);
             }
         }
-        let written = write_sealed(p, std::mem::take(&mut sealed), sinks, &|s| src.may_write(s)).await?;
+        let written = write_sealed(p, std::mem::take(&mut sealed), &ctx.sinks, &|s| src.may_write(s)).await?;
         for s in &written.fenced {
             p.drop_shard(s);
         }
-        catalog.register(&written.table_prefixes).await?;
+        ctx.metrics.update(|m| {
+            for (dest, trigger, bytes) in &written.objects {
+                let e = m.delivered.entry(dest).or_default();
+                e.0 += 1;
+                e.1 += bytes;
+                *m.flushes.entry(trigger).or_default() += 1;
+            }
+        });
+        ctx.catalog.register(&written.table_prefixes).await?;
         commit(p, src, written.shards.clone()).await?;
         // a checkpoint that grew too large: flush those shards whole
         for s in written.shards {
@@ -395,8 +563,8 @@ mod tests {
             .collect()
     }
 
-    fn sinks() -> Sinks {
-        Sinks { lake: Store::memory(), raw: Some(Store::memory()), errors: Store::memory(), parquet: ParquetOptions::default() }
+    fn ctx() -> Ctx {
+        Ctx::new(Sinks { lake: Store::memory(), raw: Some(Store::memory()), errors: Store::memory(), parquet: ParquetOptions::default() })
     }
 
     #[tokio::test]
@@ -404,14 +572,14 @@ mod tests {
         let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
         let shards: BTreeMap<ShardId, _> = (1..=2).map(|s| (ShardId::new(&format!("shardId-{s}")), records(s))).collect();
         let limits = Limits { max_records: 7, ..Limits::default() };
-        let sinks = sinks();
+        let mut ctx = ctx();
         let mut src = MemorySource::new(shards.clone(), BTreeMap::new(), 13);
         let mut p = Pipeline::new(schema.clone(), limits.clone(), 1000).with_raw_backup(true);
-        run_source(&mut src, &mut p, &sinks, &mut Catalog::None, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
+        run_source(&mut src, &mut p, &mut ctx, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
         assert_eq!(p.stats().rows, 180);
         assert_eq!(p.stats().error_total(), 20);
         assert!(src.commits > 10, "checkpoints advance during the run, not only at the end");
-        let lake = sinks.lake.keys().await;
+        let lake = ctx.sinks.lake.keys().await;
         assert!(lake.iter().all(|k| k.starts_with("dt=1970-01-0") && k.contains("/shardId-") && k.ends_with(".snappy.parquet")), "{lake:?}");
         assert!(lake.iter().any(|k| k.starts_with("dt=1970-01-02/")), "arrival day partitions: {lake:?}");
         for (s, recs) in &shards {
@@ -421,8 +589,8 @@ mod tests {
         let committed = src.committed.clone();
         let mut src2 = MemorySource::new(shards, committed, 13);
         let mut p2 = Pipeline::new(schema, limits, 1000).with_raw_backup(true);
-        run_source(&mut src2, &mut p2, &sinks, &mut Catalog::None, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
+        run_source(&mut src2, &mut p2, &mut ctx, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
         assert_eq!(p2.stats().records_in, 0);
-        assert_eq!(sinks.lake.keys().await, lake);
+        assert_eq!(ctx.sinks.lake.keys().await, lake);
     }
 }

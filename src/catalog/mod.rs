@@ -8,18 +8,24 @@
 //! [`CatalogError`] after retries; the run stops without checkpointing, and
 //! the replay registers again (registration is idempotent).
 
+pub mod glue;
+
+use crate::schema::TableSchema;
 use std::collections::HashSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("catalog: {0}")]
+    #[error("Glue: {0}")]
     Other(String),
+    #[error("Glue table {table} cannot take this schema without breaking files already written:\n  {}\nfix the schema file (see `lakehose schema check --against-glue`) or migrate the table by hand", changes.join("\n  "))]
+    Incompatible { table: String, changes: Vec<String> },
 }
 
 /// Where partitions are registered.
 pub enum Catalog {
     /// No catalog: files only (a crawler or MSCK REPAIR finds them).
     None,
+    Glue(Box<glue::GlueCatalog>),
 }
 
 /// Partitions registered so far, so each is registered once per process.
@@ -47,6 +53,23 @@ impl Catalog {
                 let _ = prefixes;
                 Ok(())
             }
+            Catalog::Glue(g) => g.register(prefixes).await,
+        }
+    }
+
+    /// Updates the table to a new schema (already checked compatible with the old one).
+    pub async fn update_schema(&mut self, s: &TableSchema) -> Result<(), CatalogError> {
+        match self {
+            Catalog::None => Ok(()),
+            Catalog::Glue(g) => g.update_schema(s).await,
+        }
+    }
+
+    /// (calls, failed calls) made so far.
+    pub fn calls(&self) -> (u64, u64) {
+        match self {
+            Catalog::None => (0, 0),
+            Catalog::Glue(g) => (g.calls, g.errors),
         }
     }
 }

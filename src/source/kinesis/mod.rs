@@ -91,6 +91,12 @@ impl Lag {
 pub struct KinesisStats {
     pub lag: Arc<Lag>,
     pub leases: Mutex<LeaseCounts>,
+    /// When the last lease round succeeded (readiness).
+    pub last_round: Mutex<Option<Instant>>,
+    /// Rounds older than this make the process not ready.
+    pub round_deadline: Duration,
+    /// GetRecords/GetShardIterator calls retried.
+    pub retries: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +184,7 @@ impl KinesisSource {
         let coord = Arc::new(Coordinator::new(Arc::new(leases), cfg.worker_id.clone(), cfg.failover, ctl_tx));
         let (reads_tx, reads) = mpsc::channel(16);
         let cancel = CancellationToken::new();
-        let stats = Arc::new(KinesisStats::default());
+        let stats = Arc::new(KinesisStats { round_deadline: cfg.failover * 2, ..KinesisStats::default() });
         tracing::info!(stream = %cfg.stream, shards = shards.len(), worker = %cfg.worker_id, table = %cfg.lease_table, "kinesis source open");
         let task = tokio::spawn(coordinate(coord.clone(), client.clone(), cfg.clone(), shards, stats.clone(), cancel.clone()));
         Ok(KinesisSource {
@@ -209,6 +215,7 @@ impl KinesisSource {
             idle_poll: self.cfg.idle_poll,
             limit: 10_000,
             lag: self.stats.lag.clone(),
+            retries: self.stats.retries.clone(),
         };
         tokio::spawn(r.run(cp.resume.clone(), self.reads_tx.clone(), cancel.clone()));
         if let Some(old) = self.readers.insert(shard.clone(), ReaderHandle { generation: self.generation, cancel }) {
@@ -247,8 +254,9 @@ async fn coordinate(
             }
             last_sync = Instant::now();
         }
-        if let Err(e) = coord.round(Some(&shards)).await {
-            tracing::warn!(error = %e, "lease round failed; retrying");
+        match coord.round(Some(&shards)).await {
+            Ok(()) => *stats.last_round.lock().unwrap() = Some(Instant::now()),
+            Err(e) => tracing::warn!(error = %e, "lease round failed; retrying"),
         }
         let counts = coord.counts.lock().unwrap().clone();
         *stats.leases.lock().unwrap() = counts.clone();

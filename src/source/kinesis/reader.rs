@@ -11,6 +11,7 @@
 //! record; nothing is fatal — the lease coordinator decides when to stop.
 
 use super::kpl::deaggregate;
+use crate::retry::backoff;
 use super::{Lag, StreamRef};
 use crate::ids::{Position, SequenceNumber, ShardId};
 use crate::pipeline::Resume;
@@ -44,20 +45,10 @@ pub struct ShardReader {
     pub idle_poll: Duration,
     pub limit: i32,
     pub lag: Arc<Lag>,
+    pub retries: Arc<std::sync::atomic::AtomicU64>,
 }
 
 const MIN_CALL_GAP: Duration = Duration::from_millis(200);
-
-/// Exponential backoff with full jitter, capped at 10 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let cap = Duration::from_millis(100 * (1u64 << attempt.min(7))).min(Duration::from_secs(10));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let mut x = u64::from(nanos) ^ 0x9E37_79B9_7F4A_7C15;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    cap.mul_f64((x % 1000) as f64 / 1000.0).max(Duration::from_millis(20))
-}
 
 impl ShardReader {
     /// Reads until the shard ends or `cancel` fires.
@@ -85,6 +76,7 @@ impl ShardReader {
                     Ok(it) => it,
                     Err(e) => {
                         tracing::warn!(error = %e, "GetShardIterator failed; retrying");
+                        self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         attempt += 1;
                         sleep(&cancel, backoff(attempt)).await?;
                         continue;
@@ -100,6 +92,7 @@ impl ShardReader {
                     if code == "ExpiredIteratorException" {
                         tracing::info!("iterator expired; re-creating it after the last delivered record");
                     } else {
+                        self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         attempt += 1;
                         if code == "ProvisionedThroughputExceededException" || code == "KMSThrottlingException" {
                             tracing::debug!(code, "GetRecords throttled; backing off");

@@ -1,0 +1,223 @@
+//! Metrics and health: Prometheus `/metrics`, `/healthz`, `/readyz`, and
+//! optional CloudWatch Embedded Metric Format lines.
+//!
+//! Input: snapshots the runner publishes (every half second and after each
+//! flush) and the Kinesis source's lease and lag figures. Output: text in
+//! the Prometheus exposition format with low-cardinality labels (error code,
+//! destination, flush trigger; shard only for lag, bounded by the shard
+//! count). Readiness: the source is connected, the lease coordinator (when
+//! there is one) finished a round recently, and no buffer is older than
+//! twice `max_age` plus a minute (a stuck flush). Failure: binding the
+//! listen address fails at startup with the address in the message.
+
+use crate::pipeline::Stats;
+use crate::source::kinesis::KinesisStats;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What the runner publishes.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub table: String,
+    pub stats: Stats,
+    /// destination → (objects, bytes) delivered.
+    pub delivered: BTreeMap<&'static str, (u64, u64)>,
+    /// trigger → buffers flushed.
+    pub flushes: BTreeMap<&'static str, u64>,
+    /// Age of the oldest record not yet flushed.
+    pub oldest_unflushed: Option<Duration>,
+    pub buffer_bytes: u64,
+    pub glue_calls: u64,
+    pub glue_errors: u64,
+    /// "applied" | "rejected" → count.
+    pub schema_reloads: BTreeMap<&'static str, u64>,
+    pub schema_version: String,
+    pub max_age: Duration,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    snap: Mutex<Snapshot>,
+    kinesis: Mutex<Option<Arc<KinesisStats>>>,
+    connected: AtomicBool,
+}
+
+impl Metrics {
+    pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        f(&mut self.snap.lock().unwrap());
+    }
+    pub fn snapshot(&self) -> Snapshot {
+        self.snap.lock().unwrap().clone()
+    }
+    pub fn set_kinesis(&self, k: Arc<KinesisStats>) {
+        *self.kinesis.lock().unwrap() = Some(k);
+    }
+    pub fn set_connected(&self, on: bool) {
+        self.connected.store(on, Ordering::Relaxed);
+    }
+
+    /// (ready, reason when not).
+    pub fn ready(&self) -> (bool, String) {
+        if !self.connected.load(Ordering::Relaxed) {
+            return (false, "source not connected yet".into());
+        }
+        let s = self.snapshot();
+        if let Some(k) = self.kinesis.lock().unwrap().as_ref() {
+            match *k.last_round.lock().unwrap() {
+                None => return (false, "no lease round finished yet".into()),
+                Some(t) if t.elapsed() > k.round_deadline => return (false, format!("no lease round for {:.0}s (lease table unreachable?)", t.elapsed().as_secs_f64())),
+                _ => {}
+            }
+        }
+        if let Some(age) = s.oldest_unflushed {
+            let limit = s.max_age * 2 + Duration::from_secs(60);
+            if age > limit {
+                return (false, format!("oldest buffered record is {:.0}s old (max_age {:?}): flushes are stuck", age.as_secs_f64(), s.max_age));
+            }
+        }
+        (true, "ready".into())
+    }
+
+    /// The Prometheus exposition text.
+    pub fn render(&self) -> String {
+        let s = self.snapshot();
+        let mut o = String::with_capacity(4096);
+        let line = |o: &mut String, name: &str, labels: &str, v: f64| {
+            let _ = writeln!(o, "lakehose_{name}{labels} {v}");
+        };
+        let head = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP lakehose_{name} {help}\n# TYPE lakehose_{name} {kind}");
+        };
+        head(&mut o, "up", "gauge", "1 while the process runs; labels: table and schema version in use.");
+        line(&mut o, "up", &format!("{{table=\"{}\",schema_version=\"{}\"}}", s.table, s.schema_version), 1.0);
+        head(&mut o, "incoming_records_total", "counter", "Records read from the source.");
+        line(&mut o, "incoming_records_total", "", s.stats.records_in as f64);
+        head(&mut o, "incoming_bytes_total", "counter", "Bytes of records read from the source.");
+        line(&mut o, "incoming_bytes_total", "", s.stats.bytes_in as f64);
+        head(&mut o, "records_converted_total", "counter", "Records written as Parquet rows.");
+        line(&mut o, "records_converted_total", "", s.stats.rows as f64);
+        head(&mut o, "records_failed_total", "counter", "Records sent to the error prefix, by error code.");
+        for code in ["DataFormatConversion.ParseError", "DataFormatConversion.MalformedData", "DataFormatConversion.RecordTooLarge"] {
+            line(&mut o, "records_failed_total", &format!("{{code=\"{code}\"}}"), *s.stats.errors.get(code).unwrap_or(&0) as f64);
+        }
+        head(&mut o, "objects_delivered_total", "counter", "Objects written, by destination (table, errors, raw).");
+        for d in ["table", "errors", "raw"] {
+            line(&mut o, "objects_delivered_total", &format!("{{dest=\"{d}\"}}"), s.delivered.get(d).map_or(0, |v| v.0) as f64);
+        }
+        head(&mut o, "bytes_delivered_total", "counter", "Bytes of objects written, by destination.");
+        for d in ["table", "errors", "raw"] {
+            line(&mut o, "bytes_delivered_total", &format!("{{dest=\"{d}\"}}"), s.delivered.get(d).map_or(0, |v| v.1) as f64);
+        }
+        head(&mut o, "flushes_total", "counter", "Buffers flushed, by trigger.");
+        for t in ["records", "bytes", "age", "memory", "shutdown", "replay", "shard"] {
+            line(&mut o, "flushes_total", &format!("{{trigger=\"{t}\"}}"), *s.flushes.get(t).unwrap_or(&0) as f64);
+        }
+        head(&mut o, "data_freshness_seconds", "gauge", "Age of the oldest record not yet delivered (0 when none waits).");
+        line(&mut o, "data_freshness_seconds", "", s.oldest_unflushed.map_or(0.0, |d| d.as_secs_f64()));
+        head(&mut o, "buffer_bytes", "gauge", "Memory held by open buffers.");
+        line(&mut o, "buffer_bytes", "", s.buffer_bytes as f64);
+        head(&mut o, "glue_calls_total", "counter", "Glue API calls made.");
+        line(&mut o, "glue_calls_total", "", s.glue_calls as f64);
+        head(&mut o, "glue_errors_total", "counter", "Glue API calls that failed (retried).");
+        line(&mut o, "glue_errors_total", "", s.glue_errors as f64);
+        head(&mut o, "schema_reloads_total", "counter", "Schema file edits seen while running, by result.");
+        for r in ["applied", "rejected"] {
+            line(&mut o, "schema_reloads_total", &format!("{{result=\"{r}\"}}"), *s.schema_reloads.get(r).unwrap_or(&0) as f64);
+        }
+        if let Some(k) = self.kinesis.lock().unwrap().as_ref() {
+            let c = k.leases.lock().unwrap().clone();
+            head(&mut o, "leases_held", "gauge", "Shard leases this process holds.");
+            line(&mut o, "leases_held", "", c.held as f64);
+            head(&mut o, "leases_total", "gauge", "Shard leases readable now (open shards whose parents are done).");
+            line(&mut o, "leases_total", "", c.total as f64);
+            head(&mut o, "workers", "gauge", "Live lakehose processes on the stream, as this one sees them.");
+            line(&mut o, "workers", "", c.workers as f64);
+            head(&mut o, "shard_millis_behind_latest", "gauge", "MillisBehindLatest of the last GetRecords, per held shard.");
+            for (shard, ms) in k.lag.snapshot() {
+                line(&mut o, "shard_millis_behind_latest", &format!("{{shard=\"{shard}\"}}"), ms as f64);
+            }
+            head(&mut o, "retries_total", "counter", "AWS calls retried after throttling or an error, by call.");
+            line(&mut o, "retries_total", "{call=\"get_records\"}", k.retries.load(Ordering::Relaxed) as f64);
+        }
+        o
+    }
+
+    /// One CloudWatch EMF line with the counters' increase since `prev`.
+    pub fn emf_line(&self, prev: &Snapshot, now_ms: i64) -> (String, Snapshot) {
+        let s = self.snapshot();
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let delivered = |x: &Snapshot, k: &str| x.delivered.get(k).copied().unwrap_or((0, 0));
+        let (lag, held) = match self.kinesis.lock().unwrap().as_ref() {
+            Some(k) => (k.lag.snapshot().values().copied().max().unwrap_or(0), k.leases.lock().unwrap().held),
+            None => (0, 0),
+        };
+        let kinds = ["table", "errors", "raw"];
+        let objects: u64 = kinds.iter().map(|k| d(delivered(&s, k).0, delivered(prev, k).0)).sum();
+        let bytes: u64 = kinds.iter().map(|k| d(delivered(&s, k).1, delivered(prev, k).1)).sum();
+        let v = serde_json::json!({
+            "_aws": {"Timestamp": now_ms, "CloudWatchMetrics": [{"Namespace": "lakehose", "Dimensions": [["Table"]], "Metrics": [
+                {"Name": "IncomingRecords", "Unit": "Count"}, {"Name": "IncomingBytes", "Unit": "Bytes"},
+                {"Name": "RecordsConverted", "Unit": "Count"}, {"Name": "RecordsFailed", "Unit": "Count"},
+                {"Name": "DeliveredObjects", "Unit": "Count"}, {"Name": "DeliveredBytes", "Unit": "Bytes"},
+                {"Name": "DataFreshness", "Unit": "Seconds"}, {"Name": "MaxMillisBehindLatest", "Unit": "Milliseconds"},
+                {"Name": "LeasesHeld", "Unit": "Count"}]}]},
+            "Table": s.table,
+            "IncomingRecords": d(s.stats.records_in, prev.stats.records_in),
+            "IncomingBytes": d(s.stats.bytes_in, prev.stats.bytes_in),
+            "RecordsConverted": d(s.stats.rows, prev.stats.rows),
+            "RecordsFailed": d(s.stats.error_total(), prev.stats.error_total()),
+            "DeliveredObjects": objects,
+            "DeliveredBytes": bytes,
+            "DataFreshness": s.oldest_unflushed.map_or(0.0, |x| x.as_secs_f64()),
+            "MaxMillisBehindLatest": lag,
+            "LeasesHeld": held,
+        });
+        (v.to_string(), s)
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `cancel` fires.
+pub async fn serve(addr: std::net::SocketAddr, m: Arc<Metrics>, cancel: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics endpoint listening");
+    let app = axum::Router::new()
+        .route("/metrics", get(|axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
+            ([("content-type", "text/plain; version=0.0.4")], m.render())
+        }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
+            let (ok, why) = m.ready();
+            (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, format!("{why}\n"))
+        }))
+        .with_state(m);
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+    }))
+}
+
+/// Prints EMF lines to stdout every `every` until `cancel` fires.
+pub fn emf_loop(m: Arc<Metrics>, every: Duration, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut prev = m.snapshot();
+        let mut last = Instant::now();
+        loop {
+            let stop = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tokio::time::sleep(every.saturating_sub(last.elapsed())) => false,
+            };
+            last = Instant::now();
+            let (line, snap) = m.emf_line(&prev, crate::source::now_ms());
+            println!("{line}");
+            prev = snap;
+            if stop {
+                return;
+            }
+        }
+    })
+}
