@@ -75,12 +75,21 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum SchemaCmd {
-    /// Validate a schema file; with --against, check that the change is compatible.
+    /// Validate a schema file; with --against or --against-glue, check that the change is compatible.
     Check {
         schema: PathBuf,
         /// The schema file currently in use; prints a column-by-column diff and a verdict.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "against_glue")]
         against: Option<PathBuf>,
+        /// Compare with the Glue table of the same name in --database instead.
+        #[arg(long, requires = "database")]
+        against_glue: bool,
+        /// Glue database (with --against-glue).
+        #[arg(long)]
+        database: Option<String>,
+        /// AWS endpoint override for Glue (tests, VPC endpoints); else AWS_ENDPOINT_URL / the default.
+        #[arg(long)]
+        endpoint: Option<String>,
     },
     /// Draft a schema file from sample NDJSON (a file or - for stdin), printed to stdout.
     Infer {
@@ -163,22 +172,43 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             eprintln!("lakehose convert: {summary}");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Schema { cmd: SchemaCmd::Check { schema, against } } => {
+        Cmd::Schema { cmd: SchemaCmd::Check { schema, against, against_glue, database, endpoint } } => {
             let new = load_schema(&schema)?;
             println!("{}: valid schema for table {} ({} columns)", schema.display(), new.table, new.columns.len());
-            let Some(old_path) = against else { return Ok(ExitCode::SUCCESS) };
-            let old = load_schema(&old_path)?;
-            let changes = evolve::diff(&old, &new);
+            let (changes, what) = if let Some(old_path) = against {
+                let old = load_schema(&old_path)?;
+                (evolve::diff(&old, &new), old_path.display().to_string())
+            } else if against_glue {
+                let db = database.expect("clap requires it");
+                let sdk = lakehose::source::kinesis::sdk_config(endpoint.as_deref(), None).await;
+                let client = aws_sdk_glue::Client::new(&sdk);
+                let t = client.get_table().database_name(&db).name(&new.table).send().await;
+                let what = format!("Glue table {db}.{}", new.table);
+                match t {
+                    Ok(t) => {
+                        let cols = t.table().and_then(|t| t.storage_descriptor()).map(|sd| sd.columns().to_vec()).unwrap_or_default();
+                        let glue = lakehose::catalog::glue::glue_columns(&cols)?;
+                        (lakehose::catalog::glue::diff_glue(&glue, &new), what)
+                    }
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => {
+                        println!("{what} does not exist yet: `lakehose run` will create it from this schema");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(e) => return Err(anyhow::anyhow!("GetTable {what}: {}", aws_sdk_glue::error::DisplayErrorContext(e))),
+                }
+            } else {
+                return Ok(ExitCode::SUCCESS);
+            };
             for c in &changes {
                 let mark = if c.compatible { "ok " } else { "BAD" };
                 let why = if c.reason.is_empty() { String::new() } else { format!(" — {}", c.reason) };
                 println!("  {mark} {}: {}{why}", c.column, c.what);
             }
             if changes.iter().all(|c| c.compatible) {
-                println!("compatible: {} change(s) against {}", changes.len(), old_path.display());
+                println!("compatible: {} change(s) against {what}", changes.len());
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("incompatible with {}: files already written would not read as the new schema says", old_path.display());
+                println!("incompatible with {what}: files already written would not read as the new schema says");
                 Ok(ExitCode::from(2))
             }
         }

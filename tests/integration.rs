@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 #[path = "it/kinesis.rs"]
 mod kinesis;
+#[path = "it/glue.rs"]
+mod glue;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -240,3 +240,45 @@ fn walk(p: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn kinesis_metrics_move_and_readiness_follows_the_lease_table() {
+    use super::glue::{free_port, http_get, metric, wait_metric};
+    let kin = Moto::start();
+    let ddb = Moto::start(); // the lease table on its own server, so it can go away
+    kin.boto("c('kinesis').create_stream(StreamName='ready', ShardCount=2)");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = kinesis_config(dir.path(), "l", "ready", &kin.endpoint, &ddb.endpoint, &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let input = dir.path().join("in.ndjson");
+    let (ids, bad) = gen(&input, &["--records", "600", "--bad-every", "50", "--seed", "9"]);
+    let mut d = start(&cfg);
+    let body = wait_metric(port, "lakehose_leases_held", 2.0, 30);
+    assert_eq!(metric(&body, "lakehose_leases_total"), 2.0);
+    assert_eq!(metric(&body, "lakehose_workers"), 1.0);
+    assert_eq!(http_get(port, "/readyz").0, 200, "ready once leases are held");
+    finish(produce(&kin.endpoint, "ready", &input, &["--batch", "100"]));
+    let body = wait_metric(port, "lakehose_records_converted_total", (ids.len() - bad.len()) as f64, 60);
+    assert_eq!(metric(&body, "lakehose_incoming_records_total"), ids.len() as f64);
+    assert!(metric(&body, "lakehose_objects_delivered_total{dest=\"table\"}") > 0.0);
+    assert!(metric(&body, "lakehose_bytes_delivered_total{dest=\"raw\"}") > 0.0);
+    for shard in ["shardId-000000000000", "shardId-000000000001"] {
+        assert!(body.contains(&format!("lakehose_shard_millis_behind_latest{{shard=\"{shard}\"}}")), "lag per shard: {body}");
+    }
+    // the lease table goes away: the process stays up but is no longer ready
+    drop(ddb);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, why) = http_get(port, "/readyz");
+        if code == 503 {
+            assert!(why.contains("lease round"), "{why}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready 20 s after the lease table went away");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(http_get(port, "/healthz").0, 200, "alive all the same");
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon keeps running and retrying");
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+}
