@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 mod kinesis;
 #[path = "it/glue.rs"]
 mod glue;
+#[path = "it/types.rs"]
+mod types;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

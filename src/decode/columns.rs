@@ -277,7 +277,7 @@ impl ColBuf {
             }
             (ColBuf::List { offsets, valid, child }, ColType::Array(e)) => {
                 let values = child.into_array(e);
-                let field = Arc::new(Field::new("item", e.arrow(), true));
+                let field = Arc::new(Field::new("element", e.arrow(), true));
                 Arc::new(ListArray::new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), values, valid.finish()))
             }
             (ColBuf::Map { offsets, valid, keys, vals }, ColType::Map(k, v)) => {

@@ -78,7 +78,7 @@ impl ColType {
             ColType::Date => DataType::Date32,
             ColType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some(Arc::from(UTC))),
             ColType::Binary => DataType::Binary,
-            ColType::Array(e) => DataType::List(Arc::new(Field::new("item", e.arrow(), true))),
+            ColType::Array(e) => DataType::List(Arc::new(Field::new("element", e.arrow(), true))),
             ColType::Map(k, v) => DataType::Map(
                 Arc::new(Field::new(
                     "entries",
