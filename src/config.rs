@@ -233,7 +233,18 @@ fn apply_env(doc: &mut toml::Table, vars: impl Iterator<Item = (String, String)>
 }
 
 impl Config {
+    /// Reads the config file, or, when `LAKEHOSE_CONFIG_TOML` is set (an ECS
+    /// secret from SSM, say), that text in its place; relative paths still
+    /// resolve against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if let Ok(text) = std::env::var("LAKEHOSE_CONFIG_TOML") {
+            let file = format!("{} (LAKEHOSE_CONFIG_TOML)", path.display());
+            let base = path.parent().unwrap_or(Path::new("")).join("lakehose.toml");
+            let mut c = Config::parse(&base.display().to_string(), &text, std::env::vars().filter(|(k, _)| k != "LAKEHOSE_CONFIG_TOML"))
+                .map_err(|e| ConfigError { file: file.clone(), ..e })?;
+            c.file = file;
+            return Ok(c);
+        }
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),

@@ -120,10 +120,18 @@ fn size(s: &str, flag: &str) -> anyhow::Result<usize> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LAKEHOSE_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
+    // JSON lines unless stderr is a terminal (LAKEHOSE_LOG_FORMAT=json|text overrides)
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("LAKEHOSE_LOG").unwrap_or_else(|_| "info".into());
+    let json = match std::env::var("LAKEHOSE_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    if json {
+        tracing_subscriber::fmt().json().with_current_span(true).with_span_list(false).with_writer(std::io::stderr).with_env_filter(filter()).init();
+    } else {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter()).init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(dispatch(cli.cmd)) {
         Ok(code) => code,

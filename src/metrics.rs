@@ -98,7 +98,7 @@ impl Metrics {
         line(&mut o, "incoming_records_total", "", s.stats.records_in as f64);
         head(&mut o, "incoming_bytes_total", "counter", "Bytes of records read from the source.");
         line(&mut o, "incoming_bytes_total", "", s.stats.bytes_in as f64);
-        head(&mut o, "records_converted_total", "counter", "Records written as Parquet rows.");
+        head(&mut o, "records_converted_total", "counter", "Records converted to rows (delivered when their buffer flushes).");
         line(&mut o, "records_converted_total", "", s.stats.rows as f64);
         head(&mut o, "records_failed_total", "counter", "Records sent to the error prefix, by error code.");
         for code in ["DataFormatConversion.ParseError", "DataFormatConversion.MalformedData", "DataFormatConversion.RecordTooLarge"] {

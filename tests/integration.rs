@@ -142,7 +142,7 @@ fn convert_lands_every_record_once_with_exact_types() {
 
     let schema = &facts["schema"];
     for (col, ty) in [("event_id", "string"), ("ts", "timestamp[ms, tz=UTC]"), ("user_id", "int64"), ("duration_ms", "int32"),
-        ("revenue", "decimal128(10, 2)"), ("is_bot", "bool"), ("tags", "list<item: string>"),
+        ("revenue", "decimal128(10, 2)"), ("is_bot", "bool"), ("tags", "list<element: string>"),
         ("device", "struct<os: string, os_version: string, model: string>")] {
         assert_eq!(schema[col], ty, "{col}");
     }
@@ -204,7 +204,7 @@ fn second_example_schema_formats_nested_and_extra_keys() {
     assert_eq!(schema["order_date"], "date32[day]");
     assert_eq!(schema["coupon"], "binary");
     assert_eq!(schema["quantity"], "int16");
-    assert_eq!(schema["lines"], "list<item: struct<sku: string, qty: int32, unit_price: decimal128(10, 2)>>");
+    assert_eq!(schema["lines"], "list<element: struct<sku: string, qty: int32, unit_price: decimal128(10, 2)>>");
     assert_eq!(facts["columns"]["order_date"]["logical"], "Date");
     assert_eq!(facts["columns"]["total"]["physical"], "INT64", "decimal(12,2) is INT64-backed");
     let by_id: BTreeMap<String, Value> = facts["sample"].as_array().unwrap().iter().map(|r| (r["order_id"].as_str().unwrap().to_string(), r.clone())).collect();

@@ -260,7 +260,8 @@ fn kinesis_metrics_move_and_readiness_follows_the_lease_table() {
     finish(produce(&kin.endpoint, "ready", &input, &["--batch", "100"]));
     let body = wait_metric(port, "lakehose_records_converted_total", (ids.len() - bad.len()) as f64, 60);
     assert_eq!(metric(&body, "lakehose_incoming_records_total"), ids.len() as f64);
-    assert!(metric(&body, "lakehose_objects_delivered_total{dest=\"table\"}") > 0.0);
+    // converted rows are delivered when their buffer flushes (max_age 1s)
+    let body = wait_metric(port, "lakehose_objects_delivered_total{dest=\"table\"}", 1.0, 10);
     assert!(metric(&body, "lakehose_bytes_delivered_total{dest=\"raw\"}") > 0.0);
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
         assert!(body.contains(&format!("lakehose_shard_millis_behind_latest{{shard=\"{shard}\"}}")), "lag per shard: {body}");
