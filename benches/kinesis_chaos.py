@@ -13,12 +13,8 @@ usage: benches/kinesis_chaos.py [--kills 20] [--records 20000] [--instances 3] [
 """
 import argparse, json, os, random, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY = os.path.join(ROOT, ".venv/bin/python")
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rig import PY, ROOT, free_port, start_moto
 
 
 def main():
@@ -30,16 +26,9 @@ def main():
     a = ap.parse_args()
     rnd = random.Random(a.seed)
     binary = os.environ.get("LAKEHOSE_BIN", os.path.join(ROOT, "target/debug/lakehose"))
-    port = free_port()
-    ep = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen([os.path.join(ROOT, ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto, ep = start_moto()
     procs = []
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(ep + "/moto-api/"); break
-            except Exception:
-                time.sleep(0.1)
         import boto3
         boto3.client("kinesis", endpoint_url=ep, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t").create_stream(StreamName="chaos", ShardCount=4)
         d = tempfile.mkdtemp(prefix="lakehose-chaos-")

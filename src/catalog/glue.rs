@@ -332,3 +332,49 @@ impl GlueCatalog {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(extra: &str) -> TableSchema {
+        TableSchema::parse(
+            "t.toml",
+            &format!("table = \"t\"\n[[columns]]\nname = \"id\"\ntype = \"int\"\n[[columns]]\nname = \"ts\"\ntype = \"timestamp\"\n[[columns]]\nname = \"kind\"\ntype = \"string\"\n{extra}[partition]\ntime = {{ column = \"ts\", granularity = \"hour\" }}\nkeys = [\"kind\"]\n"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn glue_diff_accepts_widening_and_new_nullable_columns_only() {
+        let glue = vec![("id".to_string(), ColType::Int), ("ts".into(), ColType::Timestamp), ("kind".into(), ColType::String)];
+        let wider = schema("").columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(wider, ["id", "ts", "kind"]);
+        let d = diff_glue(&glue, &schema("[[columns]]\nname = \"extra\"\ntype = \"string\"\n"));
+        assert!(d.len() == 1 && d[0].compatible && d[0].what == "added (string)", "{d:?}");
+        let d = diff_glue(&glue, &schema("[[columns]]\nname = \"need\"\ntype = \"string\"\nrequired = true\n"));
+        assert!(!d[0].compatible && d[0].reason.contains("cannot be required"), "{d:?}");
+        let glue_narrow = vec![("id".to_string(), ColType::BigInt), ("ts".into(), ColType::Timestamp), ("kind".into(), ColType::String), ("gone".into(), ColType::String)];
+        let d = diff_glue(&glue_narrow, &schema(""));
+        let bad: Vec<&str> = d.iter().filter(|c| !c.compatible).map(|c| c.column.as_str()).collect();
+        assert_eq!(bad, ["id", "gone"], "{d:?}");
+    }
+
+    #[test]
+    fn projection_matches_the_hive_layout() {
+        let s = schema("");
+        assert_eq!(partition_keys(&s), ["dt", "hr", "kind"]);
+        let p: std::collections::BTreeMap<String, String> = projection_params(&s, "s3://b/t/").into_iter().collect();
+        assert_eq!(p["projection.enabled"], "true");
+        assert_eq!(p["projection.dt.type"], "date");
+        assert_eq!(p["projection.dt.format"], "yyyy-MM-dd");
+        assert_eq!(p["projection.hr.range"], "0,23");
+        assert_eq!(p["projection.hr.digits"], "2");
+        assert_eq!(p["projection.kind.type"], "injected");
+        assert_eq!(p["storage.location.template"], "s3://b/t/dt=${dt}/hr=${hr}/kind=${kind}/");
+        // a custom layout of plain segments gets the crawler's names
+        let mut custom = schema("");
+        custom.partition.hive_columns = None;
+        assert_eq!(partition_keys(&custom), ["partition_0", "partition_1", "partition_2"]);
+    }
+}
