@@ -3,6 +3,7 @@
 //! Stages: [`source`] → [`decode`] (per [`schema`]) → [`pipeline`]
 //! (partition buffers, checkpoints) → [`write`] → [`store`], driven by [`run`].
 
+pub mod aws;
 pub mod catalog;
 pub mod config;
 pub mod decode;

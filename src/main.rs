@@ -188,7 +188,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 (evolve::diff(&old, &new), old_path.display().to_string())
             } else if against_glue {
                 let db = database.expect("clap requires it");
-                let sdk = lakehose::source::kinesis::sdk_config(endpoint.as_deref(), None).await;
+                let sdk = lakehose::aws::sdk_config(endpoint.as_deref(), None).await;
                 let client = aws_sdk_glue::Client::new(&sdk);
                 let t = client.get_table().database_name(&db).name(&new.table).send().await;
                 let what = format!("Glue table {db}.{}", new.table);

@@ -56,6 +56,17 @@ pub enum DestKind {
     Raw,
 }
 
+impl DestKind {
+    /// Its name in checkpoints and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestKind::Table => "table",
+            DestKind::Errors => "errors",
+            DestKind::Raw => "raw",
+        }
+    }
+}
+
 /// Why a buffer was sealed (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -129,12 +140,7 @@ impl Default for ShardCheckpoint {
 }
 
 fn done_key(kind: DestKind, prefix: &str) -> String {
-    let k = match kind {
-        DestKind::Table => "table",
-        DestKind::Errors => "errors",
-        DestKind::Raw => "raw",
-    };
-    format!("{k}:{prefix}")
+    format!("{}:{prefix}", kind.as_str())
 }
 
 enum Body {
@@ -375,12 +381,8 @@ impl Pipeline {
             st.replay.insert(i.kind, i.prefix.clone(), i.last.clone());
         }
         for (k, pos) in &cp.done {
-            let (kind, prefix) = match k.split_once(':') {
-                Some(("table", p)) => (DestKind::Table, p),
-                Some(("errors", p)) => (DestKind::Errors, p),
-                Some(("raw", p)) => (DestKind::Raw, p),
-                _ => continue,
-            };
+            let Some((name, prefix)) = k.split_once(':') else { continue };
+            let Some(&kind) = KINDS.iter().find(|k| k.as_str() == name) else { continue };
             st.done.insert(kind, prefix.to_string(), pos.clone());
         }
         if let Resume::After(p) = &cp.resume {

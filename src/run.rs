@@ -103,12 +103,7 @@ pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks, 
                 DestKind::Raw => sinks.raw.as_ref().expect("raw buffers exist only with a raw store"),
             };
             tracing::debug!(shard = %s.shard, file = %key, records = s.records, trigger = s.trigger.as_str(), "flush");
-            let dest = match s.kind {
-                DestKind::Table => "table",
-                DestKind::Errors => "errors",
-                DestKind::Raw => "raw",
-            };
-            out.objects.push((dest, s.trigger.as_str(), bytes.len() as u64));
+            out.objects.push((s.kind.as_str(), s.trigger.as_str(), bytes.len() as u64));
             jobs.push(async move { store.put(&key, bytes).await });
             metas.push(s);
         }
@@ -269,7 +264,7 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
     let catalog = match &cfg.catalog {
         CatalogConfig::None => Catalog::None,
         CatalogConfig::Glue { database, projection, endpoint, region } => {
-            let sdk = crate::source::kinesis::sdk_config(endpoint.as_deref(), region.as_deref()).await;
+            let sdk = crate::aws::sdk_config(endpoint.as_deref(), region.as_deref()).await;
             table_ref.database = Some(database.clone());
             Catalog::Glue(Box::new(GlueCatalog::open(&sdk, database, &schema, &cfg.sink.url, *projection).await?))
         }

@@ -16,6 +16,7 @@ pub mod kpl;
 pub mod lease;
 pub mod reader;
 
+use crate::aws::sdk_config;
 use crate::ids::ShardId;
 use crate::pipeline::{FlushIntent, ShardCheckpoint};
 use crate::source::{Source, SourceError, SourceEvent};
@@ -137,19 +138,6 @@ pub async fn list_shards(client: &aws_sdk_kinesis::Client, stream: &StreamRef) -
         }
     }
     Ok(out)
-}
-
-/// An `SdkConfig` for any AWS client: region and endpoint from config,
-/// else from the environment (AWS_REGION, AWS_ENDPOINT_URL, credentials chain).
-pub async fn sdk_config(endpoint: Option<&str>, region: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(e) = endpoint {
-        loader = loader.endpoint_url(e);
-    }
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r.to_string()));
-    }
-    loader.load().await
 }
 
 struct ReaderHandle {
