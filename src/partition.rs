@@ -8,7 +8,7 @@
 //! so every prefix is a valid partition location for Glue and Athena.
 
 use crate::schema::{LayoutPart, PartitionSpec};
-use crate::timefmt::{civil, format_pattern};
+use crate::timefmt::{civil, format_pattern, PatTok};
 use std::fmt::Write;
 
 pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -60,11 +60,66 @@ pub fn prefix_values(prefix: &str) -> Vec<String> {
 
 /// Renders the partition prefix of a record into `out` (cleared first).
 pub fn render(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::borrow::Cow<str>>], out: &mut String) {
+    render_cached(spec, time_ms, keys, out, &mut TimeCache::default());
+}
+
+/// The formatted time parts per hour, when the layout's time patterns name
+/// nothing finer than the hour (the default layout). Bounded: cleared when
+/// it holds more than [`TimeCache::MAX`] hours.
+#[derive(Default)]
+pub struct TimeCache {
+    hours: crate::hash::FastMap<i64, Vec<String>>,
+    /// Parts of the last record when the layout cannot be cached.
+    fresh: Vec<String>,
+}
+
+impl TimeCache {
+    pub const MAX: usize = 4096;
+}
+
+fn hourly(toks: &[PatTok]) -> bool {
+    toks.iter().all(|t| match t {
+        PatTok::Year | PatTok::Month | PatTok::Day | PatTok::Hour | PatTok::Lit(_) => true,
+        PatTok::Optional(inner) => hourly(inner),
+        _ => false,
+    })
+}
+
+fn time_parts(spec: &PartitionSpec, time_ms: i64, parts: &mut Vec<String>) {
+    parts.clear();
+    for part in &spec.layout {
+        if let LayoutPart::Time(p) = part {
+            let mut s = String::new();
+            format_pattern(time_ms, p, &mut s);
+            parts.push(s);
+        }
+    }
+}
+
+/// As [`render`], reusing the formatted time parts of hours seen before.
+pub fn render_cached(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::borrow::Cow<str>>], out: &mut String, cache: &mut TimeCache) {
+    let cacheable = spec.layout.iter().all(|p| !matches!(p, LayoutPart::Time(t) if !hourly(t)));
+    let parts: &Vec<String> = if cacheable {
+        let hour = time_ms.div_euclid(3_600_000);
+        if !cache.hours.contains_key(&hour) {
+            if cache.hours.len() >= TimeCache::MAX {
+                cache.hours.clear();
+            }
+            let mut v = Vec::new();
+            time_parts(spec, time_ms, &mut v);
+            cache.hours.insert(hour, v);
+        }
+        &cache.hours[&hour]
+    } else {
+        time_parts(spec, time_ms, &mut cache.fresh);
+        &cache.fresh
+    };
     out.clear();
+    let mut times = parts.iter();
     for part in &spec.layout {
         match part {
             LayoutPart::Lit(l) => out.push_str(l),
-            LayoutPart::Time(p) => format_pattern(time_ms, p, out),
+            LayoutPart::Time(_) => out.push_str(times.next().expect("one cached part per time part")),
             LayoutPart::Key(i) => match &keys[*i] {
                 Some(v) => escape_value(v, out),
                 None => out.push_str(DEFAULT_PARTITION),
@@ -110,5 +165,18 @@ keys = ["kind"]
         render(&s.partition, 0, &[None], &mut out);
         assert_eq!(out, "dt=1970-01-01/hr=00/kind=__HIVE_DEFAULT_PARTITION__/");
         assert_eq!(hour_prefix(1_763_730_300_000), "dt=2025-11-21/hr=13/");
+        // the cache reuses an hour's time parts, and re-renders a layout with minutes every time
+        let mut cache = TimeCache::default();
+        for (t, want) in [(1_763_730_300_000, "dt=2025-11-21/hr=13/kind=k/"), (1_763_730_300_001, "dt=2025-11-21/hr=13/kind=k/"), (1_763_733_600_000, "dt=2025-11-21/hr=14/kind=k/")] {
+            render_cached(&s.partition, t, &[Some("k".into())], &mut out, &mut cache);
+            assert_eq!(out, want);
+        }
+        let mut m = s.clone();
+        m.partition.layout = vec![LayoutPart::Time(crate::timefmt::compile_output_pattern("HH:mm").unwrap())];
+        let mut cache = TimeCache::default();
+        render_cached(&m.partition, 1_763_730_300_000, &[], &mut out, &mut cache);
+        assert_eq!(out, "13:05");
+        render_cached(&m.partition, 1_763_730_360_000, &[], &mut out, &mut cache);
+        assert_eq!(out, "13:06", "minutes are not cached by the hour");
     }
 }

@@ -17,7 +17,7 @@
 
 use crate::decode::{Columns, Decoder, RecordError};
 use crate::ids::{Position, ShardId};
-use crate::partition::{hour_prefix, render};
+use crate::partition::{hour_prefix, render_cached, TimeCache};
 use crate::schema::{TableSchema, TimeSource};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -309,6 +309,7 @@ pub struct Pipeline {
     hour_cache: (i64, String),
     stats: Stats,
     max_record_bytes: usize,
+    time_cache: TimeCache,
 }
 
 impl Pipeline {
@@ -327,6 +328,7 @@ impl Pipeline {
             hour_cache: (i64::MIN, String::new()),
             stats: Stats::default(),
             max_record_bytes,
+            time_cache: TimeCache::default(),
         }
     }
 
@@ -435,7 +437,7 @@ impl Pipeline {
         for (slot, &i) in keys.iter_mut().zip(&spec.keys) {
             *slot = row.key_text(i)?;
         }
-        render(spec, time, &keys[..spec.keys.len()], &mut self.prefix);
+        render_cached(spec, time, &keys[..spec.keys.len()], &mut self.prefix, &mut self.time_cache);
         let st = self.shards.get_mut(shard).unwrap();
         if !st.done.is_empty() {
             if let Some(d) = st.done.get(DestKind::Table, &self.prefix) {

@@ -192,18 +192,18 @@ async fn read_stream(
     let mut eof = false;
     let mut last_age_check = Instant::now();
     while !eof {
+        // read into spare capacity: no zero-filling of the chunk
         let want = READ_CHUNK.max(buf.len() + 1);
-        let mut filled = buf.len();
-        buf.resize(want, 0);
-        while filled < want {
+        buf.reserve(want - buf.len());
+        while buf.len() < want {
             let read = match cancel {
                 // a live stream: wake up to honour max_age while no data comes
                 Some(c) => tokio::select! {
                     _ = c.cancelled() => Some(Ok(0)),
-                    r = reader.read(&mut buf[filled..]) => Some(r),
+                    r = reader.read_buf(&mut buf) => Some(r),
                     _ = tokio::time::sleep(AGE_CHECK) => None,
                 },
-                None => Some(reader.read(&mut buf[filled..]).await),
+                None => Some(reader.read_buf(&mut buf).await),
             };
             let Some(read) = read else { break };
             let n = read.map_err(|source| RunError::Input { path: name.to_string(), source })?;
@@ -211,12 +211,10 @@ async fn read_stream(
                 eof = true;
                 break;
             }
-            filled += n;
             if cancel.is_some() {
                 break; // a live stream: process what has come
             }
         }
-        buf.truncate(filled);
         records.clear();
         let used = split_lines(&buf, base, eof, &mut records);
         let batch_arrival = if cancel.is_some() { now_ms() } else { arrival_ms };
