@@ -266,7 +266,12 @@ fn kinesis_metrics_move_and_readiness_follows_the_lease_table() {
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
         assert!(body.contains(&format!("lakehose_shard_millis_behind_latest{{shard=\"{shard}\"}}")), "lag per shard: {body}");
     }
-    // the lease table goes away: the process stays up but is no longer ready
+    // the lease table goes away while records keep coming (flushes need it
+    // for their intents and checkpoints): the process stays up but is no longer ready
+    let more = dir.path().join("more.ndjson");
+    gen(&more, &["--records", "600", "--seed", "10", "--id-prefix", "mo"]);
+    let producer = produce(&kin.endpoint, "ready", &more, &["--batch", "50", "--pause", "0.1"]);
+    std::thread::sleep(Duration::from_millis(700));
     drop(ddb);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -279,6 +284,7 @@ fn kinesis_metrics_move_and_readiness_follows_the_lease_table() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_eq!(http_get(port, "/healthz").0, 200, "alive all the same");
+    finish(producer);
     assert!(d.child.try_wait().unwrap().is_none(), "the daemon keeps running and retrying");
     d.child.kill().unwrap();
     d.child.wait().unwrap();

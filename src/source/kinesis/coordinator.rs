@@ -140,22 +140,40 @@ impl<L: LeaseStore> Coordinator<L> {
         }
     }
 
-    /// Writes a fenced update (intent or checkpoint). False: the lease is lost.
+    /// Writes a fenced update (intent or checkpoint). False: the lease is
+    /// lost. Lease-table errors are retried with backoff while the fence
+    /// holds; past it the lease is given up (another worker replays).
     pub async fn write(&self, shard: &ShardId, u: Update<'_>) -> Result<bool, LeaseError> {
-        let mut held = self.held.lock().await;
-        let Some(h) = held.get(shard) else { return Ok(false) };
-        let sent = Instant::now();
-        match self.store.update(shard, &self.owner, h.counter, u).await? {
-            Some(n) => {
-                let h = held.get_mut(shard).expect("held");
-                h.counter = n;
-                h.fence = self.fence_for(sent);
-                self.fences.lock().unwrap().insert(shard.clone(), h.fence);
-                Ok(true)
-            }
-            None => {
-                self.lose(&mut held, shard, "fenced write refused");
-                Ok(false)
+        let mut attempt = 0;
+        loop {
+            let mut held = self.held.lock().await;
+            let Some(h) = held.get(shard) else { return Ok(false) };
+            let (counter, fence) = (h.counter, h.fence);
+            let sent = Instant::now();
+            match self.store.update(shard, &self.owner, counter, u.clone()).await {
+                Ok(Some(n)) => {
+                    let h = held.get_mut(shard).expect("held");
+                    h.counter = n;
+                    h.fence = self.fence_for(sent);
+                    self.fences.lock().unwrap().insert(shard.clone(), h.fence);
+                    return Ok(true);
+                }
+                Ok(None) => {
+                    self.lose(&mut held, shard, "fenced write refused");
+                    return Ok(false);
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let wait = crate::retry::backoff(attempt);
+                    if Instant::now() + wait >= fence {
+                        tracing::warn!(shard = %shard, error = %e, "lease table unreachable until the fence: giving the lease up");
+                        self.lose(&mut held, shard, "lease table unreachable");
+                        return Ok(false);
+                    }
+                    tracing::warn!(shard = %shard, error = %e, attempt, "lease write failed; retrying");
+                    drop(held);
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
     }
@@ -170,12 +188,15 @@ impl<L: LeaseStore> Coordinator<L> {
         Ok(())
     }
 
-    pub async fn release_all(&self) -> Result<(), LeaseError> {
+    /// Releases every held lease; one that cannot be released (lease table
+    /// unreachable) is left to expire after the failover time.
+    pub async fn release_all(&self) {
         let shards: Vec<ShardId> = self.held.lock().await.keys().cloned().collect();
         for s in shards {
-            self.release(&s).await?;
+            if let Err(e) = self.release(&s).await {
+                tracing::warn!(shard = %s, error = %e, "could not release the lease; it expires after the failover time");
+            }
         }
-        Ok(())
     }
 
     /// One balancing round over `leases` (a fresh read of the table).
@@ -320,6 +341,39 @@ mod tests {
         }
         assert!(waited >= f, "not before the failover time ({waited:?})");
         assert!(sa.iter().all(|s| !a.may_write(s)), "the dead worker's fence has passed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lease_table_errors_are_retried_until_the_fence_then_the_lease_is_given_up() {
+        use std::sync::atomic::Ordering;
+        let store = Arc::new(MemoryLeases::default());
+        let (t, mut r) = unbounded_channel();
+        let a = Coordinator::new(store.clone(), "a".into(), Duration::from_secs(8), t);
+        let list = shards(2);
+        a.round(Some(&list)).await.unwrap();
+        let mut s = Default::default();
+        held(&mut r, &mut s);
+        assert_eq!(s.len(), 2);
+        let (s0, s1) = (list[0].0.clone(), list[1].0.clone());
+        // a short outage: the write waits and succeeds
+        store.fail.store(true, Ordering::Relaxed);
+        let healer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                store.fail.store(false, Ordering::Relaxed);
+            })
+        };
+        assert!(a.write(&s0, Update::default()).await.unwrap(), "retried through a short outage");
+        healer.await.unwrap();
+        // a long one: given up before the fence passes, reported as lost
+        store.fail.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        assert!(!a.write(&s1, Update::default()).await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(6), "gave up within the fence ({:?})", started.elapsed());
+        assert!(!a.may_write(&s1));
+        held(&mut r, &mut s);
+        assert!(!s.contains(&s1), "revoked");
     }
 
     #[tokio::test(start_paused = true)]

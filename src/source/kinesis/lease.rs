@@ -307,6 +307,17 @@ impl LeaseStore for DynamoLeases {
 #[derive(Default)]
 pub struct MemoryLeases {
     pub rows: Mutex<BTreeMap<ShardId, Lease>>,
+    /// While set, every call fails as an unreachable table would.
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryLeases {
+    fn check(&self) -> Result<(), LeaseError> {
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(LeaseError::Dynamo { table: "memory".into(), message: "unreachable (injected)".into() });
+        }
+        Ok(())
+    }
 }
 
 impl LeaseStore for MemoryLeases {
@@ -314,6 +325,7 @@ impl LeaseStore for MemoryLeases {
         Ok(())
     }
     async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
+        self.check()?;
         Ok(self.rows.lock().unwrap().values().cloned().collect())
     }
     async fn create(&self, lease: &Lease) -> Result<bool, LeaseError> {
@@ -336,6 +348,7 @@ impl LeaseStore for MemoryLeases {
         }
     }
     async fn update(&self, shard: &ShardId, owner: &str, counter: u64, u: Update<'_>) -> Result<Option<u64>, LeaseError> {
+        self.check()?;
         let mut rows = self.rows.lock().unwrap();
         match rows.get_mut(shard) {
             Some(l) if l.counter == counter && l.owner.as_deref() == Some(owner) => {
