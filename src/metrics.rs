@@ -92,14 +92,16 @@ impl Metrics {
         let head = |o: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(o, "# HELP lakehose_{name} {help}\n# TYPE lakehose_{name} {kind}");
         };
+        // a metric with one unlabelled sample
+        let single = |o: &mut String, name: &str, kind: &str, help: &str, v: f64| {
+            head(o, name, kind, help);
+            line(o, name, "", v);
+        };
         head(&mut o, "up", "gauge", "1 while the process runs; labels: table and schema version in use.");
         line(&mut o, "up", &format!("{{table=\"{}\",schema_version=\"{}\"}}", s.table, s.schema_version), 1.0);
-        head(&mut o, "incoming_records_total", "counter", "Records read from the source.");
-        line(&mut o, "incoming_records_total", "", s.stats.records_in as f64);
-        head(&mut o, "incoming_bytes_total", "counter", "Bytes of records read from the source.");
-        line(&mut o, "incoming_bytes_total", "", s.stats.bytes_in as f64);
-        head(&mut o, "records_converted_total", "counter", "Records converted to rows (delivered when their buffer flushes).");
-        line(&mut o, "records_converted_total", "", s.stats.rows as f64);
+        single(&mut o, "incoming_records_total", "counter", "Records read from the source.", s.stats.records_in as f64);
+        single(&mut o, "incoming_bytes_total", "counter", "Bytes of records read from the source.", s.stats.bytes_in as f64);
+        single(&mut o, "records_converted_total", "counter", "Records converted to rows (delivered when their buffer flushes).", s.stats.rows as f64);
         head(&mut o, "records_failed_total", "counter", "Records sent to the error prefix, by error code.");
         for code in ["DataFormatConversion.ParseError", "DataFormatConversion.MalformedData", "DataFormatConversion.RecordTooLarge"] {
             line(&mut o, "records_failed_total", &format!("{{code=\"{code}\"}}"), *s.stats.errors.get(code).unwrap_or(&0) as f64);
@@ -116,26 +118,19 @@ impl Metrics {
         for t in ["records", "bytes", "age", "memory", "shutdown", "replay", "shard"] {
             line(&mut o, "flushes_total", &format!("{{trigger=\"{t}\"}}"), *s.flushes.get(t).unwrap_or(&0) as f64);
         }
-        head(&mut o, "data_freshness_seconds", "gauge", "Age of the oldest record not yet delivered (0 when none waits).");
-        line(&mut o, "data_freshness_seconds", "", s.oldest_unflushed.map_or(0.0, |d| d.as_secs_f64()));
-        head(&mut o, "buffer_bytes", "gauge", "Memory held by open buffers.");
-        line(&mut o, "buffer_bytes", "", s.buffer_bytes as f64);
-        head(&mut o, "glue_calls_total", "counter", "Glue API calls made.");
-        line(&mut o, "glue_calls_total", "", s.glue_calls as f64);
-        head(&mut o, "glue_errors_total", "counter", "Glue API calls that failed (retried).");
-        line(&mut o, "glue_errors_total", "", s.glue_errors as f64);
+        single(&mut o, "data_freshness_seconds", "gauge", "Age of the oldest record not yet delivered (0 when none waits).", s.oldest_unflushed.map_or(0.0, |d| d.as_secs_f64()));
+        single(&mut o, "buffer_bytes", "gauge", "Memory held by open buffers.", s.buffer_bytes as f64);
+        single(&mut o, "glue_calls_total", "counter", "Glue API calls made.", s.glue_calls as f64);
+        single(&mut o, "glue_errors_total", "counter", "Glue API calls that failed (retried).", s.glue_errors as f64);
         head(&mut o, "schema_reloads_total", "counter", "Schema file edits seen while running, by result.");
         for r in ["applied", "rejected"] {
             line(&mut o, "schema_reloads_total", &format!("{{result=\"{r}\"}}"), *s.schema_reloads.get(r).unwrap_or(&0) as f64);
         }
         if let Some(k) = self.kinesis.lock().unwrap().as_ref() {
             let c = k.leases.lock().unwrap().clone();
-            head(&mut o, "leases_held", "gauge", "Shard leases this process holds.");
-            line(&mut o, "leases_held", "", c.held as f64);
-            head(&mut o, "leases_total", "gauge", "Shard leases readable now (open shards whose parents are done).");
-            line(&mut o, "leases_total", "", c.total as f64);
-            head(&mut o, "workers", "gauge", "Live lakehose processes on the stream, as this one sees them.");
-            line(&mut o, "workers", "", c.workers as f64);
+            single(&mut o, "leases_held", "gauge", "Shard leases this process holds.", c.held as f64);
+            single(&mut o, "leases_total", "gauge", "Shard leases readable now (open shards whose parents are done).", c.total as f64);
+            single(&mut o, "workers", "gauge", "Live lakehose processes on the stream, as this one sees them.", c.workers as f64);
             head(&mut o, "shard_millis_behind_latest", "gauge", "MillisBehindLatest of the last GetRecords, per held shard.");
             for (shard, ms) in k.lag.snapshot() {
                 line(&mut o, "shard_millis_behind_latest", &format!("{{shard=\"{shard}\"}}"), ms as f64);
