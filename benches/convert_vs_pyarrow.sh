@@ -15,31 +15,38 @@ mkdir -p "$OUT"
 if ! .venv/bin/python -c "import pyarrow" 2>/dev/null; then
   python3 -m venv .venv && .venv/bin/pip install --quiet -r requirements-test.txt
 fi
-cargo build --release --quiet
+BIN=${BIN:-target/release/lakehose}   # BIN=path benchmarks another build
+[ "$BIN" != target/release/lakehose ] || cargo build --release --quiet
 INPUT="$OUT/clickstream-$RECORDS.ndjson"
 [ -f "$INPUT" ] || .venv/bin/python scripts/gen_clickstream.py "$INPUT" --records "$RECORDS" --seed 20261121 --hours 24
 BYTES=$(stat -c %s "$INPUT")
 cat "$INPUT" > /dev/null   # warm the page cache for both
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-lh=(); pa=(); lh_rss=0; pa_rss=0
+lh=(); pa=(); lhw=(); paw=(); lh_rss=0; pa_rss=0
+err=$(mktemp)
 for i in $(seq "$RUNS"); do
   rm -rf "$OUT/lake" "$OUT/pyarrow"
   start=$(date +%s.%N)
-  rss=$(taskset -c "$CORE" .venv/bin/python tests/py/peak_rss.py target/release/lakehose convert \
-        --schema "${SCHEMA:-schemas/events.toml}" --out "$OUT/lake" "$INPUT" 2>&1 >/dev/null | sed -n 's/^peak_rss_kib=//p')
+  taskset -c "$CORE" .venv/bin/python tests/py/peak_rss.py "$BIN" convert \
+        --schema "${SCHEMA:-schemas/events.toml}" --out "$OUT/lake" "$INPUT" 2>"$err" >/dev/null
   end=$(date +%s.%N)
+  rss=$(sed -n 's/^peak_rss_kib=//p' "$err")
+  lhw+=("$(sed -n 's/.*encoding files took \([0-9.]*\)s.*/\1/p' "$err")")
   lh+=("$(echo "$end - $start" | bc -l)"); [ "$rss" -gt "$lh_rss" ] && lh_rss=$rss
   r=$(taskset -c "$CORE" .venv/bin/python benches/pyarrow_peer.py "$INPUT" "$OUT/pyarrow")
   pa+=("$(echo "$r" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')")
+  paw+=("$(echo "$r" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["write_seconds"])')")
   prss=$(echo "$r" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_kib"])'); [ "$prss" -gt "$pa_rss" ] && pa_rss=$prss
   echo "run $i: lakehose ${lh[-1]}s  pyarrow ${pa[-1]}s" >&2
 done
 LH=$(printf '%s\n' "${lh[@]}" | median); PA=$(printf '%s\n' "${pa[@]}" | median)
+LHW=$(printf '%s\n' "${lhw[@]}" | median); PAW=$(printf '%s\n' "${paw[@]}" | median)
 MB=$(echo "$BYTES / 1000000" | bc -l)
 {
-  echo "| tool (1 core, median of $RUNS) | seconds | MB/s input | peak RSS MiB |"
-  echo "|---|---|---|---|"
-  printf '| lakehose convert | %.2f | %.0f | %.0f |\n' "$LH" "$(echo "$MB / $LH" | bc -l)" "$(echo "$lh_rss / 1024" | bc -l)"
-  printf '| pyarrow read_json + write_table | %.2f | %.0f | %.0f |\n' "$PA" "$(echo "$MB / $PA" | bc -l)" "$(echo "$pa_rss / 1024" | bc -l)"
+  echo "| tool (1 core, median of $RUNS) | seconds | of which Parquet encoding | MB/s input | peak RSS MiB |"
+  echo "|---|---|---|---|---|"
+  printf '| lakehose convert | %.2f | %.2f | %.0f | %.0f |\n' "$LH" "$LHW" "$(echo "$MB / $LH" | bc -l)" "$(echo "$lh_rss / 1024" | bc -l)"
+  printf '| pyarrow read_json + write_table | %.2f | %.2f | %.0f | %.0f |\n' "$PA" "$PAW" "$(echo "$MB / $PA" | bc -l)" "$(echo "$pa_rss / 1024" | bc -l)"
   printf '\ninput: %s records, %.0f MB, schema %s; lakehose is %.2fx pyarrow\n' "$RECORDS" "$MB" "${SCHEMA:-schemas/events.toml}" "$(echo "$PA / $LH" | bc -l)"
 } | tee "$OUT/convert_vs_pyarrow.md"
+rm -f "$err"

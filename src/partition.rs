@@ -77,6 +77,11 @@ impl TimeCache {
     pub const MAX: usize = 4096;
 }
 
+/// True when no time pattern of the layout names anything finer than the hour.
+pub fn layout_is_hourly(layout: &[LayoutPart]) -> bool {
+    layout.iter().all(|p| !matches!(p, LayoutPart::Time(t) if !hourly(t)))
+}
+
 fn hourly(toks: &[PatTok]) -> bool {
     toks.iter().all(|t| match t {
         PatTok::Year | PatTok::Month | PatTok::Day | PatTok::Hour | PatTok::Lit(_) => true,
@@ -98,18 +103,16 @@ fn time_parts(spec: &PartitionSpec, time_ms: i64, parts: &mut Vec<String>) {
 
 /// As [`render`], reusing the formatted time parts of hours seen before.
 pub fn render_cached(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::borrow::Cow<str>>], out: &mut String, cache: &mut TimeCache) {
-    let cacheable = spec.layout.iter().all(|p| !matches!(p, LayoutPart::Time(t) if !hourly(t)));
-    let parts: &Vec<String> = if cacheable {
+    let parts: &Vec<String> = if spec.hourly {
         let hour = time_ms.div_euclid(3_600_000);
-        if !cache.hours.contains_key(&hour) {
-            if cache.hours.len() >= TimeCache::MAX {
-                cache.hours.clear();
-            }
+        if cache.hours.len() >= TimeCache::MAX && !cache.hours.contains_key(&hour) {
+            cache.hours.clear();
+        }
+        cache.hours.entry(hour).or_insert_with(|| {
             let mut v = Vec::new();
             time_parts(spec, time_ms, &mut v);
-            cache.hours.insert(hour, v);
-        }
-        &cache.hours[&hour]
+            v
+        })
     } else {
         time_parts(spec, time_ms, &mut cache.fresh);
         &cache.fresh
@@ -173,6 +176,8 @@ keys = ["kind"]
         }
         let mut m = s.clone();
         m.partition.layout = vec![LayoutPart::Time(crate::timefmt::compile_output_pattern("HH:mm").unwrap())];
+        m.partition.hourly = layout_is_hourly(&m.partition.layout);
+        assert!(s.partition.hourly && !m.partition.hourly);
         let mut cache = TimeCache::default();
         render_cached(&m.partition, 1_763_730_300_000, &[], &mut out, &mut cache);
         assert_eq!(out, "13:05");

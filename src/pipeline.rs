@@ -281,6 +281,8 @@ pub struct Stats {
     pub rows: u64,
     pub errors: BTreeMap<&'static str, u64>,
     pub skipped_replay: u64,
+    /// Time spent turning sealed buffers into object bytes (Parquet, gzip).
+    pub encode_time: std::time::Duration,
 }
 
 impl Stats {
@@ -358,6 +360,10 @@ impl Pipeline {
     /// How long the oldest open buffer has been open.
     pub fn oldest_open(&self, now: Instant) -> Option<Duration> {
         self.shards.values().flat_map(|st| st.bufs.iter().map(|(_, _, b)| now.duration_since(b.opened))).max()
+    }
+
+    pub fn add_encode_time(&mut self, d: std::time::Duration) {
+        self.stats.encode_time += d;
     }
 
     pub fn stats(&self) -> &Stats {

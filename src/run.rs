@@ -96,7 +96,9 @@ pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks, 
                 out.fenced.insert(s.shard.clone());
                 continue;
             }
+            let started = Instant::now();
             let (key, bytes) = encode(&mut s, &schema, &sinks.parquet)?;
+            p.add_encode_time(started.elapsed());
             let store = match s.kind {
                 DestKind::Table => &sinks.lake,
                 DestKind::Errors => &sinks.errors,
@@ -140,7 +142,7 @@ impl std::fmt::Display for Summary {
         for (code, n) in &s.errors {
             write!(f, ", {code}: {n}")?;
         }
-        Ok(())
+        write!(f, "; encoding files took {:.2}s", s.encode_time.as_secs_f64())
     }
 }
 

@@ -155,6 +155,7 @@ pub fn bool_value(doc: &Doc, n: u32) -> Result<bool, ConvError> {
 }
 
 /// Text for a string column: string content, or the JSON text of any other value.
+#[inline]
 pub fn string_value<'a>(doc: &Doc<'a>, n: u32) -> &'a str {
     match doc.node(n).kind {
         Kind::Str | Kind::StrEsc => doc.str(n),
@@ -261,15 +262,34 @@ static B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new
     base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
-/// True when an object key matches a (lowercased when case-insensitive) name.
-#[inline]
-pub fn key_matches(key: &str, name: &str, case_insensitive: bool) -> bool {
-    if key == name {
-        return true; // the common case, whatever the setting
-    }
-    if !case_insensitive {
+/// Byte equality without a call into `memcmp` for keys up to 16 bytes (most
+/// JSON keys): two overlapping word compares.
+#[inline(always)]
+pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
+    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// True when an object key matches a (lowercased when case-insensitive) name.
+#[inline(always)]
+pub fn key_matches(key: &str, name: &str, case_insensitive: bool) -> bool {
+    // an exact match is the common case, whatever the setting
+    bytes_eq(key.as_bytes(), name.as_bytes()) || (case_insensitive && key_matches_folded(key, name))
+}
+
+#[inline(never)]
+fn key_matches_folded(key: &str, name: &str) -> bool {
     if key.is_ascii() {
         key.len() == name.len() && key.as_bytes().iter().zip(name.as_bytes()).all(|(a, b)| a.to_ascii_lowercase() == *b)
     } else {
@@ -358,7 +378,7 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
                 return Err(expected("an object (map)", doc, n));
             }
             // duplicate keys: the last one wins
-            let last: Option<std::collections::HashMap<&str, u32>> = (doc.node(n).count > 16)
+            let last: Option<std::collections::HashMap<&str, u32>> = (doc.count(n) > 16)
                 .then(|| doc.members(n).map(|(k, _)| (doc.str(k), k)).collect());
             for (k, v) in doc.members(n) {
                 let ks = doc.str(k);

@@ -30,19 +30,21 @@ pub enum Kind {
     Object,
 }
 
+/// One tape entry: 16 bytes. `start..stop` is the content of a string
+/// (in the input, or in the scratch buffer for [`Kind::StrEsc`]), the text of
+/// a number or literal, and the whole source text of a container.
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
-    pub kind: Kind,
     pub start: u32,
     pub stop: u32,
     /// Index just past this node's subtree.
     pub end: u32,
-    /// Elements of an array, members of an object.
-    pub count: u32,
-    /// Byte range of the value's source text (for containers and error messages).
-    pub raw_start: u32,
-    pub raw_stop: u32,
+    pub kind: Kind,
 }
+
+/// Bytes in front of an unescaped string's content in the scratch buffer:
+/// the string's source range in the input (two little-endian u32s).
+const ESC_HEADER: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -71,10 +73,12 @@ pub struct Doc<'a> {
 }
 
 impl<'a> Doc<'a> {
+    #[inline]
     pub fn node(&self, i: u32) -> &'a Node {
         &self.nodes[i as usize]
     }
     /// Content bytes of a string node (unescaped).
+    #[inline]
     pub fn str_bytes(&self, i: u32) -> &'a [u8] {
         let n = self.node(i);
         match n.kind {
@@ -82,6 +86,7 @@ impl<'a> Doc<'a> {
             _ => &self.input[n.start as usize..n.stop as usize],
         }
     }
+    #[inline]
     pub fn str(&self, i: u32) -> &'a str {
         // SAFETY: the input was validated as UTF-8 before parsing, string
         // spans start and stop at ASCII quotes, and unescaping writes only
@@ -91,13 +96,31 @@ impl<'a> Doc<'a> {
     /// Source text of any node.
     pub fn raw(&self, i: u32) -> &'a [u8] {
         let n = self.node(i);
-        &self.input[n.raw_start as usize..n.raw_stop as usize]
+        let (a, b) = match n.kind {
+            Kind::Str => (n.start - 1, n.stop + 1),
+            Kind::StrEsc => {
+                let h = &self.scratch[n.start as usize - ESC_HEADER..n.start as usize];
+                (u32::from_le_bytes(h[..4].try_into().unwrap()), u32::from_le_bytes(h[4..].try_into().unwrap()))
+            }
+            _ => (n.start, n.stop),
+        };
+        &self.input[a as usize..b as usize]
     }
+    /// Members of an object, elements of an array.
+    pub fn count(&self, i: u32) -> usize {
+        match self.node(i).kind {
+            Kind::Object => self.members(i).count(),
+            Kind::Array => self.elements(i).count(),
+            _ => 0,
+        }
+    }
+    #[inline]
     pub fn raw_str(&self, i: u32) -> &'a str {
         // SAFETY: as in `str`; raw spans start and stop on token boundaries.
         unsafe { std::str::from_utf8_unchecked(self.raw(i)) }
     }
     /// (key, value) node indexes of an object's members, in document order.
+    #[inline]
     pub fn members(&self, obj: u32) -> Members<'a> {
         Members { nodes: self.nodes, i: obj + 1, end: self.node(obj).end }
     }
@@ -106,6 +129,7 @@ impl<'a> Doc<'a> {
         Members { nodes: self.nodes, i: self.node(key + 1).end, end: self.node(obj).end }
     }
     /// Element node indexes of an array.
+    #[inline]
     pub fn elements(&self, arr: u32) -> Elements<'a> {
         Elements { nodes: self.nodes, i: arr + 1, end: self.node(arr).end }
     }
@@ -118,6 +142,7 @@ pub struct Members<'a> {
 }
 impl Iterator for Members<'_> {
     type Item = (u32, u32);
+    #[inline]
     fn next(&mut self) -> Option<(u32, u32)> {
         if self.i >= self.end {
             return None;
@@ -135,6 +160,7 @@ pub struct Elements<'a> {
 }
 impl Iterator for Elements<'_> {
     type Item = u32;
+    #[inline]
     fn next(&mut self) -> Option<u32> {
         if self.i >= self.end {
             return None;
@@ -184,8 +210,15 @@ struct P<'a, 'b> {
 }
 
 impl P<'_, '_> {
-    #[inline]
+    #[inline(always)]
     fn ws(&mut self) {
+        // most records have no whitespace between tokens
+        if self.b.get(self.i).is_none_or(|&c| c > b' ') {
+            return;
+        }
+        self.ws_run();
+    }
+    fn ws_run(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
             if c == b' ' || c == b'\n' || c == b'\t' || c == b'\r' {
                 self.i += 1;
@@ -197,17 +230,10 @@ impl P<'_, '_> {
     fn err<T>(&self, what: &'static str) -> Result<T, ParseError> {
         Err(ParseError { at: self.i, what })
     }
-    fn push(&mut self, kind: Kind, start: usize, stop: usize, raw_start: usize) -> usize {
+    #[inline(always)]
+    fn push(&mut self, kind: Kind, start: usize, stop: usize) -> usize {
         let idx = self.nodes.len();
-        self.nodes.push(Node {
-            kind,
-            start: start as u32,
-            stop: stop as u32,
-            end: idx as u32 + 1,
-            count: 0,
-            raw_start: raw_start as u32,
-            raw_stop: self.i as u32,
-        });
+        self.nodes.push(Node { kind, start: start as u32, stop: stop as u32, end: idx as u32 + 1 });
         idx
     }
     fn value(&mut self, depth: usize) -> Result<(), ParseError> {
@@ -227,7 +253,7 @@ impl P<'_, '_> {
     fn lit(&mut self, word: &[u8], kind: Kind, start: usize) -> Result<(), ParseError> {
         if self.b[self.i..].starts_with(word) {
             self.i += word.len();
-            self.push(kind, start, self.i, start);
+            self.push(kind, start, self.i);
             Ok(())
         } else {
             self.err("invalid literal")
@@ -238,7 +264,7 @@ impl P<'_, '_> {
         match scan_number(self.b, start) {
             Ok((end, int)) => {
                 self.i = end;
-                self.push(if int { Kind::Int } else { Kind::Float }, start, end, start);
+                self.push(if int { Kind::Int } else { Kind::Float }, start, end);
                 Ok(())
             }
             Err(e) => {
@@ -247,12 +273,24 @@ impl P<'_, '_> {
             }
         }
     }
+    #[inline(always)]
     fn string(&mut self) -> Result<(), ParseError> {
-        let raw_start = self.i;
-        self.i += 1;
-        let start = self.i;
+        let start = self.i + 1;
+        let i = skip_plain(self.b, start);
+        if self.b.get(i) == Some(&b'"') {
+            self.i = i + 1;
+            self.push(Kind::Str, start, i);
+            return Ok(());
+        }
+        self.string_special(start, i)
+    }
+    /// The rest of a string whose first special byte (escape, control
+    /// character or end of input) is at `i`.
+    #[cold]
+    #[inline(never)]
+    fn string_special(&mut self, start: usize, mut i: usize) -> Result<(), ParseError> {
+        let raw_start = start - 1;
         let b = self.b;
-        let mut i = skip_plain(b, start);
         loop {
             match b.get(i) {
                 None => {
@@ -261,7 +299,7 @@ impl P<'_, '_> {
                 }
                 Some(b'"') => {
                     self.i = i + 1;
-                    self.push(Kind::Str, start, i, raw_start);
+                    self.push(Kind::Str, start, i);
                     return Ok(());
                 }
                 Some(b'\\') => break,
@@ -273,6 +311,9 @@ impl P<'_, '_> {
             }
         }
         // slow path: copy into scratch with escapes resolved
+        self.scratch.extend_from_slice(&(raw_start as u32).to_le_bytes());
+        let header = self.scratch.len();
+        self.scratch.extend_from_slice(&[0; 4]); // raw stop, known at the closing quote
         let s_start = self.scratch.len();
         self.scratch.extend_from_slice(&b[start..i]);
         loop {
@@ -284,7 +325,8 @@ impl P<'_, '_> {
                 Some(b'"') => {
                     self.i = i + 1;
                     let stop = self.scratch.len();
-                    self.push(Kind::StrEsc, s_start, stop, raw_start);
+                    self.scratch[header..header + 4].copy_from_slice(&(self.i as u32).to_le_bytes());
+                    self.push(Kind::StrEsc, s_start, stop);
                     return Ok(());
                 }
                 Some(b'\\') => {
@@ -347,8 +389,7 @@ impl P<'_, '_> {
         let raw_start = self.i;
         let close = if object { b'}' } else { b']' };
         self.i += 1;
-        let idx = self.push(if object { Kind::Object } else { Kind::Array }, 0, 0, raw_start);
-        let mut count = 0u32;
+        let idx = self.push(if object { Kind::Object } else { Kind::Array }, raw_start, 0);
         self.ws();
         if self.b.get(self.i) == Some(&close) {
             self.i += 1;
@@ -366,8 +407,11 @@ impl P<'_, '_> {
                     self.i += 1;
                     self.ws();
                 }
-                self.value(depth + 1)?;
-                count += 1;
+                if self.b.get(self.i) == Some(&b'"') {
+                    self.string()?;
+                } else {
+                    self.value(depth + 1)?;
+                }
                 self.ws();
                 match self.b.get(self.i) {
                     Some(b',') => {
@@ -388,14 +432,14 @@ impl P<'_, '_> {
         let end = self.nodes.len() as u32;
         let n = &mut self.nodes[idx];
         n.end = end;
-        n.count = count;
-        n.raw_stop = self.i as u32;
+        n.stop = self.i as u32;
         Ok(())
     }
 }
 
 /// Scans a JSON number (RFC 8259 grammar) starting at `start`; returns where
 /// it ends and whether it is an integer (no fraction, no exponent).
+#[inline]
 pub fn scan_number(b: &[u8], start: usize) -> Result<(usize, bool), ParseError> {
     let digits = |mut i: usize| {
         while matches!(b.get(i), Some(b'0'..=b'9')) {
@@ -432,9 +476,34 @@ pub fn scan_number(b: &[u8], start: usize) -> Result<(usize, bool), ParseError> 
 }
 
 /// Index of the first byte at or after `i` that is a quote, a backslash or a
-/// control character (or `b.len()`), eight bytes at a time.
-#[inline]
+/// control character (or `b.len()`): sixteen bytes at a time with SSE2 (part
+/// of every x86_64 CPU), then eight at a time, then one.
+#[inline(always)]
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is in the x86_64 baseline; every load reads 16 bytes
+        // that lie inside `b` (checked by the loop condition).
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let slash = _mm_set1_epi8(b'\\' as i8);
+            let ctl = _mm_set1_epi8(0x1f);
+            while i + 16 <= b.len() {
+                let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+                // control: max(v, 0x1f) == 0x1f  <=>  v <= 0x1f (unsigned)
+                let hit = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)),
+                    _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl),
+                );
+                let mask = _mm_movemask_epi8(hit) as u32;
+                if mask != 0 {
+                    return i + mask.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
+    }
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     while i + 8 <= b.len() {
@@ -497,6 +566,39 @@ mod tests {
         assert_eq!(d.raw_str(arr), "[1, 2]");
         let (_, s) = d.members(0).nth(1).unwrap();
         assert_eq!(d.str(s), "café 😀");
+    }
+
+    #[test]
+    fn raw_text_of_every_node_kind() {
+        let src = r#"{"a\"b": "x\ny", "n": -1.5e3, "s": "plain", "t": true, "o": {"k": [1, null]}}"#;
+        let mut t = Tape::default();
+        let d = t.parse(src.as_bytes()).unwrap();
+        let raws: Vec<&str> = d.members(0).flat_map(|(k, v)| [d.raw_str(k), d.raw_str(v)]).collect();
+        assert_eq!(raws, [r#""a\"b""#, r#""x\ny""#, r#""n""#, "-1.5e3", r#""s""#, r#""plain""#, r#""t""#, "true", r#""o""#, r#"{"k": [1, null]}"#]);
+        let (k, v) = d.members(0).next().unwrap();
+        assert_eq!((d.str(k), d.str(v)), ("a\"b", "x\ny"));
+        assert_eq!(d.raw_str(0), src);
+        assert_eq!((d.count(0), d.count(d.members(0).last().unwrap().1)), (5, 1));
+    }
+
+    /// The vector scan must stop exactly where the byte-at-a-time scan does,
+    /// wherever the special byte falls relative to the 16- and 8-byte blocks.
+    #[test]
+    fn skip_plain_matches_the_plain_scan() {
+        let naive = |b: &[u8], i: usize| (i..b.len()).find(|&j| b[j] == b'"' || b[j] == b'\\' || b[j] < 0x20).unwrap_or(b.len());
+        for len in 0..40 {
+            for at in 0..=len {
+                for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    let mut b: Vec<u8> = (0..len).map(|j| [b'a', 0x20, 0x7f, 0x80, 0xc3, 0xff, b'!', b'#'][j % 8]).collect();
+                    if at < len {
+                        b[at] = special;
+                    }
+                    for start in [0, 1, 3].into_iter().filter(|&s| s <= len) {
+                        assert_eq!(skip_plain(&b, start), naive(&b, start), "len {len} special {special} at {at} from {start}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

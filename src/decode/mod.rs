@@ -215,6 +215,7 @@ pub struct Row<'a> {
 
 impl<'a> Row<'a> {
     /// The value node of column `i` (following a dotted source path), if present.
+    #[inline]
     pub fn node(&self, i: usize) -> Option<u32> {
         let (slot, rest) = &self.dec.col_slot[i];
         let mut n = self.dec.slots[*slot]?;
@@ -269,14 +270,15 @@ impl<'a> Row<'a> {
     pub fn append_to(&self, cols: &mut Columns) -> Result<(), RecordError> {
         let start = cols.rows;
         let schema = &self.dec.schema;
-        for (i, col) in schema.columns.iter().enumerate() {
-            let node = self.node(i);
+        let per_column = schema.columns.iter().zip(&self.dec.plans).zip(cols.bufs.iter_mut()).zip(&self.dec.col_slot);
+        for (i, (((col, plan), buf), (slot, rest))) in per_column.enumerate() {
+            let node = if rest.is_empty() { self.dec.slots[*slot] } else { self.node(i) };
             if col.required && node.is_none_or(|n| self.doc.node(n).kind == Kind::Null) {
                 cols.truncate(start);
                 let what = if node.is_none() { "is missing" } else { "is null" };
                 return Err(RecordError::malformed(format!("column '{}': required field {what}", col.name)));
             }
-            if let Err(e) = append(&self.dec.plans[i], &mut cols.bufs[i], &self.doc, node) {
+            if let Err(e) = append(plan, buf, &self.doc, node) {
                 cols.truncate(start);
                 return Err(self.col_err(i, e));
             }

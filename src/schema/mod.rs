@@ -88,6 +88,9 @@ pub struct PartitionSpec {
     /// Hive partition column names of the layout (`dt`, `hr`, keys…), or
     /// `None` when a custom layout is not `name=value/` segments.
     pub hive_columns: Option<Vec<String>>,
+    /// True when the layout's time patterns name nothing finer than the
+    /// hour, so the formatted time parts can be cached per hour.
+    pub hourly: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -343,7 +346,8 @@ fn parse_partition(raw: Option<&RawPartition>, columns: &[Column], bad: &BadFn) 
             (parts, hive)
         }
     };
-    Ok(PartitionSpec { time, granularity, keys, layout, hive_columns })
+    let hourly = crate::partition::layout_is_hourly(&layout);
+    Ok(PartitionSpec { time, granularity, keys, layout, hive_columns, hourly })
 }
 
 /// Parses a Firehose-syntax prefix: literal text with `!{timestamp:PATTERN}`
