@@ -233,6 +233,10 @@ async fn read_stream(
             last_age_check = Instant::now();
             let due = p.take_due(Instant::now());
             flush(p, &mut Unreplayable, ctx, due).await?;
+            // the stdin daemon watches its schema file too (convert does not)
+            if ctx.watch.as_mut().is_some_and(|w| w.changed()) {
+                reload_schema(p, &mut Unreplayable, ctx).await?;
+            }
             ctx.publish(p);
         }
     }

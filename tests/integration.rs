@@ -367,14 +367,19 @@ fn sigterm_flushes_open_buffers_and_saves_offsets() {
 }
 
 #[test]
-fn stdin_source_runs_to_end_of_input() {
+fn stdin_source_runs_to_end_of_input_and_follows_schema_edits() {
+    use glue::wait_metric;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.ndjson");
     let (ids, bad) = gen(&input, &["--records", "2000", "--bad-every", "25"]);
+    let schema = dir.path().join("events.toml");
+    let original = std::fs::read_to_string(root().join("schemas/events.toml")).unwrap();
+    std::fs::write(&schema, &original).unwrap();
+    let port = free_port();
     let cfg = dir.path().join("l.toml");
-    std::fs::write(&cfg, format!("[source]\nkind = \"stdin\"\n[table]\nschema = \"{}\"\n[sink]\nurl = \"lake\"\nerrors = \"errors\"\n[buffer]\nmax_age = \"1s\"\n",
-        root().join("schemas/events.toml").display())).unwrap();
-    let mut child = bin().args(["run", "--config"]).arg(&cfg).stdin(Stdio::piped()).spawn().unwrap();
+    std::fs::write(&cfg, format!("[source]\nkind = \"stdin\"\n[table]\nschema = \"{}\"\n[sink]\nurl = \"lake\"\nerrors = \"errors\"\n[buffer]\nmax_age = \"1s\"\n[catalog]\nschema_poll = \"200ms\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        schema.display())).unwrap();
+    let mut child = bin().args(["run", "--config"]).arg(&cfg).current_dir(dir.path()).stdin(Stdio::piped()).spawn().unwrap();
     let data = std::fs::read(&input).unwrap();
     let half = data.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(999).unwrap().0 + 1;
     let mut stdin = child.stdin.take().unwrap();
@@ -383,11 +388,29 @@ fn stdin_source_runs_to_end_of_input() {
     // stdin stays open and idle: buffers older than max_age are written anyway
     let first_half_good = ids[..1000].iter().filter(|i| !bad.contains_key(*i)).count();
     wait_for(&dir.path().join("lake"), &dir.path().join("errors"), first_half_good, 0, 30);
+    // a compatible edit while stdin is open: the second half is written with the new column
+    std::fs::write(&schema, original + "\n[[columns]]\nname = \"page_title\"\ntype = \"string\"\nsource = \"page.title\"\n").unwrap();
+    wait_metric(port, "lakehose_schema_reloads_total{result=\"applied\"}", 1.0, 20);
     stdin.write_all(&data[half..]).unwrap();
     drop(stdin);
     assert!(child.wait().unwrap().success());
     let facts = check(&["--lake", dir.path().join("lake").to_str().unwrap(), "--errors", dir.path().join("errors").to_str().unwrap()]);
     assert_exactly_once(&facts, &ids, &bad, false);
+    let titled: Value = serde_json::from_slice(&run_ok(Command::new(py()).arg("-c").arg(format!(r#"
+import json, pathlib, pyarrow.parquet as pq
+ids, same = [], 0
+for f in pathlib.Path('{}').rglob('*.parquet'):
+    t = pq.read_table(f, partitioning=None)
+    if 'page_title' in t.column_names:
+        for r in t.select(['event_id', 'page', 'page_title']).to_pylist():
+            ids.append(r['event_id'])
+            same += r['page_title'] == (r['page'] or {{}}).get('title')
+print(json.dumps({{'ids': sorted(ids), 'same': same}}))"#, dir.path().join("lake").display()))).stdout).unwrap();
+    let second_half: Vec<&String> = ids[1000..].iter().filter(|i| !bad.contains_key(*i)).collect();
+    let mut want: Vec<&String> = second_half.clone();
+    want.sort();
+    assert_eq!(strs(&titled["ids"]).iter().collect::<Vec<_>>(), want, "exactly the records after the edit are in files with the new column");
+    assert_eq!(titled["same"], second_half.len(), "page_title holds page.title");
 }
 
 fn peak_rss_kib(stderr: &str) -> u64 {
@@ -478,41 +501,66 @@ fn cli_reports_bad_input_with_file_line_key_and_exit_2() {
     }
 }
 
-struct Moto {
+/// A free loopback port (the listener is closed again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A test server process (moto, kinesalite) on a free loopback port, killed
+/// when dropped.
+pub struct Server {
     child: Child,
+    pub endpoint: String,
+}
+
+impl Server {
+    /// Spawns `command(port)` and waits up to 30 s for `ready(port)`.
+    pub fn start(name: &str, command: impl FnOnce(&str) -> Command, ready: impl Fn(u16) -> bool) -> Server {
+        let port = free_port();
+        let child = command(&port.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let server = Server { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready(port) {
+            assert!(Instant::now() < deadline, "{name} did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Moto {
+    _server: Server,
     endpoint: String,
 }
 
 impl Moto {
     fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let server = py().parent().unwrap().join("moto_server");
-        let child = Command::new(server).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        let server = Server::start(
+            "moto_server",
+            |port| {
+                let mut c = Command::new(py().parent().unwrap().join("moto_server"));
+                c.args(["-H", "127.0.0.1", "-p", port]);
+                c
+            },
+            |port| {
+                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
                 let _ = s.write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n");
                 let mut buf = [0u8; 12];
-                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, endpoint }
+                s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
+            },
+        );
+        Moto { endpoint: server.endpoint.clone(), _server: server }
     }
     fn boto(&self, code: &str) -> String {
         let script = format!("import boto3, json\nc = lambda s: boto3.client(s, endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n{code}", self.endpoint);
         String::from_utf8(run_ok(Command::new(py()).arg("-c").arg(script)).stdout).unwrap().trim().to_string()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

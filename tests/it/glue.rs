@@ -38,10 +38,6 @@ pub fn wait_metric(port: u16, name: &str, want: f64, secs: u64) -> String {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn glue_partitions_follow_flushes_and_schema_edits_apply_live() {
     let moto = Moto::start();

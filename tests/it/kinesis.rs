@@ -162,38 +162,24 @@ fn kinesis_frozen_zombie_uploads_nothing_after_its_lease_moves() {
     assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
 }
 
-struct Kinesalite {
-    child: Child,
-    endpoint: String,
-}
-
-impl Kinesalite {
-    fn start() -> Kinesalite {
-        let bin = std::env::var_os("LAKEHOSE_KINESALITE").map(PathBuf::from).unwrap_or_else(|| root().join(".node/node_modules/.bin/kinesalite"));
-        assert!(bin.exists(), "{} missing: run the tests through scripts/test.sh, which installs kinesalite", bin.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(bin).args(["--port", &port.to_string(), "--createStreamMs", "0", "--deleteStreamMs", "0", "--updateStreamMs", "0"])
-            .stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "kinesalite did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Kinesalite { child, endpoint: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Kinesalite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn kinesalite() -> super::Server {
+    let bin = std::env::var_os("LAKEHOSE_KINESALITE").map(PathBuf::from).unwrap_or_else(|| root().join(".node/node_modules/.bin/kinesalite"));
+    assert!(bin.exists(), "{} missing: run the tests through scripts/test.sh, which installs kinesalite", bin.display());
+    super::Server::start(
+        "kinesalite",
+        |port| {
+            let mut c = Command::new(bin);
+            c.args(["--port", port, "--createStreamMs", "0", "--deleteStreamMs", "0", "--updateStreamMs", "0"]);
+            c
+        },
+        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    )
 }
 
 #[test]
 fn kinesis_split_shard_while_running_with_kpl_records() {
     let moto = Moto::start(); // DynamoDB for the leases
-    let kl = Kinesalite::start();
+    let kl = kinesalite();
     let k = |code: &str| moto.boto(&format!("k = boto3.client('kinesis', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{code}", kl.endpoint));
     k("k.create_stream(StreamName='split', ShardCount=1)");
     let dir = tempfile::tempdir().unwrap();
@@ -243,7 +229,7 @@ fn walk(p: &Path) -> Vec<String> {
 
 #[test]
 fn kinesis_metrics_move_and_readiness_follows_the_lease_table() {
-    use super::glue::{free_port, http_get, metric, wait_metric};
+    use super::glue::{http_get, metric, wait_metric};
     let kin = Moto::start();
     let ddb = Moto::start(); // the lease table on its own server, so it can go away
     kin.boto("c('kinesis').create_stream(StreamName='ready', ShardCount=2)");
