@@ -2,7 +2,9 @@
 # Benchmark: `lakehose convert` against pyarrow on ONE core, same input, same run.
 # usage: benches/convert_vs_pyarrow.sh [RECORDS=1000000] [RUNS=5]
 # SCHEMA=path overrides schemas/events.toml (e.g. a one-partition variant for a
-# like-for-like comparison with pyarrow's single output file); CORE picks the core.
+# like-for-like comparison with pyarrow's single output file); CORE picks the core;
+# PEER=partitioned makes pyarrow write the same dt/hr/event_type layout as
+# schemas/events.toml (write_dataset) instead of one file (write_table).
 # Prints the median seconds of each, MB/s of input per core, the ratio, and
 # peak RSS; writes the table to bench-out/convert_vs_pyarrow.md.
 set -euo pipefail
@@ -33,7 +35,7 @@ for i in $(seq "$RUNS"); do
   rss=$(sed -n 's/^peak_rss_kib=//p' "$err")
   lhw+=("$(sed -n 's/.*encoding files took \([0-9.]*\)s.*/\1/p' "$err")")
   lh+=("$(echo "$end - $start" | bc -l)"); [ "$rss" -gt "$lh_rss" ] && lh_rss=$rss
-  r=$(taskset -c "$CORE" .venv/bin/python benches/pyarrow_peer.py "$INPUT" "$OUT/pyarrow")
+  r=$(taskset -c "$CORE" .venv/bin/python benches/pyarrow_peer.py "$INPUT" "$OUT/pyarrow" ${PEER:+"$PEER"})
   pa+=("$(echo "$r" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')")
   paw+=("$(echo "$r" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["write_seconds"])')")
   prss=$(echo "$r" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_kib"])'); [ "$prss" -gt "$pa_rss" ] && pa_rss=$prss
@@ -43,10 +45,10 @@ LH=$(printf '%s\n' "${lh[@]}" | median); PA=$(printf '%s\n' "${pa[@]}" | median)
 LHW=$(printf '%s\n' "${lhw[@]}" | median); PAW=$(printf '%s\n' "${paw[@]}" | median)
 MB=$(echo "$BYTES / 1000000" | bc -l)
 {
-  echo "| tool (1 core, median of $RUNS) | seconds | of which Parquet encoding | MB/s input | peak RSS MiB |"
+  echo "| tool (1 core, median of $RUNS) | seconds | of which writing files | MB/s input | peak RSS MiB |"
   echo "|---|---|---|---|---|"
   printf '| lakehose convert | %.2f | %.2f | %.0f | %.0f |\n' "$LH" "$LHW" "$(echo "$MB / $LH" | bc -l)" "$(echo "$lh_rss / 1024" | bc -l)"
-  printf '| pyarrow read_json + write_table | %.2f | %.2f | %.0f | %.0f |\n' "$PA" "$PAW" "$(echo "$MB / $PA" | bc -l)" "$(echo "$pa_rss / 1024" | bc -l)"
+  printf "| pyarrow read_json + %s | %.2f | %.2f | %.0f | %.0f |\n" "$([ "${PEER:-}" = partitioned ] && echo 'write_dataset (same partitions)' || echo write_table)" "$PA" "$PAW" "$(echo "$MB / $PA" | bc -l)" "$(echo "$pa_rss / 1024" | bc -l)"
   printf '\ninput: %s records, %.0f MB, schema %s; lakehose is %.2fx pyarrow\n' "$RECORDS" "$MB" "${SCHEMA:-schemas/events.toml}" "$(echo "$PA / $LH" | bc -l)"
 } | tee "$OUT/convert_vs_pyarrow.md"
 rm -f "$err"
