@@ -510,7 +510,7 @@ impl Pipeline {
             .iter()
             .flat_map(|(s, st)| st.bufs.iter().filter(|(_, _, b)| !b.due).map(move |(k, p, b)| (b.mem, s.clone(), k, p.clone())))
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|a| std::cmp::Reverse(a.0));
         let target = self.limits.memory_limit / 4 * 3;
         let mut keep = self.undue_mem();
         for (mem, s, k, p) in all {

@@ -45,6 +45,9 @@ impl Validity {
     pub fn len(&self) -> usize {
         self.len
     }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
     pub fn truncate(&mut self, len: usize) {
         if let Some(b) = &mut self.bits {
             b.truncate(len);

@@ -81,9 +81,10 @@ pub fn encode(s: &mut Sealed, schema: &TableSchema, opts: &ParquetOptions) -> Re
     Ok((key, Bytes::from(bytes)))
 }
 
-/// Dotted paths of string/binary leaves (top level and inside structs) whose
-/// values are mostly distinct in a sample: a dictionary would cost time to
-/// build and then be abandoned (ids, URLs, session tokens), so they go plain.
+/// Dotted paths of string, binary and fixed-width leaves (top level and
+/// inside structs) whose values are mostly distinct in a sample: a dictionary
+/// would cost time to build and then be abandoned (ids, URLs, session tokens,
+/// millisecond timestamps), so they go plain.
 fn high_cardinality_columns(batch: &RecordBatch) -> Vec<Vec<String>> {
     fn visit(name: Vec<String>, a: &ArrayRef, out: &mut Vec<Vec<String>>) {
         match a.data_type() {
@@ -95,13 +96,22 @@ fn high_cardinality_columns(batch: &RecordBatch) -> Vec<Vec<String>> {
                 let data = a.to_data();
                 let offsets = data.buffers()[0].typed_data::<i32>();
                 let values = data.buffers()[1].as_slice();
-                let mut seen: crate::hash::FastMap<&[u8], ()> = crate::hash::FastMap::default();
-                seen.reserve(n);
-                for i in 0..n {
-                    let j = i + data.offset();
-                    seen.insert(&values[offsets[j] as usize..offsets[j + 1] as usize], ());
+                let sample = (0..n).map(|i| i + data.offset()).map(|j| &values[offsets[j] as usize..offsets[j + 1] as usize]);
+                if distinct_hashes(sample) * 2 > n {
+                    out.push(name);
                 }
-                if seen.len() * 2 > n {
+            }
+            // fixed-width values (timestamps, ids, amounts): the same test on their bytes
+            dt if dt.primitive_width().is_some_and(|w| w >= 4) => {
+                let width = dt.primitive_width().expect("checked");
+                let n = a.len().min(SAMPLE);
+                if n < 64 {
+                    return;
+                }
+                let data = a.to_data();
+                let start = data.offset() * width;
+                let bytes = &data.buffers()[0].as_slice()[start..start + n * width];
+                if distinct_hashes(bytes.chunks_exact(width)) * 2 > n {
                     out.push(name);
                 }
             }
@@ -116,7 +126,6 @@ fn high_cardinality_columns(batch: &RecordBatch) -> Vec<Vec<String>> {
             _ => {}
         }
     }
-    const SAMPLE: usize = 256;
     let mut out = Vec::new();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
         visit(vec![f.name().clone()], c, &mut out);
@@ -124,9 +133,73 @@ fn high_cardinality_columns(batch: &RecordBatch) -> Vec<Vec<String>> {
     out
 }
 
+/// Values per column looked at to judge its cardinality.
+const SAMPLE: usize = 256;
+
+/// Number of distinct values among at most [`SAMPLE`] byte strings, counted
+/// by their 64-bit hashes in a fixed open-addressing table (a collision can
+/// only make the count one lower; this is a heuristic). It runs once per
+/// string column per file, so it must cost little next to a small file.
+fn distinct_hashes<'a>(values: impl Iterator<Item = &'a [u8]>) -> usize {
+    use std::hash::Hasher;
+    const SLOTS: usize = 2 * SAMPLE;
+    let mut table = [0u64; SLOTS];
+    let mut distinct = 0;
+    for v in values.take(SAMPLE) {
+        let mut h = crate::hash::Fast::default();
+        h.write(v);
+        h.write_usize(v.len());
+        let h = h.finish() | 1; // 0 marks an empty slot
+        // the high bits of a multiplicative hash are the well-mixed ones
+        let mut i = (h >> (64 - SLOTS.trailing_zeros())) as usize;
+        while table[i] != 0 && table[i] != h {
+            i = (i + 1) % SLOTS;
+        }
+        if table[i] == 0 {
+            table[i] = h;
+            distinct += 1;
+        }
+    }
+    distinct
+}
+
 /// Gzip at a fast level: the output is ordinary gzip any tool reads.
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
     let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::new(1));
     enc.write_all(data)?;
     enc.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn mostly_distinct_columns_go_without_a_dictionary() {
+        use arrow_array::{Int32Array, Int64Array, StringArray};
+        let n = 300;
+        let ids = StringArray::from_iter_values((0..n).map(|i| format!("e-{i}")));
+        let kinds = StringArray::from_iter_values((0..n).map(|i| ["view", "click", "buy"][i % 3]));
+        let ts = Int64Array::from_iter_values((0..n).map(|i| 1_763_730_300_000 + 37 * i as i64));
+        let small = Int32Array::from_iter_values((0..n).map(|i| (i % 7) as i32));
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(ids) as ArrayRef),
+            ("kind", Arc::new(kinds) as ArrayRef),
+            ("ts", Arc::new(ts) as ArrayRef),
+            ("small", Arc::new(small) as ArrayRef),
+        ])
+        .unwrap();
+        assert_eq!(high_cardinality_columns(&batch), vec![vec!["id".to_string()], vec!["ts".to_string()]]);
+        assert!(high_cardinality_columns(&batch.slice(0, 40)).is_empty(), "too few rows to judge: keep the default");
+    }
+
+    #[test]
+    fn counts_distinct_values_in_a_sample() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("e-{i:08}")).collect();
+        assert_eq!(distinct_hashes(ids.iter().map(|s| s.as_bytes())), SAMPLE, "only the sample is looked at");
+        let kinds = ["view", "click", "add_to_cart", "purchase", "", "view"];
+        assert_eq!(distinct_hashes(kinds.iter().cycle().take(300).map(|s| s.as_bytes())), 5);
+        assert_eq!(distinct_hashes(["a", "a\0", "aa"].iter().map(|s| s.as_bytes())), 3, "lengths and tails count");
+    }
 }

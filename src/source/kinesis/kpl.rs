@@ -17,7 +17,7 @@ const DIGEST: usize = 16;
 /// covering everything for a plain record, one per user record for a KPL
 /// aggregate.
 pub fn deaggregate(data: &[u8]) -> Vec<Range<usize>> {
-    aggregated(data).unwrap_or_else(|| vec![0..data.len()])
+    aggregated(data).unwrap_or_else(|| std::iter::once(0..data.len()).collect())
 }
 
 fn aggregated(data: &[u8]) -> Option<Vec<Range<usize>>> {
