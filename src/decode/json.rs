@@ -291,26 +291,8 @@ impl P<'_, '_> {
     fn string_special(&mut self, start: usize, mut i: usize) -> Result<(), ParseError> {
         let raw_start = start - 1;
         let b = self.b;
-        loop {
-            match b.get(i) {
-                None => {
-                    self.i = i;
-                    return self.err("unterminated string");
-                }
-                Some(b'"') => {
-                    self.i = i + 1;
-                    self.push(Kind::Str, start, i);
-                    return Ok(());
-                }
-                Some(b'\\') => break,
-                Some(&c) if c < 0x20 => {
-                    self.i = i;
-                    return self.err("unescaped control character in string");
-                }
-                Some(_) => i += 1,
-            }
-        }
-        // slow path: copy into scratch with escapes resolved
+        // copy into scratch with escapes resolved (the loop below also
+        // reports the end of input or a control character found at `i`)
         self.scratch.extend_from_slice(&(raw_start as u32).to_le_bytes());
         let header = self.scratch.len();
         self.scratch.extend_from_slice(&[0; 4]); // raw stop, known at the closing quote
