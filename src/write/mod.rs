@@ -87,43 +87,37 @@ pub fn encode(s: &mut Sealed, schema: &TableSchema, opts: &ParquetOptions) -> Re
 /// millisecond timestamps), so they go plain.
 fn high_cardinality_columns(batch: &RecordBatch) -> Vec<Vec<String>> {
     fn visit(name: Vec<String>, a: &ArrayRef, out: &mut Vec<Vec<String>>) {
-        match a.data_type() {
+        if let DataType::Struct(_) = a.data_type() {
+            let s = a.as_any().downcast_ref::<StructArray>().expect("struct");
+            for (f, c) in s.fields().iter().zip(s.columns()) {
+                let mut p = name.clone();
+                p.push(f.name().clone());
+                visit(p, c, out);
+            }
+            return;
+        }
+        let n = a.len().min(SAMPLE);
+        if n < 64 {
+            return; // too few rows to judge: keep the default
+        }
+        let distinct = match a.data_type() {
             DataType::Utf8 | DataType::Binary => {
-                let n = a.len().min(SAMPLE);
-                if n < 64 {
-                    return;
-                }
                 let data = a.to_data();
                 let offsets = data.buffers()[0].typed_data::<i32>();
                 let values = data.buffers()[1].as_slice();
-                let sample = (0..n).map(|i| i + data.offset()).map(|j| &values[offsets[j] as usize..offsets[j + 1] as usize]);
-                if distinct_hashes(sample) * 2 > n {
-                    out.push(name);
-                }
+                distinct_hashes((data.offset()..data.offset() + n).map(|j| &values[offsets[j] as usize..offsets[j + 1] as usize]))
             }
             // fixed-width values (timestamps, ids, amounts): the same test on their bytes
             dt if dt.primitive_width().is_some_and(|w| w >= 4) => {
                 let width = dt.primitive_width().expect("checked");
-                let n = a.len().min(SAMPLE);
-                if n < 64 {
-                    return;
-                }
                 let data = a.to_data();
                 let start = data.offset() * width;
-                let bytes = &data.buffers()[0].as_slice()[start..start + n * width];
-                if distinct_hashes(bytes.chunks_exact(width)) * 2 > n {
-                    out.push(name);
-                }
+                distinct_hashes(data.buffers()[0].as_slice()[start..start + n * width].chunks_exact(width))
             }
-            DataType::Struct(_) => {
-                let s = a.as_any().downcast_ref::<StructArray>().expect("struct");
-                for (f, c) in s.fields().iter().zip(s.columns()) {
-                    let mut p = name.clone();
-                    p.push(f.name().clone());
-                    visit(p, c, out);
-                }
-            }
-            _ => {}
+            _ => return,
+        };
+        if distinct * 2 > n {
+            out.push(name);
         }
     }
     let mut out = Vec::new();
