@@ -74,18 +74,26 @@ pub struct Written {
     pub shards: BTreeSet<ShardId>,
     /// Shards whose uploads the fence stopped: drop them.
     pub fenced: BTreeSet<ShardId>,
-    /// Partition prefixes of the Parquet files written.
-    pub table_prefixes: Vec<String>,
     /// (destination, trigger, bytes) of each object written.
     pub objects: Vec<(&'static str, &'static str, u64)>,
 }
 
 /// Encodes and uploads sealed buffers, then marks them durable in the
 /// pipeline. An upload starts only while `may_write(shard)` holds; the
-/// buffers of a shard that fails it are not written.
-pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks, may_write: &dyn Fn(&ShardId) -> bool) -> Result<Written, RunError> {
+/// buffers of a shard that fails it are not written. Parquet files go
+/// first, and each upload group's partitions are registered in the catalog
+/// as soon as the group has landed: a partition becomes queryable right
+/// after its file, not after the raw backups and error files of the flush.
+pub async fn write_sealed(
+    p: &mut Pipeline,
+    mut sealed: Vec<Sealed>,
+    sinks: &Sinks,
+    catalog: &mut Catalog,
+    may_write: &dyn Fn(&ShardId) -> bool,
+) -> Result<Written, RunError> {
     let schema = p.schema().clone();
     let mut out = Written::default();
+    sealed.sort_by_key(|s| s.kind != DestKind::Table);
     let mut sealed = sealed.into_iter().peekable();
     while sealed.peek().is_some() {
         let mut jobs = Vec::with_capacity(UPLOAD_GROUP);
@@ -113,13 +121,15 @@ pub async fn write_sealed(p: &mut Pipeline, sealed: Vec<Sealed>, sinks: &Sinks, 
         for r in results {
             r?;
         }
+        let mut table_prefixes = Vec::new();
         for s in &metas {
             p.mark_durable(s);
             out.shards.insert(s.shard.clone());
             if s.kind == DestKind::Table {
-                out.table_prefixes.push(s.prefix.clone());
+                table_prefixes.push(s.prefix.clone());
             }
         }
+        catalog.register(&table_prefixes).await?;
     }
     for s in &out.fenced {
         out.shards.remove(s);
@@ -233,10 +243,8 @@ async fn read_stream(
             last_age_check = Instant::now();
             let due = p.take_due(Instant::now());
             flush(p, &mut Unreplayable, ctx, due).await?;
-            // the stdin daemon watches its schema file too (convert does not)
-            if ctx.watch.as_mut().is_some_and(|w| w.changed()) {
-                reload_schema(p, &mut Unreplayable, ctx).await?;
-            }
+            // the stdin daemon watches its schema file too (convert has no watch)
+            reload_schema_if_edited(p, &mut Unreplayable, ctx).await?;
             ctx.publish(p);
         }
     }
@@ -431,9 +439,7 @@ pub async fn run_source<S: Source>(
             last_age_check = Instant::now();
             let due = p.take_due(Instant::now());
             flush(p, src, ctx, due).await?;
-            if ctx.watch.as_mut().is_some_and(|w| w.changed()) {
-                reload_schema(p, src, ctx).await?;
-            }
+            reload_schema_if_edited(p, src, ctx).await?;
             ctx.publish(p);
         }
         if idle {
@@ -457,10 +463,14 @@ pub async fn run_source<S: Source>(
     Ok(())
 }
 
-/// A schema file edit while running: a compatible one flushes every buffer
+/// Checks the schema watch, if any. An edit while running: a compatible one flushes every buffer
 /// under the old schema, updates the catalog, then switches; anything else
 /// is logged and counted, and the old schema stays.
-async fn reload_schema<S: Source>(p: &mut Pipeline, src: &mut S, ctx: &mut Ctx) -> Result<(), RunError> {
+async fn reload_schema_if_edited<S: Source>(p: &mut Pipeline, src: &mut S, ctx: &mut Ctx) -> Result<(), RunError> {
+    // no watch (convert), or no edit since the last look
+    if !ctx.watch.as_mut().is_some_and(|w| w.changed()) {
+        return Ok(());
+    }
     let path = ctx.watch.as_ref().map(|w| w.path.clone()).expect("watching");
     let count = |ctx: &Ctx, r: &'static str| ctx.metrics.update(|m| *m.schema_reloads.entry(r).or_default() += 1);
     let new = match TableSchema::load(&path) {
@@ -509,7 +519,7 @@ pub async fn flush<S: Source>(p: &mut Pipeline, src: &mut S, ctx: &mut Ctx, mut 
                 p.drop_shard(shard);
             }
         }
-        let written = write_sealed(p, std::mem::take(&mut sealed), &ctx.sinks, &|s| src.may_write(s)).await?;
+        let written = write_sealed(p, std::mem::take(&mut sealed), &ctx.sinks, &mut ctx.catalog, &|s| src.may_write(s)).await?;
         for s in &written.fenced {
             p.drop_shard(s);
         }
@@ -521,7 +531,6 @@ pub async fn flush<S: Source>(p: &mut Pipeline, src: &mut S, ctx: &mut Ctx, mut 
                 *m.flushes.entry(trigger).or_default() += 1;
             }
         });
-        ctx.catalog.register(&written.table_prefixes).await?;
         commit(p, src, written.shards.clone()).await?;
         // a checkpoint that grew too large: flush those shards whole
         for s in written.shards {
@@ -591,5 +600,42 @@ mod tests {
         run_source(&mut src2, &mut p2, &mut ctx, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
         assert_eq!(p2.stats().records_in, 0);
         assert_eq!(ctx.sinks.lake.keys().await, lake);
+    }
+
+    /// 20 partitions flushed at once from two shards (20 Parquet files, 20
+    /// raw backups, an error file): the first 16 partitions are registered
+    /// after the first upload group, before any raw backup is written, and
+    /// the other 4 after the next group — not all 20 after the 41st upload,
+    /// nor shard by shard behind each shard's raw backups.
+    #[tokio::test]
+    async fn partitions_are_registered_group_by_group_parquet_first() {
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let mut p = Pipeline::new(schema, Limits::default(), 1000).with_raw_backup(true);
+        let day = 86_400_000i64;
+        // shard 1 holds days 0–9 and a malformed record, shard 2 days 10–19
+        let shard_records = |shard: u64| -> Vec<(Position, i64, Vec<u8>)> {
+            (0..21u64)
+                .filter(|&i| i < 20 || shard == 1)
+                .map(|i| {
+                    let data = if i == 20 { b"{\"id\":".to_vec() } else { format!("{{\"id\":\"s{shard}-{i}\"}}").into_bytes() };
+                    (Position::new(crate::ids::SequenceNumber::parse(&format!("4959{shard}{i:030}")).unwrap(), 0), day * ((i % 10) + 10 * (shard - 1)) as i64, data)
+                })
+                .collect()
+        };
+        let shards: BTreeMap<ShardId, _> = (1..=2).map(|s| (ShardId::new(&format!("shardId-{s}")), shard_records(s))).collect();
+        let mut src = MemorySource::new(shards, BTreeMap::new(), 100);
+        let mut ctx = ctx();
+        ctx.catalog = Catalog::Memory { known: Default::default(), calls: Vec::new() };
+        run_source(&mut src, &mut p, &mut ctx, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();
+        assert_eq!(ctx.sinks.raw.as_ref().unwrap().keys().await.len(), 20, "raw backups of the 20 partitions");
+        assert_eq!(ctx.sinks.errors.keys().await.len(), 1);
+        let Catalog::Memory { calls, .. } = &ctx.catalog else { unreachable!() };
+        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [UPLOAD_GROUP, 20 - UPLOAD_GROUP], "one registration per upload group, Parquet files in the first groups: {calls:?}");
+        let mut all: Vec<&String> = calls.iter().flatten().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 20);
+        assert!(all.iter().all(|p| p.starts_with("dt=1970-01-")), "{all:?}");
     }
 }

@@ -222,6 +222,16 @@ struct Daemon {
     child: Child,
 }
 
+/// A test that fails midway leaves no process behind.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Daemon {
     fn start(config: &Path) -> Daemon {
         let child = bin().args(["run", "--config"]).arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
@@ -558,9 +568,16 @@ impl Moto {
         );
         Moto { endpoint: server.endpoint.clone(), _server: server }
     }
+    /// Runs a boto3 script (`c(service)` makes a client) and returns its stdout.
     fn boto(&self, code: &str) -> String {
+        String::from_utf8(run_ok(&mut self.boto_command(code)).stdout).unwrap().trim().to_string()
+    }
+    /// The same script as a command to spawn in the background.
+    fn boto_command(&self, code: &str) -> Command {
         let script = format!("import boto3, json\nc = lambda s: boto3.client(s, endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n{code}", self.endpoint);
-        String::from_utf8(run_ok(Command::new(py()).arg("-c").arg(script)).stdout).unwrap().trim().to_string()
+        let mut cmd = Command::new(py());
+        cmd.arg("-c").arg(script);
+        cmd
     }
 }
 

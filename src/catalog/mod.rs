@@ -3,8 +3,10 @@
 //! Input: the partition prefixes of Parquet files just uploaded. Output:
 //! each prefix registered as a partition of the table (Glue), once — a
 //! cache of known partitions keeps steady state free of catalog calls.
-//! The runner calls it after uploads and before the checkpoint, so a
-//! checkpointed record's partition is always registered. Failure:
+//! The runner calls it after each group of uploads (Parquet files first in
+//! a flush, so a partition is visible right after its own file lands, not
+//! after the whole flush) and before the checkpoint, so a checkpointed
+//! record's partition is always registered. Failure:
 //! [`CatalogError`] after retries; the run stops without checkpointing, and
 //! the replay registers again (registration is idempotent).
 
@@ -26,10 +28,13 @@ pub enum Catalog {
     /// No catalog: files only (a crawler or MSCK REPAIR finds them).
     None,
     Glue(Box<glue::GlueCatalog>),
+    /// The in-memory twin for unit tests: each register call's new
+    /// partitions, in order.
+    Memory { known: Known, calls: Vec<Vec<String>> },
 }
 
 /// Partitions registered so far, so each is registered once per process.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Known(HashSet<String>);
 
 impl Known {
@@ -54,13 +59,21 @@ impl Catalog {
                 Ok(())
             }
             Catalog::Glue(g) => g.register(prefixes).await,
+            Catalog::Memory { known, calls } => {
+                let new = known.new_ones(prefixes.iter().map(String::as_str));
+                if !new.is_empty() {
+                    known.insert_all(&new);
+                    calls.push(new);
+                }
+                Ok(())
+            }
         }
     }
 
     /// Updates the table to a new schema (already checked compatible with the old one).
     pub async fn update_schema(&mut self, s: &TableSchema) -> Result<(), CatalogError> {
         match self {
-            Catalog::None => Ok(()),
+            Catalog::None | Catalog::Memory { .. } => Ok(()),
             Catalog::Glue(g) => g.update_schema(s).await,
         }
     }
@@ -70,6 +83,7 @@ impl Catalog {
         match self {
             Catalog::None => (0, 0),
             Catalog::Glue(g) => (g.calls, g.errors),
+            Catalog::Memory { calls, .. } => (calls.len() as u64, 0),
         }
     }
 }
