@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Instruction count of `lakehose convert` on a file (callgrind): repeatable on
-# a noisy machine, unlike seconds. usage: benches/instructions.sh FILE [BINARY]
+# a noisy machine, unlike seconds. usage: [SCHEMA=toml] benches/instructions.sh FILE [BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FILE=$1; BIN=${2:-target/release/lakehose}
 out=$(mktemp -d)
-valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$BIN" convert --schema schemas/events.toml --out "$out/lake" "$FILE" 2>&1 \
+valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$BIN" convert --schema ${SCHEMA:-schemas/events.toml} --out "$out/lake" "$FILE" 2>&1 \
   | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 rm -rf "$out"

@@ -47,29 +47,36 @@ impl Plan {
     }
 }
 
+/// Why a value was refused. Boxed: it is rare, and a one-word `Result`
+/// keeps the hot conversion calls returning in a register.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConvError {
+pub struct ConvError(Box<ConvErrorInner>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct ConvErrorInner {
     /// Field names from the innermost outwards.
-    pub path: Vec<String>,
-    pub message: String,
+    path: Vec<String>,
+    message: String,
 }
 
 impl ConvError {
+    #[cold]
     fn new(message: String) -> Self {
-        ConvError { path: Vec::new(), message }
+        ConvError(Box::new(ConvErrorInner { path: Vec::new(), message }))
     }
+    #[cold]
     fn within(mut self, name: &str) -> Self {
-        self.path.push(name.to_string());
+        self.0.path.push(name.to_string());
         self
     }
     /// `column 'device.os': expected …`
     pub fn describe(&self, column: &str) -> String {
         let mut p = column.to_string();
-        for seg in self.path.iter().rev() {
+        for seg in self.0.path.iter().rev() {
             p.push('.');
             p.push_str(seg);
         }
-        format!("column '{p}': {}", self.message)
+        format!("column '{p}': {}", self.0.message)
     }
 }
 
@@ -117,6 +124,11 @@ fn parse_i64(s: &str) -> Option<i64> {
         Some(d) => (true, d),
         None => (false, s),
     };
+    if digits.len() <= 18 {
+        // at most 18 digits cannot overflow an i64: no checks per digit
+        let v = digits.bytes().fold(0i64, |v, c| v * 10 + (c - b'0') as i64);
+        return Some(if neg { -v } else { v });
+    }
     let mut v: i64 = 0;
     for &c in digits.as_bytes() {
         let d = (c - b'0') as i64;
@@ -424,4 +436,20 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
         _ => unreachable!("plan and buffer disagree"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_i64;
+
+    #[test]
+    fn integers_parse_exactly_on_both_sides_of_the_unchecked_length() {
+        for v in [0, -0, 7, -7, 999_999_999_999_999_999, -999_999_999_999_999_999, 1_000_000_000_000_000_000, i64::MAX, i64::MIN] {
+            assert_eq!(parse_i64(&v.to_string()), Some(v));
+        }
+        assert_eq!(parse_i64("9223372036854775808"), None);
+        assert_eq!(parse_i64("-9223372036854775809"), None);
+        assert_eq!(parse_i64("99999999999999999999"), None);
+        assert_eq!(parse_i64("000000000000000000000042"), Some(42), "leading zeros (from numeric strings) past 18 digits");
+    }
 }
