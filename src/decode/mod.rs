@@ -17,7 +17,7 @@ pub mod json;
 use crate::schema::{TableSchema, UnknownKeys};
 use arrow_array::{ArrayRef, RecordBatch};
 use columns::ColBuf;
-use convert::{append, ConvError, Plan};
+use convert::{append_value, ConvError, Plan};
 use json::{Doc, Kind, Tape};
 use crate::hash::FastMap;
 use std::sync::Arc;
@@ -278,7 +278,7 @@ impl<'a> Row<'a> {
                 let what = if node.is_none() { "is missing" } else { "is null" };
                 return Err(RecordError::malformed(format!("column '{}': required field {what}", col.name)));
             }
-            if let Err(e) = append(plan, buf, &self.doc, node) {
+            if let Err(e) = append_value(plan, buf, &self.doc, node) {
                 cols.truncate(start);
                 return Err(self.col_err(i, e));
             }

@@ -38,6 +38,15 @@ pub fn wait_metric(port: u16, name: &str, want: f64, secs: u64) -> String {
     }
 }
 
+/// Waits until every buffer is flushed (records converted are delivered).
+fn wait_drained(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&http_get(port, "/metrics").1, "lakehose_buffer_bytes") > 0.0 {
+        assert!(Instant::now() < deadline, "buffers never drained");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn glue_partitions_follow_flushes_and_schema_edits_apply_live() {
     let moto = Moto::start();
@@ -78,7 +87,7 @@ listen = "127.0.0.1:{port}"
     // from outside (S3 LastModified has whole seconds only: too coarse).
     // Its error is one poll round (~0.1 s) either way.
     let stop = dir.path().join("watch.stop");
-    let mut watcher = Daemon { child: moto.boto_command(r#"
+    let mut watcher = Daemon::new(moto.boto_command(r#"
 import os, sys, time
 s3, g = c('s3'), c('glue')
 obj, part = {}, {}
@@ -94,8 +103,8 @@ while not os.path.exists(sys.argv[1]):
     except g.exceptions.EntityNotFoundException:
         pass
     time.sleep(0.05)
-print(json.dumps({k: round(part[k] - obj[k], 3) for k in obj if k in part}))"#).arg(&stop).stdout(Stdio::piped()).spawn().unwrap() };
-    let d = Daemon { child: bin().envs(AWS_ENV).args(["run", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap() };
+print(json.dumps({k: round(part[k] - obj[k], 3) for k in obj if k in part}))"#).arg(&stop).stdout(Stdio::piped()).spawn().unwrap());
+    let d = Daemon::new(bin().envs(AWS_ENV).args(["run", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
     let good = |ids: &Vec<String>, bad: &BTreeMap<String, String>| (ids.len() - bad.len()) as f64;
     let body = wait_metric(port, "lakehose_records_converted_total", good(&ids, &bad), 60);
     assert_eq!(metric(&body, "lakehose_incoming_records_total"), 2000.0);
@@ -105,11 +114,7 @@ print(json.dumps({k: round(part[k] - obj[k], 3) for k in obj if k in part}))"#).
     assert_eq!(http_get(port, "/readyz"), (200, "ready\n".to_string()));
 
     // the table, and a partition for every prefix holding Parquet, registered within a second of its upload
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(&http_get(port, "/metrics").1, "lakehose_buffer_bytes") > 0.0 {
-        assert!(Instant::now() < deadline, "buffers never drained");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_drained(port);
     std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&stop, "").unwrap();
     let mut out = String::new();
@@ -176,6 +181,7 @@ print(json.dumps({
     ids.extend(ids2);
     bad.extend(bad2);
     wait_metric(port, "lakehose_records_converted_total", good(&ids, &bad), 60);
+    wait_drained(port); // converted counts at decode; the files come with the flush
     let cols: Value = serde_json::from_str(&moto.boto("print(json.dumps([c['Name'] for c in c('glue').get_table(DatabaseName='analytics', Name='events')['Table']['StorageDescriptor']['Columns']]))")).unwrap();
     assert_eq!(cols.as_array().unwrap().last().unwrap(), "campaign", "the Glue table gained the column");
     let campaign: Value = serde_json::from_str(&moto.boto(&format!(r#"

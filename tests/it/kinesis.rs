@@ -39,7 +39,7 @@ max_age = "1s"
 }
 
 fn start(cfg: &Path) -> Daemon {
-    Daemon { child: bin().envs(AWS_ENV).args(["run", "--config"]).arg(cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap() }
+    Daemon::new(bin().envs(AWS_ENV).args(["run", "--config"]).arg(cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
 }
 
 /// Starts the producer (one thread) in the background.
