@@ -75,6 +75,11 @@ impl Columns {
     fn truncate(&mut self, rows: usize) {
         self.bufs.iter_mut().for_each(|b| b.truncate(rows));
     }
+    /// Drops every row, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.truncate(0);
+        self.rows = 0;
+    }
     pub fn mem_bytes(&self) -> usize {
         self.bufs.iter().map(ColBuf::mem_bytes).sum()
     }
