@@ -678,6 +678,11 @@ impl Pipeline {
         self.shards.keys()
     }
 
+    /// Whether the shard has state here (false once dropped).
+    pub fn has_shard(&self, shard: &ShardId) -> bool {
+        self.shards.contains_key(shard)
+    }
+
     /// Entries in the shard's per-destination progress map.
     pub fn done_len(&self, shard: &ShardId) -> usize {
         self.shards.get(shard).map_or(0, |st| st.done.0.iter().map(|m| m.len()).sum())

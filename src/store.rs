@@ -98,6 +98,13 @@ impl Store {
         keys
     }
 
+    /// The object at `key` (tests read back what was written).
+    #[cfg(test)]
+    pub async fn get(&self, key: &str) -> Bytes {
+        let path = ObjPath::from(format!("{}{key}", self.prefix));
+        self.inner.get(&path).await.unwrap().bytes().await.unwrap()
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

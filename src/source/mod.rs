@@ -84,6 +84,13 @@ pub trait Source {
     fn may_write(&self, _shard: &ShardId) -> bool {
         true
     }
+    /// The runner dropped the shard's buffers mid-flush (the fence passed
+    /// before every upload started): stop reading it and give it up, so
+    /// that it is read again only from its stored checkpoint and intent.
+    /// Reading on from where the dropped buffers ended would lose them.
+    fn abandon(&mut self, _shard: &ShardId) -> impl Future<Output = Result<(), SourceError>> {
+        async { Ok(()) }
+    }
     /// Marks a shard finished after its last checkpoint (resharding).
     fn end_shard(&mut self, _shard: &ShardId) -> impl Future<Output = Result<(), SourceError>> {
         async { Ok(()) }

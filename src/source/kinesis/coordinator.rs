@@ -178,7 +178,8 @@ impl<L: LeaseStore> Coordinator<L> {
         }
     }
 
-    /// Gives a lease up (the shard ended, or shutdown).
+    /// Gives a lease up (the shard ended, shutdown, or its buffers were
+    /// dropped mid-flush). Conditional: a lease taken meanwhile is left alone.
     pub async fn release(&self, shard: &ShardId) -> Result<(), LeaseError> {
         let mut held = self.held.lock().await;
         if let Some(h) = held.remove(shard) {

@@ -321,6 +321,16 @@ impl Source for KinesisSource {
         self.coord.may_write(shard)
     }
 
+    async fn abandon(&mut self, shard: &ShardId) -> Result<(), SourceError> {
+        self.stop_reader(shard);
+        self.committed.remove(shard);
+        // a conditional release: if another worker took the lease meanwhile, it changes nothing
+        if let Err(e) = self.coord.release(shard).await {
+            tracing::warn!(shard = %shard, error = %e, "could not give the lease up; it expires after the failover time");
+        }
+        Ok(())
+    }
+
     async fn end_shard(&mut self, shard: &ShardId) -> Result<(), SourceError> {
         let cp = self.committed.get(shard).cloned().unwrap_or_default();
         let ok = self.coord.write(shard, Update { checkpoint: Some(&cp), intent: Some(None), ended: true }).await.map_err(KinesisError::from)?;
