@@ -275,3 +275,61 @@ fn kinesis_metrics_move_and_readiness_follows_the_lease_table() {
     d.child.kill().unwrap();
     d.child.wait().unwrap();
 }
+
+/// tests/py/fault_proxy.py in front of moto, injecting errors by rule.
+fn fault_proxy(upstream: &str, rules: &[&str]) -> super::Server {
+    super::Server::start(
+        "fault_proxy",
+        |port| {
+            let mut c = Command::new(py());
+            c.arg(root().join("tests/py/fault_proxy.py")).args(["--upstream", upstream, "--port", port]);
+            for r in rules {
+                c.args(["--rule", r]);
+            }
+            c
+        },
+        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    )
+}
+
+/// What AWS does under load, injected between lakehose and moto: GetRecords
+/// throttled and iterators expiring, lease writes failing with 500s, raw
+/// backup uploads answered with 503 SlowDown. The daemon backs off, re-creates
+/// iterators after the last delivered record and retries; nothing is lost or
+/// written twice.
+#[test]
+fn kinesis_throttling_expired_iterators_and_5xx_lose_nothing() {
+    let moto = Moto::start();
+    moto.boto("c('kinesis').create_stream(StreamName='faulty', ShardCount=2)\nc('s3').create_bucket(Bucket='raw-bkt')");
+    let rules = [
+        "kinesis:GetRecords:3:ProvisionedThroughputExceededException",
+        "kinesis:GetRecords:4:ExpiredIteratorException",
+        "dynamodb:UpdateItem:4:InternalServerError",
+        "s3:PUT:3:SlowDown",
+    ];
+    let proxy = fault_proxy(&moto.endpoint, &rules);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let (ids, bad) = gen(&input, &["--records", "1500", "--bad-every", "50", "--seed", "21", "--id-prefix", "ft"]);
+    let cfg = kinesis_config(dir.path(), "f", "faulty", &proxy.endpoint, &proxy.endpoint, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("raw_backup = \"raw\"", &format!("raw_backup = \"s3://raw-bkt/raw/\"\nendpoint = \"{}\"", proxy.endpoint));
+    std::fs::write(&cfg, text).unwrap();
+    let d = start(&cfg);
+    finish(produce(&moto.endpoint, "faulty", &input, &["--batch", "100", "--pause", "0.2"]));
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), ids.len() - bad.len(), bad.len(), 90);
+    let (ok, secs, err) = d.term();
+    assert!(ok && secs < 15.0, "SIGTERM: {ok} after {secs}s: {err}");
+    let lake = dir.path().join("lake").display().to_string();
+    let errors = dir.path().join("errors").display().to_string();
+    let facts = check(&["--lake", &lake, "--errors", &errors, "--raw", "s3://raw-bkt/raw/", "--endpoint", &moto.endpoint]);
+    assert_exactly_once(&facts, &ids, &bad, true);
+    let port = proxy.endpoint.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /__faults HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let faults: Value = serde_json::from_str(&resp[resp.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    for r in rules {
+        assert!(faults[r].as_u64().unwrap() > 0, "{r} was never injected: {faults}");
+    }
+}
