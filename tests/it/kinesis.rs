@@ -294,9 +294,10 @@ fn fault_proxy(upstream: &str, rules: &[&str]) -> super::Server {
 
 /// What AWS does under load, injected between lakehose and moto: GetRecords
 /// throttled and iterators expiring, lease writes failing with 500s, raw
-/// backup uploads answered with 503 SlowDown. The daemon backs off, re-creates
-/// iterators after the last delivered record and retries; nothing is lost or
-/// written twice.
+/// backup uploads answered with 503 SlowDown, Glue partition registration
+/// failing with 500s. The daemon backs off, re-creates iterators after the
+/// last delivered record and retries; nothing is lost or written twice, and
+/// every partition of the lake is registered.
 #[test]
 fn kinesis_throttling_expired_iterators_and_5xx_lose_nothing() {
     let moto = Moto::start();
@@ -306,12 +307,15 @@ fn kinesis_throttling_expired_iterators_and_5xx_lose_nothing() {
         "kinesis:GetRecords:4:ExpiredIteratorException",
         "dynamodb:UpdateItem:4:InternalServerError",
         "s3:PUT:3:SlowDown",
+        // more failures in a row than the SDK's own three attempts absorb
+        "glue:BatchCreatePartition:1:InternalServiceException:4",
     ];
     let proxy = fault_proxy(&moto.endpoint, &rules);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.ndjson");
     let (ids, bad) = gen(&input, &["--records", "1500", "--bad-every", "50", "--seed", "21", "--id-prefix", "ft"]);
-    let cfg = kinesis_config(dir.path(), "f", "faulty", &proxy.endpoint, &proxy.endpoint, "");
+    let glue = format!("[catalog]\nkind = \"glue\"\ndatabase = \"faulty\"\nendpoint = \"{}\"\n", proxy.endpoint);
+    let cfg = kinesis_config(dir.path(), "f", "faulty", &proxy.endpoint, &proxy.endpoint, &glue);
     let text = std::fs::read_to_string(&cfg).unwrap().replace("raw_backup = \"raw\"", &format!("raw_backup = \"s3://raw-bkt/raw/\"\nendpoint = \"{}\"", proxy.endpoint));
     std::fs::write(&cfg, text).unwrap();
     let d = start(&cfg);
@@ -323,12 +327,17 @@ fn kinesis_throttling_expired_iterators_and_5xx_lose_nothing() {
     let errors = dir.path().join("errors").display().to_string();
     let facts = check(&["--lake", &lake, "--errors", &errors, "--raw", "s3://raw-bkt/raw/", "--endpoint", &moto.endpoint]);
     assert_exactly_once(&facts, &ids, &bad, true);
+    // every partition directory of the lake is a Glue partition
+    let mut dirs = BTreeSet::new();
+    for f in walk(&dir.path().join("lake")) {
+        let rel = Path::new(&f).parent().unwrap().strip_prefix(dir.path().join("lake")).unwrap().to_str().unwrap().to_string();
+        dirs.insert(rel.split('/').map(|kv| kv.split_once('=').unwrap().1.to_string()).collect::<Vec<_>>());
+    }
+    let parts: Vec<Vec<String>> = serde_json::from_str(&moto.boto("g = c('glue')\nprint(json.dumps(sorted(p['Values'] for page in g.get_paginator('get_partitions').paginate(DatabaseName='faulty', TableName='events') for p in page['Partitions'])))")).unwrap();
+    assert!(!dirs.is_empty());
+    assert_eq!(parts, dirs.into_iter().collect::<Vec<_>>(), "Glue partitions = the lake's partition directories");
     let port = proxy.endpoint.rsplit(':').next().unwrap().parse::<u16>().unwrap();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /__faults HTTP/1.0\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let faults: Value = serde_json::from_str(&resp[resp.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let faults: Value = serde_json::from_str(&super::glue::http_get(port, "/__faults").1).unwrap();
     for r in rules {
         assert!(faults[r].as_u64().unwrap() > 0, "{r} was never injected: {faults}");
     }

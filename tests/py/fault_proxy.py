@@ -10,6 +10,9 @@ some are answered with the error AWS sends under load instead, by rule:
   --rule 'kinesis:GetRecords:7:ExpiredIteratorException'
   --rule 'dynamodb:UpdateItem:5:InternalServerError'      (a 500)
   --rule 's3:PUT:4:SlowDown'                              (a 503, S3 XML)
+  --rule 'glue:BatchCreatePartition:1:InternalServiceException:4'
+      the first 4 calls get a 500, later ones pass (an optional 5th field
+      caps how many times a rule is injected)
 
 The n-th call counts per rule, and an injected call is not forwarded (the
 upstream never sees it, as with a real throttle). GET /__faults on the
@@ -24,14 +27,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-STATUS = {"InternalServerError": 500, "ServiceUnavailable": 503, "SlowDown": 503}
+STATUS = {"InternalServerError": 500, "InternalServiceException": 500, "ServiceUnavailable": 503, "SlowDown": 503}
 
 
 class Rule:
     def __init__(self, text):
         self.text = text
-        self.service, self.op, every, self.error = text.split(":")
+        parts = text.split(":")
+        self.service, self.op, every, self.error = parts[:4]
         self.every = int(every)
+        self.limit = int(parts[4]) if len(parts) > 4 else None
         self.calls = 0
         self.injected = 0
 
@@ -46,6 +51,8 @@ def classify(method, headers):
         return "kinesis", target.split(".", 1)[1]
     if target.startswith("DynamoDB_"):
         return "dynamodb", target.split(".", 1)[1]
+    if target.startswith("AWSGlue."):
+        return "glue", target.split(".", 1)[1]
     if target:
         return "other", target
     auth = headers.get("Authorization", "")
@@ -91,7 +98,7 @@ def main():
                 for r in rules:
                     if r.matches(service, op):
                         r.calls += 1
-                        if r.calls % r.every == 0:
+                        if r.calls % r.every == 0 and (r.limit is None or r.injected < r.limit):
                             r.injected += 1
                             hit = r
                             break
