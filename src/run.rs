@@ -613,7 +613,7 @@ mod tests {
         assert_eq!(ctx.sinks.lake.keys().await, lake);
     }
 
-    /// What the stores of `ctx` hold: (row ids, record ids of error lines,
+    /// What the stores of `ctx` hold: (row ids, the records of the error lines,
     /// record lines of the raw backup), each sorted.
     async fn read_back(ctx: &Ctx) -> (Vec<String>, Vec<String>, Vec<String>) {
         use arrow_array::cast::AsArray;
