@@ -15,14 +15,22 @@ use std::fmt;
 pub struct ShardId(String);
 
 impl ShardId {
-    /// Builds a shard id, replacing every character that is not
-    /// `[A-Za-z0-9._-]` with `_` so it can stand in an object key.
+    /// Builds a shard id that can stand in an object key. `[A-Za-z0-9._-]`
+    /// are kept; every other byte of the UTF-8 name is written `!xx` (two
+    /// lowercase hex digits). The mapping is one-to-one, so two segment
+    /// files whose names differ only in such characters ("a b", "a_b") can
+    /// never write to the same key. `!` is on S3's list of safe characters.
     pub fn new(raw: &str) -> Self {
-        let s: String = raw
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
-            .collect();
-        ShardId(if s.is_empty() { "_".to_string() } else { s })
+        use std::fmt::Write;
+        let mut s = String::with_capacity(raw.len());
+        for b in raw.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                s.push(b as char);
+            } else {
+                write!(s, "!{b:02x}").expect("writing to a String");
+            }
+        }
+        ShardId(if s.is_empty() { "!".to_string() } else { s })
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -164,7 +172,16 @@ mod tests {
 
     #[test]
     fn shard_ids_are_key_safe() {
-        assert_eq!(ShardId::new("seg 01/a.ndjson").as_str(), "seg_01_a.ndjson");
+        assert_eq!(ShardId::new("seg 01/a.ndjson").as_str(), "seg!2001!2fa.ndjson");
+        assert_eq!(ShardId::new("é!").as_str(), "!c3!a9!21");
+        assert_eq!(ShardId::new("").as_str(), "!");
+        // one-to-one: names that differ only in escaped characters stay apart
+        let names = ["a b", "a_b", "a!20b", "a!b", "a~b", "a%20b", "a\tb", "a\u{a0}b", "a.b", "a-b"];
+        let ids: std::collections::HashSet<String> = names.iter().map(|n| ShardId::new(n).as_str().to_string()).collect();
+        assert_eq!(ids.len(), names.len(), "{ids:?}");
+        for id in &ids {
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-!".contains(&b)), "{id}");
+        }
         assert_eq!(ShardId::new("shardId-000000000001").as_str(), "shardId-000000000001");
     }
 }

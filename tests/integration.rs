@@ -348,7 +348,9 @@ fn spool_survives_kill_9_without_loss_or_duplicates() {
         all_bad.extend(bad);
         all_ids.extend(ids);
         // append the segment in two halves so the daemon also sees a growing file
-        let target = spool.join(format!("seg-{seg:02}.ndjson"));
+        // names in pairs that differ only in '_' versus ' ' ("seg_00", "seg 00"):
+        // both must keep their own object keys
+        let target = spool.join(format!("seg{}{:02}.ndjson", if seg % 2 == 0 { '_' } else { ' ' }, seg / 2 * 2));
         let cut = fixed.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(700).unwrap().0 + 1;
         std::fs::write(&target, &fixed[..cut]).unwrap();
         let d = Daemon::start(&cfg);
