@@ -1,12 +1,16 @@
 //! A strict RFC 8259 JSON parser producing a flat tape of [`Node`]s.
 //!
-//! Input: the bytes of one record, already checked to be UTF-8. Output: a
+//! Input: the bytes of one record, in any encoding. Output: a
 //! tape (nodes in document order; containers record where their subtree
 //! ends) whose strings and numbers borrow from the input, except strings
 //! with escapes, which are unescaped into a scratch buffer. Failure:
 //! [`ParseError`] with the byte offset and what was expected. Anything
 //! RFC 8259 forbids is refused: missing commas, trailing commas, leading
-//! zeros, NaN, unescaped control characters, lone surrogates, trailing data.
+//! zeros, NaN, unescaped control characters, lone surrogates, trailing data,
+//! and invalid UTF-8 (checked inside strings while they are scanned; any
+//! other byte above 0x7f is a syntax error, so an accepted document is valid
+//! UTF-8 as a whole). A caller that must tell invalid UTF-8 apart from other
+//! syntax errors checks the input again on the failure path only.
 //! The tape and scratch are reused between records, so parsing allocates
 //! only while they grow.
 
@@ -88,9 +92,9 @@ impl<'a> Doc<'a> {
     }
     #[inline]
     pub fn str(&self, i: u32) -> &'a str {
-        // SAFETY: the input was validated as UTF-8 before parsing, string
-        // spans start and stop at ASCII quotes, and unescaping writes only
-        // valid UTF-8 (surrogates are paired or refused).
+        // SAFETY: the parser validated the content of every string as UTF-8
+        // (string spans start and stop at ASCII quotes), and unescaping
+        // writes only valid UTF-8 (surrogates are paired or refused).
         unsafe { std::str::from_utf8_unchecked(self.str_bytes(i)) }
     }
     /// Source text of any node.
@@ -116,7 +120,8 @@ impl<'a> Doc<'a> {
     }
     #[inline]
     pub fn raw_str(&self, i: u32) -> &'a str {
-        // SAFETY: as in `str`; raw spans start and stop on token boundaries.
+        // SAFETY: an accepted document is valid UTF-8 (see the module doc),
+        // and raw spans start and stop on ASCII token boundaries.
         unsafe { std::str::from_utf8_unchecked(self.raw(i)) }
     }
     /// (key, value) node indexes of an object's members, in document order.
@@ -173,7 +178,6 @@ impl Iterator for Elements<'_> {
 
 impl Tape {
     /// Parses one JSON document (any value) and returns its view.
-    /// `input` must be valid UTF-8.
     pub fn parse<'a>(&'a mut self, input: &'a [u8]) -> Result<Doc<'a>, ParseError> {
         self.parse_only(input)?;
         Ok(self.doc(input))
@@ -276,13 +280,25 @@ impl P<'_, '_> {
     #[inline(always)]
     fn string(&mut self) -> Result<(), ParseError> {
         let start = self.i + 1;
-        let i = skip_plain(self.b, start);
+        let (i, high) = skip_plain(self.b, start);
         if self.b.get(i) == Some(&b'"') {
+            if high {
+                self.check_utf8(start, i)?;
+            }
             self.i = i + 1;
             self.push(Kind::Str, start, i);
             return Ok(());
         }
         self.string_special(start, i)
+    }
+    /// Checks that `b[start..stop]` (string content between ASCII
+    /// delimiters) is valid UTF-8.
+    #[cold]
+    #[inline(never)]
+    fn check_utf8(&mut self, start: usize, stop: usize) -> Result<(), ParseError> {
+        std::str::from_utf8(&self.b[start..stop])
+            .map(|_| ())
+            .map_err(|e| ParseError { at: start + e.valid_up_to(), what: "invalid UTF-8 in string" })
     }
     /// The rest of a string whose first special byte (escape, control
     /// character or end of input) is at `i`.
@@ -305,6 +321,7 @@ impl P<'_, '_> {
                     return self.err("unterminated string");
                 }
                 Some(b'"') => {
+                    self.check_utf8(start, i)?;
                     self.i = i + 1;
                     let stop = self.scratch.len();
                     self.scratch[header..header + 4].copy_from_slice(&(self.i as u32).to_le_bytes());
@@ -459,9 +476,11 @@ pub fn scan_number(b: &[u8], start: usize) -> Result<(usize, bool), ParseError> 
 
 /// Index of the first byte at or after `i` that is a quote, a backslash or a
 /// control character (or `b.len()`): sixteen bytes at a time with SSE2 (part
-/// of every x86_64 CPU), then eight at a time, then one.
+/// of every x86_64 CPU), then eight at a time, then one. The flag is true
+/// when a byte above 0x7f was seen on the way (it may also be set by such a
+/// byte shortly after the stop: a false alarm only costs a UTF-8 check).
 #[inline(always)]
-fn skip_plain(b: &[u8], mut i: usize) -> usize {
+fn skip_plain(b: &[u8], mut i: usize) -> (usize, bool) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -471,8 +490,10 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
             let quote = _mm_set1_epi8(b'"' as i8);
             let slash = _mm_set1_epi8(b'\\' as i8);
             let ctl = _mm_set1_epi8(0x1f);
+            let mut high = 0;
             while i + 16 <= b.len() {
                 let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+                high |= _mm_movemask_epi8(v);
                 // control: max(v, 0x1f) == 0x1f  <=>  v <= 0x1f (unsigned)
                 let hit = _mm_or_si128(
                     _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)),
@@ -480,14 +501,25 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
                 );
                 let mask = _mm_movemask_epi8(hit) as u32;
                 if mask != 0 {
-                    return i + mask.trailing_zeros() as usize;
+                    return (i + mask.trailing_zeros() as usize, high != 0);
                 }
                 i += 16;
             }
+            if high != 0 {
+                let (stop, _) = skip_plain_tail(b, i);
+                return (stop, true);
+            }
         }
     }
+    skip_plain_tail(b, i)
+}
+
+/// `skip_plain` without SSE2: eight bytes at a time, then one.
+#[inline(always)]
+fn skip_plain_tail(b: &[u8], mut i: usize) -> (usize, bool) {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
+    let mut high = 0u64;
     while i + 8 <= b.len() {
         let w = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
         let quote = w ^ (LO * b'"' as u64);
@@ -495,15 +527,17 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
         // a byte is "special" when it is zero after the xor, or below 0x20
         let hit = (quote.wrapping_sub(LO) & !quote) | (slash.wrapping_sub(LO) & !slash) | (w.wrapping_sub(LO * 0x20) & !w);
         let hit = hit & HI;
+        high |= w & HI;
         if hit != 0 {
-            return i + (hit.trailing_zeros() / 8) as usize;
+            return (i + (hit.trailing_zeros() / 8) as usize, high != 0);
         }
         i += 8;
     }
     while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
+        high |= u64::from(b[i] & 0x80);
         i += 1;
     }
-    i
+    (i, high != 0)
 }
 
 fn hex4(b: &[u8], at: usize) -> Option<u32> {
@@ -576,11 +610,110 @@ mod tests {
                         b[at] = special;
                     }
                     for start in [0, 1, 3].into_iter().filter(|&s| s <= len) {
-                        assert_eq!(skip_plain(&b, start), naive(&b, start), "len {len} special {special} at {at} from {start}");
+                        let (stop, high) = skip_plain(&b, start);
+                        assert_eq!(stop, naive(&b, start), "len {len} special {special} at {at} from {start}");
+                        // a byte above 0x7f before the stop is never missed
+                        if b[start..stop].iter().any(|&c| c >= 0x80) {
+                            assert!(high, "len {len} special {special} at {at} from {start}");
+                        }
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn refuses_invalid_utf8_wherever_it_is() {
+        let bad_utf8 = |b: &[u8]| {
+            let mut t = Tape::default();
+            match t.parse(b) {
+                Ok(_) => panic!("accepted {b:?}"),
+                Err(e) => e,
+            }
+        };
+        // in a value, long enough for the vector scan, after valid multibyte text
+        let e = bad_utf8(b"{\"a\":\"caf\xc3\xa9 and more text past sixteen bytes \xff\"}");
+        assert_eq!((e.what, e.at), ("invalid UTF-8 in string", 45));
+        assert_eq!(bad_utf8(b"{\"k\xc3\":1}").what, "invalid UTF-8 in string"); // truncated sequence in a key
+        assert_eq!(bad_utf8(b"{\"a\":\"x\\n\xed\xa0\x80\"}").what, "invalid UTF-8 in string"); // surrogate, escaped string
+        assert_eq!(bad_utf8(b"{\"a\":\"\xc0\xaf\"}").what, "invalid UTF-8 in string"); // overlong
+        bad_utf8(b"{\"a\":1\xa0}"); // outside strings: a syntax error
+        let mut t = Tape::default();
+        let d = t.parse("{\"é\":\"日本語 ok \\u00e9 😀\"}".as_bytes()).unwrap();
+        let (k, v) = d.members(0).next().unwrap();
+        assert_eq!((d.str(k), d.str(v)), ("é", "日本語 ok é 😀"));
+    }
+
+    /// The tape as a serde_json value: duplicate keys last-wins, numbers by
+    /// their source text.
+    fn to_value(d: &Doc, i: u32) -> serde_json::Value {
+        use serde_json::Value;
+        match d.node(i).kind {
+            Kind::Null => Value::Null,
+            Kind::True => Value::Bool(true),
+            Kind::False => Value::Bool(false),
+            Kind::Int | Kind::Float => serde_json::from_slice(d.raw(i)).expect("a number the parser accepted"),
+            Kind::Str | Kind::StrEsc => Value::String(d.str(i).to_string()),
+            Kind::Array => Value::Array(d.elements(i).map(|e| to_value(d, e)).collect()),
+            Kind::Object => Value::Object(d.members(i).map(|(k, v)| (d.str(k).to_string(), to_value(d, v))).collect()),
+        }
+    }
+
+    /// Differential check against serde_json, an independent strict RFC 8259
+    /// parser: on byte-level mutations of realistic records, both accept or
+    /// both refuse, and what both accept has the same value.
+    #[test]
+    fn agrees_with_serde_json_on_mutated_records() {
+        let seeds: [&[u8]; 5] = [
+            br#"{"event_id":"e-1","timestamp":"2026-11-21T13:05:00.123Z","user_id":42,"page":{"url":"https://x.io/a?b=1","title":"Caf\u00e9 \"quoted\""},"tags":["a","b"],"revenue":-12.5e-3,"is_bot":false,"x":null}"#,
+            "{\"city\": \"São Paulo\", \"n\": [1, 2.0, -0, 3E+2, true, null, {}], \"s\": \"tab\\tnew\\nline \\ud83d\\ude00\"}".as_bytes(),
+            br#"[{"a":{"b":{"c":[[],[[]],""]}}},"\/\\\b\f",0.5,-1]"#,
+            br#"{"k":"0123456789abcdef0123456789abcdef long enough for the vector scan","k":"dup"}"#,
+            b"  {\"sp\" :\t1 ,\n\"x\": \"\xe6\x97\xa5\" }  ",
+        ];
+        let alphabet = b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsnu/\x01\x7f\xc3\xa9\xe6\xff";
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let mut tape = Tape::default();
+        let (mut accepted, mut refused) = (0, 0);
+        for round in 0..40_000 {
+            let mut doc = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(doc.len() + 1);
+                let c = alphabet[next(alphabet.len())];
+                match next(3) {
+                    0 if at < doc.len() => {
+                        doc.remove(at);
+                    }
+                    1 if at < doc.len() => doc[at] = c,
+                    _ => doc.insert(at, c),
+                }
+            }
+            let theirs = serde_json::from_slice::<serde_json::Value>(&doc);
+            if matches!(&theirs, Err(e) if e.to_string().contains("number out of range")) {
+                continue; // serde_json refuses numbers beyond f64; text is all we keep
+            }
+            match (tape.parse(&doc), theirs) {
+                (Ok(d), Ok(v)) => {
+                    assert_eq!(to_value(&d, 0), v, "{}", String::from_utf8_lossy(&doc));
+                    accepted += 1;
+                }
+                (Err(_), Err(_)) => refused += 1,
+                (ours, theirs) => panic!(
+                    "disagree on {:?}: ours {:?}, serde_json {:?}",
+                    String::from_utf8_lossy(&doc),
+                    ours.err(),
+                    theirs.err().map(|e| e.to_string())
+                ),
+            }
+        }
+        // both outcomes are exercised in quantity
+        assert!(accepted > 2_000 && refused > 20_000, "accepted {accepted}, refused {refused}");
     }
 
     #[test]

@@ -155,15 +155,13 @@ impl Decoder {
                 message: format!("record is {} bytes, over the {}-byte limit", data.len(), self.max_record_bytes),
             });
         }
-        if let Err(e) = std::str::from_utf8(data) {
-            return Err(RecordError {
-                code: ErrorCode::ParseError,
-                message: format!("record is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
-            });
-        }
+        // the parser checks UTF-8 as it goes; the failure path tells the two apart
         self.tape.parse_only(data).map_err(|e| RecordError {
             code: ErrorCode::ParseError,
-            message: format!("malformed JSON: {e}"),
+            message: match std::str::from_utf8(data) {
+                Err(u) => format!("record is not valid UTF-8 (invalid byte at offset {})", u.valid_up_to()),
+                Ok(_) => format!("malformed JSON: {e}"),
+            },
         })?;
         let doc = self.tape.doc(data);
         if doc.node(0).kind != Kind::Object {
