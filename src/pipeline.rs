@@ -15,7 +15,7 @@
 //! position already durable there; replayed records at or before that
 //! position are skipped for that destination only.
 
-use crate::decode::{Columns, Decoder, RecordError};
+use crate::decode::{Columns, Decoder, RecordError, Row};
 use crate::ids::{Position, ShardId};
 use crate::partition::{hour_prefix, render_cached, TimeCache};
 use crate::schema::{TableSchema, TimeSource};
@@ -288,6 +288,9 @@ pub struct Stats {
     pub rows: u64,
     pub errors: BTreeMap<&'static str, u64>,
     pub skipped_replay: u64,
+    /// Records the fused decoder wrote into their buffer in place (the
+    /// rest were staged or took the general path).
+    pub fused_in_place: u64,
     /// Time spent turning sealed buffers into object bytes (Parquet, gzip).
     pub encode_time: std::time::Duration,
 }
@@ -320,7 +323,14 @@ pub struct Pipeline {
     /// Rows of a replay that are already durable are converted here, and
     /// thrown away, only to learn whether they were rows or error lines.
     scratch: Option<Columns>,
+    /// The one row the fused decoder wrote, until it moves to its buffer.
+    stage: Option<Columns>,
+    /// Partition prefix of the last row appended (or being appended).
     prefix: String,
+    /// Partition prefix of a row fused into `prefix`'s buffer, to compare.
+    guess: String,
+    /// The last two rows went to one partition: try the next in place.
+    fuse_next: bool,
     hour_cache: (i64, String),
     stats: Stats,
     max_record_bytes: usize,
@@ -341,7 +351,10 @@ impl Pipeline {
             due: DueQueue::default(),
             closed: Vec::new(),
             scratch: None,
+            stage: None,
             prefix: String::new(),
+            guess: String::new(),
+            fuse_next: true,
             hour_cache: (i64::MIN, String::new()),
             stats: Stats::default(),
             max_record_bytes,
@@ -369,6 +382,7 @@ impl Pipeline {
         debug_assert!(self.shards.values().all(|st| st.bufs.is_empty()), "open buffers under the old schema");
         self.decoder = Decoder::new(schema.clone(), self.max_record_bytes);
         self.scratch = None;
+        self.stage = None;
         self.table_ref.table = schema.table.clone();
         self.schema = schema;
     }
@@ -462,7 +476,22 @@ impl Pipeline {
     }
 
     fn push_row(&mut self, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8]) -> Result<(), RecordError> {
-        let row = self.decoder.parse(data)?;
+        // The fused single-pass decoder writes a record straight into the
+        // buffer of the previous row's partition, when the row before it
+        // went to the same partition as its predecessor (so the guess is
+        // likely right). A wrong guess moves the row to the one-row stage.
+        // Everything else (and every refusal) takes the general path.
+        let staged = self.fuse_next
+            && self.decoder.has_fused()
+            && match self.push_fused_in_place(shard, pos, arrival_ms, data) {
+                InPlace::Landed => return Ok(()),
+                InPlace::Staged => true,
+                InPlace::Declined => false,
+            };
+        let row = match staged {
+            true => Decoded::Staged(self.stage.as_ref().expect("staged above")),
+            false => Decoded::Parsed(self.decoder.parse(data)?),
+        };
         let spec = &self.schema.partition;
         let time = match spec.time {
             TimeSource::Column(i) => row.timestamp(i)?.unwrap_or(arrival_ms),
@@ -472,7 +501,10 @@ impl Pipeline {
         for (slot, &i) in keys.iter_mut().zip(&spec.keys) {
             *slot = row.key_text(i)?;
         }
-        render_cached(spec, time, &keys[..spec.keys.len()], &mut self.prefix, &mut self.time_cache);
+        render_cached(spec, time, &keys[..spec.keys.len()], &mut self.guess, &mut self.time_cache);
+        drop(keys);
+        self.fuse_next = self.guess == self.prefix;
+        std::mem::swap(&mut self.guess, &mut self.prefix);
         if !self.due.items.is_empty() {
             close_if_due(&mut self.shards, &mut self.mem_total, &mut self.due, &mut self.closed, shard, DestKind::Table, &self.prefix);
         }
@@ -496,16 +528,9 @@ impl Pipeline {
         let Body::Rows(cols) = &mut buf.body else { unreachable!() };
         match row.append_to(cols) {
             Ok(()) => {
-                buf.records += 1;
-                buf.in_bytes += data.len();
-                buf.last = pos.clone();
-                let before = buf.mem;
-                buf.mem = if buf.records % 32 == 1 { cols.mem_bytes() + fixed_cost(&self.prefix) } else { buf.mem + data.len() };
-                self.mem_total = self.mem_total + buf.mem - before;
-                self.stats.rows += 1;
-                if let Some(t) = self.limits.trigger(buf).or_else(|| replay_due(&st.replay, DestKind::Table, &self.prefix, pos)) {
-                    self.due.push(buf, shard, DestKind::Table, &self.prefix, t);
-                }
+                let mem_now = (buf.records % 32 == 0).then(|| cols.mem_bytes());
+                let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits };
+                counts.row_added(buf, mem_now, &st.replay, shard, &self.prefix, pos, data.len());
                 Ok(())
             }
             Err(e) => {
@@ -516,6 +541,52 @@ impl Pipeline {
                 Err(e)
             }
         }
+    }
+
+    /// Fused-decodes the record straight into the open table buffer of the
+    /// previous row's partition (`self.prefix`) and keeps it there when its
+    /// partition is the same. A row of another partition moves to the stage
+    /// ([`InPlace::Staged`]). Declines, changing nothing, when there is no
+    /// such buffer, it is due, the record is a replay of a row already
+    /// written there, or the fused decoder declines the record.
+    fn push_fused_in_place(&mut self, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8]) -> InPlace {
+        let Some(st) = self.shards.get_mut(shard) else { return InPlace::Declined };
+        if !st.done.is_empty() && st.done.get(DestKind::Table, &self.prefix).is_some_and(|d| pos <= d) {
+            // a replay of rows already written, which the general path
+            // skips (records come in position order, so an open buffer
+            // never precedes one; this is a guard)
+            return InPlace::Declined;
+        }
+        let Some(buf) = st.bufs.get_mut(DestKind::Table, &self.prefix).filter(|b| !b.due) else { return InPlace::Declined };
+        let Body::Rows(cols) = &mut buf.body else { return InPlace::Declined };
+        let row = cols.rows;
+        if !self.decoder.decode_fused(data, cols) {
+            return InPlace::Declined;
+        }
+        let spec = &self.schema.partition;
+        let time = match spec.time {
+            TimeSource::Column(i) => cols.timestamp_at(i, row).unwrap_or(arrival_ms),
+            TimeSource::Arrival => arrival_ms,
+        };
+        let mut keys: [Option<Cow<str>>; crate::schema::MAX_PARTITION_KEYS] = Default::default();
+        for (slot, &i) in keys.iter_mut().zip(&spec.keys) {
+            *slot = cols.key_text_at(i, row);
+        }
+        render_cached(spec, time, &keys[..spec.keys.len()], &mut self.guess, &mut self.time_cache);
+        drop(keys);
+        let same = self.guess == self.prefix;
+        if !same {
+            let stage = self.stage.get_or_insert_with(|| Columns::new(&self.schema));
+            stage.clear();
+            stage.push_row_from(cols, row);
+            cols.truncate_rows(row);
+            return InPlace::Staged;
+        }
+        let mem_now = (buf.records % 32 == 0).then(|| cols.mem_bytes());
+        let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits };
+        counts.row_added(buf, mem_now, &st.replay, shard, &self.prefix, pos, data.len());
+        self.stats.fused_in_place += 1;
+        InPlace::Landed
     }
 
     fn push_line(&mut self, shard: &ShardId, kind: DestKind, prefix: &str, pos: &Position, in_len: usize, write: impl FnOnce(&mut Vec<u8>)) {
@@ -716,6 +787,77 @@ impl Pipeline {
 
 /// Takes a buffer out as a [`Sealed`] (the fields of [`Pipeline`] it needs,
 /// so a caller holding a decoded row can seal too).
+/// What [`Pipeline::push_fused_in_place`] did with a record.
+enum InPlace {
+    /// Appended to the previous row's buffer and counted.
+    Landed,
+    /// Decoded into the stage; its partition is another.
+    Staged,
+    /// Nothing changed: take the staged or the general path.
+    Declined,
+}
+
+/// The pipeline-wide counters a new table row changes.
+struct Counts<'a> {
+    mem_total: &'a mut usize,
+    stats: &'a mut Stats,
+    due: &'a mut DueQueue,
+    limits: &'a Limits,
+}
+
+impl Counts<'_> {
+    /// Counts a row just appended to `buf` (`mem_now`: the buffer's measured
+    /// memory, on every 32nd row; estimated from the input in between) and
+    /// queues the buffer when a limit or a replayed boundary makes it due.
+    #[allow(clippy::too_many_arguments)]
+    fn row_added(self, buf: &mut Buffer, mem_now: Option<usize>, replay: &DestMap<Vec<Position>>, shard: &ShardId, prefix: &str, pos: &Position, in_len: usize) {
+        buf.records += 1;
+        buf.in_bytes += in_len;
+        buf.last = pos.clone();
+        let before = buf.mem;
+        buf.mem = match mem_now {
+            Some(m) => m + fixed_cost(prefix),
+            None => buf.mem + in_len,
+        };
+        *self.mem_total = *self.mem_total + buf.mem - before;
+        self.stats.rows += 1;
+        if let Some(t) = self.limits.trigger(buf).or_else(|| replay_due(replay, DestKind::Table, prefix, pos)) {
+            self.due.push(buf, shard, DestKind::Table, prefix, t);
+        }
+    }
+}
+
+/// A record that decoded: its row waits in the fused decoder's stage, or
+/// the general path parsed it and converts it when it is appended.
+enum Decoded<'a> {
+    Staged(&'a Columns),
+    Parsed(Row<'a>),
+}
+
+impl<'a> Decoded<'a> {
+    fn timestamp(&self, i: usize) -> Result<Option<i64>, RecordError> {
+        match self {
+            Decoded::Staged(c) => Ok(c.timestamp_at(i, 0)),
+            Decoded::Parsed(r) => r.timestamp(i),
+        }
+    }
+    fn key_text(&self, i: usize) -> Result<Option<Cow<'a, str>>, RecordError> {
+        match self {
+            Decoded::Staged(c) => Ok(c.key_text_at(i, 0)),
+            Decoded::Parsed(r) => r.key_text(i),
+        }
+    }
+    fn append_to(&self, cols: &mut Columns) -> Result<(), RecordError> {
+        match self {
+            Decoded::Staged(c) => {
+                cols.push_row_from(c, 0);
+                Ok(())
+            }
+            Decoded::Parsed(r) => r.append_to(cols),
+        }
+    }
+}
+
 fn seal_parts(
     shards: &mut FastMap<ShardId, ShardState>,
     mem_total: &mut usize,
@@ -884,9 +1026,11 @@ keys = ["k"]
                     format!("{{\"id\":\"r{i}\" \"k\":1}}") // malformed
                 } else if i % 11 == 5 {
                     // routed to a table partition, refused only when appended
-                    format!("{{\"rid\":\"r{i}\",\"k\":\"p{}\"}}", (i * 13) % 5)
+                    format!("{{\"rid\":\"r{i}\",\"k\":\"p{}\"}}", (i / 4 * 13) % 5)
                 } else {
-                    format!("{{\"id\":\"r{i}\",\"k\":\"p{}\"}}", (i * 13) % 5)
+                    // runs of four records per partition: the fused decoder
+                    // writes some in place, stages others
+                    format!("{{\"id\":\"r{i}\",\"k\":\"p{}\"}}", (i / 4 * 13) % 5)
                 };
                 (Position::offset(i as u64 * 100), line.into_bytes())
             })
@@ -1058,6 +1202,52 @@ keys = ["k"]
             assert_eq!(raw, 200, "seed {seed}");
             assert_eq!(error_ids(&lake), expected_errors(200), "seed {seed}: error lines");
         }
+    }
+
+    /// The fused decoder (in place, or staged after a wrong partition
+    /// guess) and the general path seal the same objects with the same
+    /// rows, error lines and raw lines, whatever the batch ends.
+    #[test]
+    fn fused_and_general_decoding_seal_the_same_objects() {
+        let recs = records(300);
+        let shard = ShardId::new("s");
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let run = |fused: bool| {
+            let limits = Limits { max_records: 5, max_bytes: 1 << 20, max_age: Duration::from_secs(3600), memory_limit: 1 << 30 };
+            let mut p = Pipeline::new(schema.clone(), limits, 1000).with_raw_backup(true);
+            p.decoder.set_fused(fused);
+            let mut lake = Lake::new();
+            for (n, (pos, data)) in recs.iter().enumerate() {
+                p.push(&shard, pos.clone(), 0, data);
+                if n % 7 == 0 {
+                    for mut s in p.take_due(Instant::now()) {
+                        store(&mut lake, &mut s);
+                        p.mark_durable(&s);
+                    }
+                    if n % 2 == 0 {
+                        p.checkpoint(&shard);
+                    }
+                }
+            }
+            for mut s in p.take_all() {
+                store(&mut lake, &mut s);
+                p.mark_durable(&s);
+            }
+            // error lines carry the writer's clock; keep their record ids
+            lake.retain(|k, _| !k.starts_with("Errors/"));
+            (lake, p.stats().fused_in_place, p.stats().rows)
+        };
+        let (general, none, rows) = run(false);
+        let (fused, in_place, fused_rows) = run(true);
+        assert_eq!(none, 0);
+        assert_eq!((rows, fused_rows), (rows, rows));
+        assert!(in_place > rows / 4 && in_place < rows, "in place {in_place} of {rows}: both paths are exercised");
+        let mut keys: Vec<_> = general.keys().collect();
+        keys.sort();
+        for k in keys {
+            assert_eq!(fused.get(k), Some(&general[k]), "{k}");
+        }
+        assert_eq!(fused.len(), general.len());
     }
 
     #[test]

@@ -48,6 +48,11 @@ impl Validity {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Whether row `i` holds a value (is not null).
+    #[inline]
+    pub fn get(&self, i: usize) -> bool {
+        self.bits.as_ref().is_none_or(|b| b.get_bit(i))
+    }
     pub fn truncate(&mut self, len: usize) {
         if let Some(b) = &mut self.bits {
             b.truncate(len);
@@ -79,6 +84,11 @@ impl<T: Default + Copy> Prim<T> {
     fn truncate(&mut self, len: usize) {
         self.vals.truncate(len);
         self.valid.truncate(len);
+    }
+    #[inline]
+    fn push_from(&mut self, src: &Prim<T>, i: usize) {
+        self.vals.push(src.vals[i]);
+        self.valid.append(src.valid.get(i));
     }
 }
 
@@ -168,6 +178,44 @@ impl ColBuf {
                 valid.append(false);
                 children.iter_mut().for_each(ColBuf::push_null);
             }
+        }
+    }
+
+    /// Appends a copy of row `i` of `src`, a buffer of the same type.
+    pub fn push_from(&mut self, src: &ColBuf, i: usize) {
+        let range = |o: &[i32]| o[i] as usize..o[i + 1] as usize;
+        match (self, src) {
+            (ColBuf::Bool(d), ColBuf::Bool(s)) => d.push_from(s, i),
+            (ColBuf::I8(d), ColBuf::I8(s)) => d.push_from(s, i),
+            (ColBuf::I16(d), ColBuf::I16(s)) => d.push_from(s, i),
+            (ColBuf::I32(d), ColBuf::I32(s)) | (ColBuf::Date(d), ColBuf::Date(s)) => d.push_from(s, i),
+            (ColBuf::I64(d), ColBuf::I64(s)) | (ColBuf::Ts(d), ColBuf::Ts(s)) => d.push_from(s, i),
+            (ColBuf::F32(d), ColBuf::F32(s)) => d.push_from(s, i),
+            (ColBuf::F64(d), ColBuf::F64(s)) => d.push_from(s, i),
+            (ColBuf::Dec(d), ColBuf::Dec(s)) => d.push_from(s, i),
+            (ColBuf::Bytes { offsets, data, valid }, ColBuf::Bytes { offsets: so, data: sd, valid: sv }) => {
+                data.extend_from_slice(&sd[range(so)]);
+                offsets.push(data.len() as i32);
+                valid.append(sv.get(i));
+            }
+            (ColBuf::List { offsets, valid, child }, ColBuf::List { offsets: so, valid: sv, child: sc }) => {
+                range(so).for_each(|j| child.push_from(sc, j));
+                offsets.push(child.len() as i32);
+                valid.append(sv.get(i));
+            }
+            (ColBuf::Map { offsets, valid, keys, vals }, ColBuf::Map { offsets: so, valid: sv, keys: sk, vals: svals }) => {
+                for j in range(so) {
+                    keys.push_from(sk, j);
+                    vals.push_from(svals, j);
+                }
+                offsets.push(keys.len() as i32);
+                valid.append(sv.get(i));
+            }
+            (ColBuf::Struct { valid, children }, ColBuf::Struct { valid: sv, children: sc }) => {
+                children.iter_mut().zip(sc).for_each(|(c, s)| c.push_from(s, i));
+                valid.append(sv.get(i));
+            }
+            _ => unreachable!("rows move between buffers of one type"),
         }
     }
 

@@ -119,7 +119,7 @@ fn numeric_text<'a>(doc: &Doc<'a>, n: u32, what: impl FnOnce() -> String) -> Res
     }
 }
 
-fn parse_i64(s: &str) -> Option<i64> {
+pub(super) fn parse_i64(s: &str) -> Option<i64> {
     let (neg, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
         None => (false, s),
@@ -178,12 +178,29 @@ pub fn string_value<'a>(doc: &Doc<'a>, n: u32) -> &'a str {
 fn decimal_value(doc: &Doc, n: u32, precision: u8, scale: u8) -> Result<i128, ConvError> {
     let ty = || format!("decimal({precision},{scale})");
     let (text, _) = numeric_text(doc, n, || format!("a number ({})", ty()))?;
+    decimal_from_text(text, precision, scale).map_err(|e| match e {
+        DecimalRefusal::Syntax => expected(&ty(), doc, n),
+        DecimalRefusal::Places => ConvError::new(format!(
+            "value {} has more than {scale} decimal places for {}; it is not rounded", snippet(doc, n), ty())),
+        DecimalRefusal::TooBig => ConvError::new(format!("value {} does not fit {}", snippet(doc, n), ty())),
+    })
+}
+
+/// Why a number's text does not make a decimal(p,s).
+pub(super) enum DecimalRefusal {
+    Syntax,
+    Places,
+    TooBig,
+}
+
+/// Unscaled value of a JSON number's text for decimal(precision, scale).
+pub(super) fn decimal_from_text(text: &str, precision: u8, scale: u8) -> Result<i128, DecimalRefusal> {
     let (neg, rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text),
     };
     let (mant, exp) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().map_err(|_| expected(&ty(), doc, n))?),
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().map_err(|_| DecimalRefusal::Syntax)?),
         None => (rest, 0),
     };
     let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
@@ -194,25 +211,21 @@ fn decimal_value(doc: &Doc, n: u32, precision: u8, scale: u8) -> Result<i128, Co
         match digits.pop() {
             Some(0) => shift += 1,
             None => break,
-            Some(_) => {
-                return Err(ConvError::new(format!(
-                    "value {} has more than {scale} decimal places for {}; it is not rounded", snippet(doc, n), ty())))
-            }
+            Some(_) => return Err(DecimalRefusal::Places),
         }
     }
-    let too_big = || ConvError::new(format!("value {} does not fit {}", snippet(doc, n), ty()));
     let limit = 10i128.pow(precision as u32);
     let mut v: i128 = 0;
     for d in digits {
-        v = v.checked_mul(10).and_then(|v| v.checked_add(d as i128)).ok_or_else(too_big)?;
+        v = v.checked_mul(10).and_then(|v| v.checked_add(d as i128)).ok_or(DecimalRefusal::TooBig)?;
         if v >= limit {
-            return Err(too_big());
+            return Err(DecimalRefusal::TooBig);
         }
     }
     for _ in 0..shift {
-        v = v.checked_mul(10).ok_or_else(too_big)?;
+        v = v.checked_mul(10).ok_or(DecimalRefusal::TooBig)?;
         if v >= limit {
-            return Err(too_big());
+            return Err(DecimalRefusal::TooBig);
         }
     }
     Ok(if neg { -v } else { v })
@@ -234,22 +247,36 @@ fn format_names(f: &[TsFormat]) -> String {
 pub fn timestamp_value(doc: &Doc, n: u32, formats: &[TsFormat]) -> Result<i64, ConvError> {
     let node = doc.node(n);
     let found = match node.kind {
-        Kind::Str | Kind::StrEsc => {
-            let s = doc.str(n);
-            formats.iter().find_map(|f| f.parse_str(s))
-        }
-        Kind::Int | Kind::Float => {
-            let s = doc.raw_str(n);
-            formats.iter().find_map(|f| match f {
-                TsFormat::EpochMillis | TsFormat::EpochSeconds => f.parse_str(s),
-                _ => None,
-            })
-        }
+        Kind::Str | Kind::StrEsc => timestamp_from_str(doc.str(n), formats),
+        Kind::Int | Kind::Float => timestamp_from_number(doc.raw_str(n), formats),
         _ => None,
     };
     found.ok_or_else(|| {
         ConvError::new(format!("expected a timestamp ({}), got {}", format_names(formats), snippet(doc, n)))
     })
+}
+
+/// Epoch millis of a JSON string's content, in the first format that takes it.
+#[inline]
+pub(super) fn timestamp_from_str(s: &str, formats: &[TsFormat]) -> Option<i64> {
+    formats.iter().find_map(|f| f.parse_str(s))
+}
+
+/// Epoch millis of a JSON number's text, in the first epoch format.
+pub(super) fn timestamp_from_number(s: &str, formats: &[TsFormat]) -> Option<i64> {
+    formats.iter().find_map(|f| match f {
+        TsFormat::EpochMillis | TsFormat::EpochSeconds => f.parse_str(s),
+        _ => None,
+    })
+}
+
+/// Days since the epoch of a JSON string's content: yyyy-MM-dd, else the
+/// day of a timestamp in one of the formats.
+pub(super) fn date_from_str(s: &str, formats: &[TsFormat]) -> Option<i32> {
+    if let Some(d) = parse_date(s) {
+        return Some(d);
+    }
+    formats.iter().find_map(|f| f.parse_str(s)).and_then(|ms| i32::try_from(ms.div_euclid(86_400_000)).ok())
 }
 
 fn date_value(doc: &Doc, n: u32, formats: &[TsFormat]) -> Result<i32, ConvError> {
@@ -258,15 +285,7 @@ fn date_value(doc: &Doc, n: u32, formats: &[TsFormat]) -> Result<i32, ConvError>
     if !matches!(doc.node(n).kind, Kind::Str | Kind::StrEsc) {
         return Err(err());
     }
-    let s = doc.str(n);
-    if let Some(d) = parse_date(s) {
-        return Ok(d);
-    }
-    formats
-        .iter()
-        .find_map(|f| f.parse_str(s))
-        .and_then(|ms| i32::try_from(ms.div_euclid(86_400_000)).ok())
-        .ok_or_else(err)
+    date_from_str(doc.str(n), formats).ok_or_else(err)
 }
 
 static B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(

@@ -301,85 +301,22 @@ impl P<'_, '_> {
             .map_err(|e| ParseError { at: start + e.valid_up_to(), what: "invalid UTF-8 in string" })
     }
     /// The rest of a string whose first special byte (escape, control
-    /// character or end of input) is at `i`.
+    /// character or end of input) is at `i`: unescaped into scratch behind
+    /// a header holding its source range.
     #[cold]
     #[inline(never)]
-    fn string_special(&mut self, start: usize, mut i: usize) -> Result<(), ParseError> {
+    fn string_special(&mut self, start: usize, i: usize) -> Result<(), ParseError> {
         let raw_start = start - 1;
-        let b = self.b;
-        // copy into scratch with escapes resolved (the loop below also
-        // reports the end of input or a control character found at `i`)
         self.scratch.extend_from_slice(&(raw_start as u32).to_le_bytes());
         let header = self.scratch.len();
         self.scratch.extend_from_slice(&[0; 4]); // raw stop, known at the closing quote
         let s_start = self.scratch.len();
-        self.scratch.extend_from_slice(&b[start..i]);
-        loop {
-            match b.get(i) {
-                None => {
-                    self.i = i;
-                    return self.err("unterminated string");
-                }
-                Some(b'"') => {
-                    self.check_utf8(start, i)?;
-                    self.i = i + 1;
-                    let stop = self.scratch.len();
-                    self.scratch[header..header + 4].copy_from_slice(&(self.i as u32).to_le_bytes());
-                    self.push(Kind::StrEsc, s_start, stop);
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    let esc = b.get(i + 1).copied();
-                    i += 2;
-                    let c = match esc {
-                        Some(b'"') => b'"',
-                        Some(b'\\') => b'\\',
-                        Some(b'/') => b'/',
-                        Some(b'b') => 8,
-                        Some(b'f') => 12,
-                        Some(b'n') => b'\n',
-                        Some(b'r') => b'\r',
-                        Some(b't') => b'\t',
-                        Some(b'u') => {
-                            let hi = hex4(b, i).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
-                            i += 4;
-                            let cp = if (0xD800..0xDC00).contains(&hi) {
-                                if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
-                                    return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
-                                }
-                                let lo = hex4(b, i + 2).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
-                                }
-                                i += 6;
-                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else if (0xDC00..0xE000).contains(&hi) {
-                                return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
-                            } else {
-                                hi
-                            };
-                            let ch = char::from_u32(cp).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
-                            let mut buf = [0u8; 4];
-                            self.scratch.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                            continue;
-                        }
-                        _ => {
-                            self.i = i - 1;
-                            return self.err("invalid escape in string");
-                        }
-                    };
-                    self.scratch.push(c);
-                }
-                Some(&c) if c < 0x20 => {
-                    self.i = i;
-                    return self.err("unescaped control character in string");
-                }
-                Some(&c) => {
-                    self.scratch.push(c);
-                    i += 1;
-                }
-            }
-        }
+        let close = unescape_into(self.b, start, i, self.scratch)?;
+        self.i = close + 1;
+        let stop = self.scratch.len();
+        self.scratch[header..header + 4].copy_from_slice(&(self.i as u32).to_le_bytes());
+        self.push(Kind::StrEsc, s_start, stop);
+        Ok(())
     }
     fn container(&mut self, depth: usize, object: bool) -> Result<(), ParseError> {
         if depth >= MAX_DEPTH {
@@ -436,6 +373,74 @@ impl P<'_, '_> {
     }
 }
 
+/// Appends the content of the string starting at `start` (just past its
+/// opening quote) to `out` with escapes resolved; `i` (≥ `start`) is where
+/// the first escape, control character or end of input may be. Returns the
+/// index of the closing quote. The content is checked to be UTF-8.
+#[cold]
+#[inline(never)]
+pub(super) fn unescape_into(b: &[u8], start: usize, mut i: usize, out: &mut Vec<u8>) -> Result<usize, ParseError> {
+    let utf8 = |stop: usize| {
+        std::str::from_utf8(&b[start..stop])
+            .map(|_| ())
+            .map_err(|e| ParseError { at: start + e.valid_up_to(), what: "invalid UTF-8 in string" })
+    };
+    out.extend_from_slice(&b[start..i]);
+    loop {
+        match b.get(i) {
+            None => return Err(ParseError { at: i, what: "unterminated string" }),
+            Some(b'"') => {
+                utf8(i)?;
+                return Ok(i);
+            }
+            Some(b'\\') => {
+                let esc = b.get(i + 1).copied();
+                i += 2;
+                let c = match esc {
+                    Some(b'"') => b'"',
+                    Some(b'\\') => b'\\',
+                    Some(b'/') => b'/',
+                    Some(b'b') => 8,
+                    Some(b'f') => 12,
+                    Some(b'n') => b'\n',
+                    Some(b'r') => b'\r',
+                    Some(b't') => b'\t',
+                    Some(b'u') => {
+                        let hi = hex4(b, i).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
+                        i += 4;
+                        let cp = if (0xD800..0xDC00).contains(&hi) {
+                            if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+                                return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
+                            }
+                            let lo = hex4(b, i + 2).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
+                            if !(0xDC00..0xE000).contains(&lo) {
+                                return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
+                            }
+                            i += 6;
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        } else if (0xDC00..0xE000).contains(&hi) {
+                            return Err(ParseError { at: i, what: "unpaired surrogate in \\u escape" });
+                        } else {
+                            hi
+                        };
+                        let ch = char::from_u32(cp).ok_or(ParseError { at: i, what: "invalid \\u escape" })?;
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        continue;
+                    }
+                    _ => return Err(ParseError { at: i - 1, what: "invalid escape in string" }),
+                };
+                out.push(c);
+            }
+            Some(&c) if c < 0x20 => return Err(ParseError { at: i, what: "unescaped control character in string" }),
+            Some(&c) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+}
+
 /// Scans a JSON number (RFC 8259 grammar) starting at `start`; returns where
 /// it ends and whether it is an integer (no fraction, no exponent).
 #[inline]
@@ -480,7 +485,7 @@ pub fn scan_number(b: &[u8], start: usize) -> Result<(usize, bool), ParseError> 
 /// when a byte above 0x7f was seen on the way (it may also be set by such a
 /// byte shortly after the stop: a false alarm only costs a UTF-8 check).
 #[inline(always)]
-fn skip_plain(b: &[u8], mut i: usize) -> (usize, bool) {
+pub(super) fn skip_plain(b: &[u8], mut i: usize) -> (usize, bool) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -550,8 +555,34 @@ fn hex4(b: &[u8], at: usize) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// Seeded byte mutations of JSON text (xorshift), for differential tests.
+    pub struct Mutator(pub u64);
+
+    impl Mutator {
+        pub fn next(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+        /// Deletes, replaces or inserts a byte of `alphabet` `times` times.
+        pub fn mutate(&mut self, doc: &mut Vec<u8>, alphabet: &[u8], times: usize) {
+            for _ in 0..times {
+                let at = self.next(doc.len() + 1);
+                let c = alphabet[self.next(alphabet.len())];
+                match self.next(3) {
+                    0 if at < doc.len() => {
+                        doc.remove(at);
+                    }
+                    1 if at < doc.len() => doc[at] = c,
+                    _ => doc.insert(at, c),
+                }
+            }
+        }
+    }
 
     fn ok(s: &str) -> Vec<Kind> {
         let mut t = Tape::default();
@@ -672,28 +703,13 @@ mod tests {
             b"  {\"sp\" :\t1 ,\n\"x\": \"\xe6\x97\xa5\" }  ",
         ];
         let alphabet = b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsnu/\x01\x7f\xc3\xa9\xe6\xff";
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: usize| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % n as u64) as usize
-        };
+        let mut m = Mutator(0x9e37_79b9_7f4a_7c15);
         let mut tape = Tape::default();
         let (mut accepted, mut refused) = (0, 0);
         for round in 0..40_000 {
             let mut doc = seeds[round % seeds.len()].to_vec();
-            for _ in 0..1 + next(3) {
-                let at = next(doc.len() + 1);
-                let c = alphabet[next(alphabet.len())];
-                match next(3) {
-                    0 if at < doc.len() => {
-                        doc.remove(at);
-                    }
-                    1 if at < doc.len() => doc[at] = c,
-                    _ => doc.insert(at, c),
-                }
-            }
+            let times = 1 + m.next(3);
+            m.mutate(&mut doc, alphabet, times);
             let theirs = serde_json::from_slice::<serde_json::Value>(&doc);
             if matches!(&theirs, Err(e) if e.to_string().contains("number out of range")) {
                 continue; // serde_json refuses numbers beyond f64; text is all we keep

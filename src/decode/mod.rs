@@ -12,6 +12,7 @@
 
 pub mod columns;
 pub mod convert;
+pub mod fast;
 pub mod json;
 
 use crate::schema::{TableSchema, UnknownKeys};
@@ -75,6 +76,44 @@ impl Columns {
     fn truncate(&mut self, rows: usize) {
         self.bufs.iter_mut().for_each(|b| b.truncate(rows));
     }
+    /// Drops every row from index `rows` on.
+    pub fn truncate_rows(&mut self, rows: usize) {
+        self.truncate(rows);
+        self.rows = self.rows.min(rows);
+    }
+    /// Appends a copy of row `i` of `src` (columns of the same schema).
+    pub fn push_row_from(&mut self, src: &Columns, i: usize) {
+        self.bufs.iter_mut().zip(&src.bufs).for_each(|(d, s)| d.push_from(s, i));
+        self.rows += 1;
+    }
+    /// The epoch millis in timestamp column `col` at `row` (None when null).
+    pub fn timestamp_at(&self, col: usize, row: usize) -> Option<i64> {
+        match &self.bufs[col] {
+            ColBuf::Ts(p) => p.valid.get(row).then(|| p.vals[row]),
+            _ => None,
+        }
+    }
+    /// Partition text of column `col` at `row`, as [`Row::key_text`] gives
+    /// it for the record (None when null); for string, integer and boolean
+    /// columns ([`fast::key_reads_back`]).
+    pub fn key_text_at(&self, col: usize, row: usize) -> Option<std::borrow::Cow<'_, str>> {
+        fn int<T: Copy + ToString>(p: &columns::Prim<T>, row: usize) -> Option<std::borrow::Cow<'static, str>> {
+            p.valid.get(row).then(|| p.vals[row].to_string().into())
+        }
+        match &self.bufs[col] {
+            ColBuf::Bytes { offsets, data, valid } => valid.get(row).then(|| {
+                let s = &data[offsets[row] as usize..offsets[row + 1] as usize];
+                // SAFETY: string column data is UTF-8 at every offset (see ColBuf::finish)
+                unsafe { std::str::from_utf8_unchecked(s) }.into()
+            }),
+            ColBuf::I8(p) => int(p, row),
+            ColBuf::I16(p) => int(p, row),
+            ColBuf::I32(p) => int(p, row),
+            ColBuf::I64(p) => int(p, row),
+            ColBuf::Bool(p) => p.valid.get(row).then(|| if p.vals[row] { "true" } else { "false" }.into()),
+            _ => None,
+        }
+    }
     /// Drops every row, keeping the capacity.
     pub fn clear(&mut self) {
         self.truncate(0);
@@ -110,6 +149,7 @@ pub struct Decoder {
     lower: Vec<u8>,
     unknown: Vec<u32>,
     max_record_bytes: usize,
+    fused: Option<fast::Fused>,
 }
 
 impl Decoder {
@@ -128,6 +168,7 @@ impl Decoder {
         for c in &schema.columns {
             slot_keys[index[c.source[0].as_bytes()]] = c.source[0].clone();
         }
+        let fused = fast::Fused::new(&schema, max_record_bytes);
         Decoder {
             schema,
             plans,
@@ -140,11 +181,33 @@ impl Decoder {
             lower: Vec::new(),
             unknown: Vec::new(),
             max_record_bytes,
+            fused,
         }
     }
 
     pub fn schema(&self) -> &Arc<TableSchema> {
         &self.schema
+    }
+
+    /// Turns the fused decoder off (or back on, where the schema allows
+    /// it), to compare both paths.
+    #[cfg(test)]
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on.then(|| fast::Fused::new(&self.schema, self.max_record_bytes)).flatten();
+    }
+
+    /// Whether [`Decoder::decode_fused`] can take records of this schema.
+    pub fn has_fused(&self) -> bool {
+        self.fused.is_some()
+    }
+
+    /// Appends the record as one row of `cols` in a single pass, as
+    /// [`Decoder::parse`] then [`Row::append_to`] would; false (with `cols`
+    /// unchanged) when the record must take that general path, which then
+    /// accepts it or says why not (see [`fast`]).
+    #[inline]
+    pub fn decode_fused(&mut self, data: &[u8], cols: &mut Columns) -> bool {
+        self.fused.as_mut().is_some_and(|f| f.decode(data, cols))
     }
 
     /// Parses one record and matches its keys to columns.

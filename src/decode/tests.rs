@@ -228,3 +228,103 @@ fn unknown_keys_keep_or_reject() {
     let (_, e) = decode_all(&reject, &[br#"{"id":"a","zz":1}"#]);
     assert!(e[0].message.contains("unknown key 'zz'"), "{:?}", e);
 }
+
+/// The fused single-pass path and the general path give the same rows, the
+/// fused path never accepts what the general path refuses, and when it
+/// declines it leaves the buffers untouched. Run on mutations of realistic
+/// records against several schemas (every type, nested values, unknown keys
+/// dropped and kept, case-insensitive keys on and off). It fails when the
+/// fused path skips a check (tried: no range check on ints, a dropped
+/// duplicate-key check, struct keys matched case-insensitively when the
+/// schema says not).
+#[test]
+fn fused_and_general_paths_agree_on_mutated_records() {
+    let all_types = SCHEMA.replace("source = \"device.os\"", "source = \"os\"");
+    let orders = include_str!("../../schemas/orders.toml").replace("customer.address.country", "country");
+    let schemas: Vec<Arc<TableSchema>> = [
+        include_str!("../../schemas/events.toml").to_string(),
+        all_types.clone(),
+        format!("case_insensitive = false\n{all_types}"),
+        format!("unknown_keys = \"reject\"\n{all_types}"),
+        orders,
+    ]
+    .iter()
+    .map(|t| Arc::new(TableSchema::parse("t.toml", t).unwrap()))
+    .collect();
+    let seeds: [&[u8]; 6] = [
+        br#"{"event_id":"e-00000000-56670b14","timestamp":"2026-11-21T19:10:48.178Z","event_type":"add_to_cart","user_id":1237437,"session_id":"agngvom6i7qldyn6s5xahwew","page":{"url":"https://shop.example.com/p/81329?ref=home","referrer":"https://www.google.com/","title":"Cart"},"device":{"os":"windows","os_version":"11","model":null},"geo":{"country":"DE","city":"Berlin","lat":52.52,"lon":13.405},"properties":{"campaign":"newsletter","ab_test":"B"},"tags":["promo","mobile"],"duration_ms":2585,"revenue":19.99,"is_bot":false}"#,
+        br#"{"id":"a","ts":"2026-11-21T19:10:48.178Z","n":12,"big":-9007199254740993,"tiny":-128,"f":1.5,"d":2.5e3,"price":12.34,"ok":true,"code":"abc","day":"2026-11-21","blob":null,"os":"linux","device":{"os":"ios","v":17,"tags":["a","b"]},"props":{"x":1,"y":-2},"nested":[{"a":1,"m":{"k":[1,2]}},null,{"m":{}}]}"#,
+        "{\"ID\":\"b\\\"q\",\"Ts\":1763730300123,\"n\":\"12\",\"big\":\"7\",\"ok\":\"true\",\"props\":{\"x\":1,\"x\":2},\"device\":{\"OS\":\"x\",\"v\":-0},\"extra\":{\"deep\":[1,[2,{\"z\":null}]]},\"code\":\"é€x\",\"event_type\":{\"a\":[true,false]}}".as_bytes(),
+        b" { \"id\" : \"\\u00e9t\\u00e9\" , \"event_id\":\"x\",\"event_type\":\"view\",\"timestamp\":\"2026-11-21 19:10:48\" ,\"tags\":[ \"a\" , null ],\"properties\":{ },\"page\":{\"url\":\"caf\xc3\xa9\"},\"d\":-1E-2,\"price\":\"1.5\",\"day\":\"2026-11-21T10:00:00Z\"}\n",
+        br#"{"order_id":"o-1","createdAt":"2026-11-21 19:10:48.5","orderDate":"2026-11-21","status":"paid","country":"DE","total":120.5,"quantity":3,"lines":[{"sku":"a-1","qty":2,"unit_price":10.25},{"sku":"b","qty":1,"unit_price":100}],"coupon":null}"#,
+        br#"{"order_id":"o-2","createdAt":1763730300,"status":"refunded","total":"7","lines":[],"gift":{"to":"x"},"Status":"dup"}"#,
+    ];
+    let alphabet = b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsnu/\x01\x7f\xc3\xa9\xe6\xffABZ";
+    let mut m = super::json::tests::Mutator(0x2545_f491_4f6c_dd1d);
+    let mut declined_good = 0;
+    for schema in &schemas {
+        let mut fused = Decoder::new(schema.clone(), 2000);
+        let mut general = Decoder::new(schema.clone(), 2000);
+        assert!(fused.has_fused(), "{}", schema.table);
+        let (mut taken, mut declined_ok, mut refused) = (0, 0, 0);
+        for round in 0..10_000 {
+            let mut rec = seeds[round % seeds.len()].to_vec();
+            // a quarter stay intact, so the fused path is exercised on good records too
+            let times = if m.next(4) == 0 { 0 } else { 1 + m.next(3) };
+            m.mutate(&mut rec, alphabet, times);
+            let show = || String::from_utf8_lossy(&rec).into_owned();
+            let (mut a, mut b) = (Columns::new(schema), Columns::new(schema));
+            // a row already in the buffers: a declined record must not disturb it
+            for cols in [&mut a, &mut b] {
+                general.parse(seeds[1]).ok().map(|r| r.append_to(cols));
+            }
+            let before = a.rows;
+            let theirs = general.parse(&rec).and_then(|row| {
+                let part = (schema.partition.time_column().map(|i| row.timestamp(i)), schema.partition.keys.iter().map(|&k| row.key_text(k).map(|t| t.map(|t| t.into_owned()))).collect::<Vec<_>>());
+                row.append_to(&mut b).map(|()| part)
+            });
+            if fused.decode_fused(&rec, &mut a) {
+                let Ok((ts, keys)) = theirs else { panic!("fused accepted what the general path refuses ({theirs:?}): {}", show()) };
+                taken += 1;
+                if let Some(i) = schema.partition.time_column() {
+                    assert_eq!(Ok(a.timestamp_at(i, before)), ts.unwrap(), "{}", show());
+                }
+                for (&k, t) in schema.partition.keys.iter().zip(keys) {
+                    assert_eq!(Ok(a.key_text_at(k, before).map(|t| t.into_owned())), t, "{}", show());
+                }
+            } else {
+                assert_eq!(a.rows, before, "a declined record leaves no row: {}", show());
+                match general.parse(&rec).and_then(|row| row.append_to(&mut a)) {
+                    Ok(()) => declined_ok += 1,
+                    Err(_) => refused += 1,
+                }
+            }
+            assert_eq!(a.finish(schema), b.finish(schema), "{}", show());
+        }
+        // every outcome is exercised in quantity
+        eprintln!("{}: fused {taken}, declined but good {declined_ok}, refused {refused}", schema.table);
+        assert!(taken > 500 && refused > 3_000, "{}: fused {taken}, refused {refused}", schema.table);
+        declined_good += declined_ok;
+    }
+    assert!(declined_good > 1_000, "records the fused path declines and the general path takes: {declined_good}");
+}
+/// The fused path takes what producers commonly send, not only the
+/// general path: non-ASCII text (also right after a key), escapes in values,
+/// whitespace, nulls and missing optional fields, keys in another case or
+/// order, unknown keys with nested values.
+#[test]
+fn fused_path_takes_the_common_records() {
+    let s = Arc::new(TableSchema::parse("t.toml", include_str!("../../schemas/events.toml")).unwrap());
+    let mut dec = Decoder::new(s.clone(), 1 << 20);
+    let mut cols = Columns::new(&s);
+    let records = [
+        "{\"event_id\":\"e-1\",\"timestamp\":\"2026-11-21T08:53:19.897Z\",\"event_type\":\"purchase\",\"user_id\":7740936,\"page\":{\"url\":\"https://x/p?a=1&b=2\",\"referrer\":null,\"title\":\"Search results\"},\"device\":{\"os\":\"macos\",\"os_version\":\"14.1\",\"model\":null},\"geo\":{\"country\":\"BR\",\"city\":\"São Paulo\",\"lat\":-23.55,\"lon\":-46.63},\"properties\":{\"campaign\":\"organic\",\"locale\":\"de-DE\"},\"tags\":[\"new\",\"vip\"],\"duration_ms\":49906,\"revenue\":152.91,\"is_bot\":false}",
+        "{\"event_id\":\"e-2\",\"session_id\":\"日本\",\"event_type\":\"view\",\"page\":{\"title\":\"say \\\"hi\\\"\\n\\u00e9\"}}",
+        " { \"event_id\" : \"e-3\" ,\n \"event_type\":\"view\", \"tags\" : [ ] , \"properties\" : { } }\n",
+        "{\"Event_Type\":\"view\",\"EVENT_ID\":\"e-4\",\"timestamp\":1763730300123,\"extra\":{\"deep\":[1,{\"z\":[null,true]}]},\"geo\":{\"City\":\"Berlin\",\"unknown\":[1]}}",
+    ];
+    for r in records {
+        assert!(dec.decode_fused(r.as_bytes(), &mut cols), "declined: {r}");
+    }
+    assert_eq!(cols.rows, records.len());
+}

@@ -93,6 +93,16 @@ pub struct PartitionSpec {
     pub hourly: bool,
 }
 
+impl PartitionSpec {
+    /// The column the partition time comes from, if not the arrival time.
+    pub fn time_column(&self) -> Option<usize> {
+        match self.time {
+            TimeSource::Column(i) => Some(i),
+            TimeSource::Arrival => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TableSchema {
     pub path: String,

@@ -1,0 +1,579 @@
+//! Fused single-pass decoding: one record's JSON bytes straight into the
+//! column buffers, with no tape in between.
+//!
+//! Input: the bytes of one record and the [`Columns`] to append a row to.
+//! Output: `true` when the record was appended as one row, which is the
+//! row the general path ([`super::Decoder::parse`], then
+//! [`super::Row::append_to`]) appends for it. `false` means nothing was
+//! appended (the buffers are as they were) and the caller must run the
+//! general path, which then accepts the record or gives the error. That
+//! happens for every record the general path refuses, and also for shapes
+//! this path leaves alone because they are rare: escaped or non-ASCII keys,
+//! duplicate keys, numeric strings in number columns, escaped timestamps,
+//! binary columns, maps with more than 16 entries, nesting deeper than 64
+//! levels, and unknown keys when the schema keeps or rejects them. A schema
+//! with dotted source paths, or with partition values this path cannot
+//! read back from the row, gets no fused decoder at all
+//! ([`Fused::new`] gives `None`).
+//!
+//! The JSON grammar is checked as strictly as [`super::json`] checks it
+//! (the same number scanner and string unescaper; UTF-8 inside strings);
+//! `tests::fused_and_general_paths_agree_on_mutated_records` runs both
+//! paths on tens of thousands of mutated records.
+
+use super::columns::ColBuf;
+use super::convert::{bytes_eq, date_from_str, decimal_from_text, parse_i64, timestamp_from_number, timestamp_from_str};
+use super::json::{scan_number, skip_plain, unescape_into};
+use super::Columns;
+use crate::hash::FastMap;
+use crate::schema::types::ColType;
+use crate::schema::{TableSchema, TimeSource, UnknownKeys};
+use crate::timefmt::TsFormat;
+
+/// Deepest nesting this path walks; deeper values take the general path.
+const MAX_DEPTH: usize = 64;
+/// Most entries a map may have on this path (duplicates are checked pairwise).
+const MAX_MAP_ENTRIES: usize = 16;
+
+/// What one column (or nested field) accepts on this path.
+enum Shape {
+    Str,
+    Varchar(usize),
+    Int { lo: i64, hi: i64 },
+    F64,
+    F32,
+    Bool,
+    Ts(Vec<TsFormat>),
+    Date(Vec<TsFormat>),
+    Dec { precision: u8, scale: u8 },
+    /// Only null is taken here (binary values, maps with non-string keys,
+    /// structs of more than 64 fields).
+    NullOnly,
+    List(Box<Shape>),
+    /// String keys; the value shape.
+    Map(Box<Shape>),
+    /// Field names (lowercase) and shapes.
+    Struct(Vec<(Box<[u8]>, Shape)>),
+}
+
+impl Shape {
+    /// Mirrors [`super::convert::Plan::new`]: nested timestamps take the
+    /// default formats, other nested values none.
+    fn new(ty: &ColType, formats: &[TsFormat]) -> Shape {
+        let nested = |t: &ColType| {
+            let f = if *t == ColType::Timestamp { crate::timefmt::default_formats() } else { Vec::new() };
+            Shape::new(t, &f)
+        };
+        match ty {
+            ColType::String => Shape::Str,
+            ColType::Varchar(n) => Shape::Varchar(*n as usize),
+            ColType::TinyInt => Shape::Int { lo: i8::MIN as i64, hi: i8::MAX as i64 },
+            ColType::SmallInt => Shape::Int { lo: i16::MIN as i64, hi: i16::MAX as i64 },
+            ColType::Int => Shape::Int { lo: i32::MIN as i64, hi: i32::MAX as i64 },
+            ColType::BigInt => Shape::Int { lo: i64::MIN, hi: i64::MAX },
+            ColType::Double => Shape::F64,
+            ColType::Float => Shape::F32,
+            ColType::Boolean => Shape::Bool,
+            ColType::Timestamp => Shape::Ts(formats.to_vec()),
+            ColType::Date => Shape::Date(formats.to_vec()),
+            ColType::Decimal { precision, scale } => Shape::Dec { precision: *precision, scale: *scale },
+            ColType::Binary => Shape::NullOnly,
+            ColType::Array(e) => Shape::List(Box::new(nested(e))),
+            ColType::Map(k, v) if **k == ColType::String => Shape::Map(Box::new(nested(v))),
+            ColType::Map(..) => Shape::NullOnly,
+            ColType::Struct(fs) if fs.len() <= 64 => {
+                Shape::Struct(fs.iter().map(|f| (f.name.as_bytes().into(), nested(&f.ty))).collect())
+            }
+            ColType::Struct(_) => Shape::NullOnly,
+        }
+    }
+}
+
+/// Top-level key → column, with a guess from the previous record's key order.
+struct Keys {
+    index: FastMap<Box<[u8]>, usize>,
+    /// Source key of each column (lowercase when matching ignores case).
+    names: Vec<Box<[u8]>>,
+    /// Column at each member position in the previous record.
+    last_order: Vec<Option<usize>>,
+    case_insensitive: bool,
+    lower: Vec<u8>,
+}
+
+impl Keys {
+    /// The column of an ASCII key at member position `j`: `Some(None)` for
+    /// an unknown key, `None` when the general path must decide.
+    #[inline]
+    fn column(&mut self, key: &[u8], j: usize) -> Option<Option<usize>> {
+        if let Some(&Some(c)) = self.last_order.get(j) {
+            if bytes_eq(key, &self.names[c]) {
+                return Some(Some(c));
+            }
+        }
+        self.column_slow(key, j)
+    }
+
+    #[inline(never)]
+    fn column_slow(&mut self, key: &[u8], j: usize) -> Option<Option<usize>> {
+        let found = match self.index.get(key) {
+            Some(&c) => Some(c),
+            None if self.case_insensitive && key.iter().any(u8::is_ascii_uppercase) => {
+                self.lower.clear();
+                self.lower.extend(key.iter().map(u8::to_ascii_lowercase));
+                self.index.get(self.lower.as_slice()).copied()
+            }
+            None => None,
+        };
+        if self.last_order.len() <= j {
+            self.last_order.resize(j + 1, None);
+        }
+        self.last_order[j] = found;
+        Some(found)
+    }
+}
+
+/// The fused decoder of one table schema.
+pub struct Fused {
+    keys: Keys,
+    shapes: Vec<Shape>,
+    required: Vec<bool>,
+    /// `seen[c] == stamp` when column c got its value in the current record.
+    seen: Vec<u32>,
+    stamp: u32,
+    unknown: UnknownKeys,
+    case_insensitive: bool,
+    max_record_bytes: usize,
+    scratch: Vec<u8>,
+}
+
+impl Fused {
+    /// `None` when the schema needs the general path for every record: a
+    /// dotted source path or two columns from one key, or a partition value
+    /// that cannot be read back from the appended row (a time column that
+    /// is not a timestamp; a key column that is not a string, integer or
+    /// boolean, whose partition text is the JSON source text).
+    pub fn new(schema: &TableSchema, max_record_bytes: usize) -> Option<Fused> {
+        let mut index = FastMap::default();
+        for (i, c) in schema.columns.iter().enumerate() {
+            if c.source.len() != 1 || index.insert(c.source[0].as_bytes().into(), i).is_some() {
+                return None;
+            }
+        }
+        if let TimeSource::Column(i) = schema.partition.time {
+            if schema.columns[i].ty != ColType::Timestamp {
+                return None;
+            }
+        }
+        if !schema.partition.keys.iter().all(|&k| key_reads_back(&schema.columns[k].ty)) {
+            return None;
+        }
+        let n = schema.columns.len();
+        Some(Fused {
+            keys: Keys {
+                index,
+                names: schema.columns.iter().map(|c| c.source[0].as_bytes().into()).collect(),
+                last_order: Vec::new(),
+                case_insensitive: schema.case_insensitive,
+                lower: Vec::new(),
+            },
+            shapes: schema.columns.iter().map(|c| Shape::new(&c.ty, &c.formats)).collect(),
+            required: schema.columns.iter().map(|c| c.required).collect(),
+            seen: vec![0; n],
+            stamp: 0,
+            unknown: schema.unknown_keys,
+            case_insensitive: schema.case_insensitive,
+            max_record_bytes,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Appends `data` as one row of `cols`, or leaves `cols` as it was and
+    /// returns false (see the module doc).
+    pub fn decode(&mut self, data: &[u8], cols: &mut Columns) -> bool {
+        if data.len() > self.max_record_bytes || data.len() >= u32::MAX as usize {
+            return false;
+        }
+        let start = cols.rows;
+        if self.record(data, cols).is_some() {
+            cols.rows += 1;
+            true
+        } else {
+            cols.truncate(start);
+            false
+        }
+    }
+
+    fn record(&mut self, data: &[u8], cols: &mut Columns) -> Option<()> {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.seen.iter_mut().for_each(|s| *s = 0);
+            self.stamp = 1;
+        }
+        let stamp = self.stamp;
+        let mut p = Cur { b: data, i: 0, ci: self.case_insensitive, scratch: &mut self.scratch };
+        p.ws();
+        if p.peek() != Some(b'{') {
+            return None;
+        }
+        let (keys, seen, shapes, required, unknown) = (&mut self.keys, &mut self.seen, &self.shapes, &self.required, self.unknown);
+        p.container(b'}', |p, j| {
+            let key = p.plain_key()?;
+            p.colon()?;
+            match keys.column(key, j)? {
+                Some(c) => {
+                    if seen[c] == stamp || (required[c] && p.peek() == Some(b'n')) {
+                        return None;
+                    }
+                    seen[c] = stamp;
+                    p.value(&shapes[c], &mut cols.bufs[c], 1)
+                }
+                None if unknown == UnknownKeys::Drop => p.skip(1),
+                None => None,
+            }
+        })?;
+        p.ws();
+        if p.i != data.len() {
+            return None;
+        }
+        for (c, buf) in cols.bufs.iter_mut().enumerate().take(self.shapes.len()) {
+            if self.seen[c] != stamp {
+                if self.required[c] {
+                    return None;
+                }
+                buf.push_null();
+            }
+        }
+        if self.unknown == UnknownKeys::Keep {
+            cols.bufs.last_mut().expect("the extra column").push_null();
+        }
+        Some(())
+    }
+}
+
+/// A cursor over one record. Every method returns `None` to hand the record
+/// to the general path, whatever it had appended so far (the caller truncates).
+struct Cur<'a, 's> {
+    b: &'a [u8],
+    i: usize,
+    ci: bool,
+    scratch: &'s mut Vec<u8>,
+}
+
+impl<'a> Cur<'a, '_> {
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+    #[inline(always)]
+    fn eat(&mut self, c: u8) -> bool {
+        let hit = self.peek() == Some(c);
+        self.i += usize::from(hit);
+        hit
+    }
+    #[inline(always)]
+    fn expect(&mut self, c: u8) -> Option<()> {
+        self.eat(c).then_some(())
+    }
+    #[inline(always)]
+    fn ws(&mut self) {
+        // most records have no whitespace between tokens
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+    #[inline(always)]
+    fn lit(&mut self, word: &[u8]) -> Option<()> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+    /// Walks the container whose opening bracket is at the cursor, calling
+    /// `each` at every member (at its key, in an object) with its index;
+    /// checks the separators and the closing bracket.
+    #[inline(always)]
+    fn container(&mut self, close: u8, mut each: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<()> {
+        self.i += 1;
+        self.ws();
+        if self.eat(close) {
+            return Some(());
+        }
+        let mut j = 0;
+        loop {
+            each(self, j)?;
+            j += 1;
+            self.ws();
+            if self.eat(b',') {
+                self.ws();
+            } else {
+                return self.expect(close);
+            }
+        }
+    }
+    /// The colon after an object key, with the whitespace around it.
+    #[inline(always)]
+    fn colon(&mut self) -> Option<()> {
+        self.ws();
+        self.expect(b':')?;
+        self.ws();
+        Some(())
+    }
+    /// An object key without escapes or bytes above 0x7f.
+    #[inline(always)]
+    fn plain_key(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let (end, high) = skip_plain(self.b, self.i);
+        if self.b.get(end) != Some(&b'"') {
+            return None;
+        }
+        let key = &self.b[self.i..end];
+        // the flag may come from a byte just past the key
+        if high && !key.is_ascii() {
+            return None;
+        }
+        self.i = end + 1;
+        Some(key)
+    }
+    /// A string's content when it has no escapes.
+    #[inline(always)]
+    fn plain_str(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let (end, high) = skip_plain(self.b, self.i);
+        if self.b.get(end) != Some(&b'"') {
+            return None;
+        }
+        let s = &self.b[self.i..end];
+        self.i = end + 1;
+        if high {
+            std::str::from_utf8(s).ok()
+        } else {
+            // SAFETY: every byte is ASCII
+            Some(unsafe { std::str::from_utf8_unchecked(s) })
+        }
+    }
+    /// Appends a string's content (escapes resolved) to `out`.
+    #[inline(always)]
+    fn string_into(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.expect(b'"')?;
+        let start = self.i;
+        let (end, high) = skip_plain(self.b, start);
+        if self.b.get(end) == Some(&b'"') {
+            let s = &self.b[start..end];
+            if high {
+                std::str::from_utf8(s).ok()?;
+            }
+            out.extend_from_slice(s);
+            self.i = end + 1;
+        } else {
+            self.i = unescape_into(self.b, start, end, out).ok()? + 1;
+        }
+        Some(())
+    }
+    /// A number's text (the strict grammar).
+    #[inline(always)]
+    fn number(&mut self) -> Option<(&'a str, bool)> {
+        let (end, int) = scan_number(self.b, self.i).ok()?;
+        // SAFETY: the number grammar is ASCII
+        let s = unsafe { std::str::from_utf8_unchecked(&self.b[self.i..end]) };
+        self.i = end;
+        Some((s, int))
+    }
+    /// Skips one value, checking its syntax.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                let mut s = std::mem::take(self.scratch);
+                s.clear();
+                let r = self.string_into(&mut s);
+                *self.scratch = s;
+                r
+            }
+            b't' => self.lit(b"true"),
+            b'f' => self.lit(b"false"),
+            b'n' => self.lit(b"null"),
+            b'-' | b'0'..=b'9' => self.number().map(|_| ()),
+            b'{' if depth < MAX_DEPTH => self.container(b'}', |p, _| {
+                if p.peek() != Some(b'"') {
+                    return None;
+                }
+                p.skip(depth + 1)?;
+                p.colon()?;
+                p.skip(depth + 1)
+            }),
+            b'[' if depth < MAX_DEPTH => self.container(b']', |p, _| p.skip(depth + 1)),
+            _ => None,
+        }
+    }
+    /// Text for a string column: the content of a string, the JSON text of
+    /// anything else (null is handled by the caller).
+    #[inline(always)]
+    fn text_into(&mut self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+        let start = self.i;
+        match self.peek()? {
+            b'"' => return self.string_into(out),
+            b'-' | b'0'..=b'9' => {
+                self.number()?;
+            }
+            b't' => self.lit(b"true")?,
+            b'f' => self.lit(b"false")?,
+            b'{' | b'[' => self.skip(depth)?,
+            _ => return None,
+        }
+        out.extend_from_slice(&self.b[start..self.i]);
+        Some(())
+    }
+
+    /// One value into one column buffer.
+    fn value(&mut self, shape: &Shape, buf: &mut ColBuf, depth: usize) -> Option<()> {
+        let c = self.peek()?;
+        if c == b'n' {
+            self.lit(b"null")?;
+            buf.push_null();
+            return Some(());
+        }
+        match (shape, buf) {
+            (Shape::Str, ColBuf::Bytes { offsets, data, valid }) => {
+                self.text_into(data, depth)?;
+                if data.len() > i32::MAX as usize {
+                    return None;
+                }
+                offsets.push(data.len() as i32);
+                valid.append(true);
+            }
+            (Shape::Varchar(max), ColBuf::Bytes { offsets, data, valid }) => {
+                let at = data.len();
+                self.text_into(data, depth)?;
+                let s = &data[at..];
+                if (s.len() > *max && std::str::from_utf8(s).ok()?.chars().count() > *max) || data.len() > i32::MAX as usize {
+                    return None;
+                }
+                offsets.push(data.len() as i32);
+                valid.append(true);
+            }
+            (Shape::Int { lo, hi }, buf) => {
+                let (text, int) = if c == b'-' || c.is_ascii_digit() { self.number()? } else { return None };
+                if !int {
+                    return None;
+                }
+                let v = parse_i64(text).filter(|v| (*lo..=*hi).contains(v))?;
+                match buf {
+                    ColBuf::I8(p) => p.push(v as i8),
+                    ColBuf::I16(p) => p.push(v as i16),
+                    ColBuf::I32(p) => p.push(v as i32),
+                    ColBuf::I64(p) => p.push(v),
+                    _ => return None,
+                }
+            }
+            (Shape::F64, ColBuf::F64(p)) => {
+                let v: f64 = if c == b'-' || c.is_ascii_digit() { self.number()?.0.parse().ok()? } else { return None };
+                if !v.is_finite() {
+                    return None;
+                }
+                p.push(v);
+            }
+            (Shape::F32, ColBuf::F32(p)) => {
+                let v: f64 = if c == b'-' || c.is_ascii_digit() { self.number()?.0.parse().ok()? } else { return None };
+                if !v.is_finite() || v.abs() > f32::MAX as f64 {
+                    return None;
+                }
+                p.push(v as f32);
+            }
+            (Shape::Bool, ColBuf::Bool(p)) => match c {
+                b't' => {
+                    self.lit(b"true")?;
+                    p.push(true);
+                }
+                b'f' => {
+                    self.lit(b"false")?;
+                    p.push(false);
+                }
+                _ => return None,
+            },
+            (Shape::Ts(formats), ColBuf::Ts(p)) => {
+                let v = match c {
+                    b'"' => timestamp_from_str(self.plain_str()?, formats)?,
+                    b'-' | b'0'..=b'9' => timestamp_from_number(self.number()?.0, formats)?,
+                    _ => return None,
+                };
+                p.push(v);
+            }
+            (Shape::Date(formats), ColBuf::Date(p)) if c == b'"' => p.push(date_from_str(self.plain_str()?, formats)?),
+            (Shape::Dec { precision, scale }, ColBuf::Dec(p)) if c == b'-' || c.is_ascii_digit() => {
+                p.push(decimal_from_text(self.number()?.0, *precision, *scale).ok()?);
+            }
+            (Shape::List(elem), ColBuf::List { offsets, valid, child }) if c == b'[' => {
+                self.container(b']', |p, _| p.value(elem, child, depth + 1))?;
+                offsets.push(child.len() as i32);
+                valid.append(true);
+            }
+            (Shape::Map(vshape), ColBuf::Map { offsets, valid, keys, vals }) if c == b'{' => {
+                let ColBuf::Bytes { offsets: ko, data: kd, valid: kv } = &mut **keys else { return None };
+                let first = ko.len() - 1;
+                self.container(b'}', |p, j| {
+                    if p.peek() != Some(b'"') || j >= MAX_MAP_ENTRIES {
+                        return None;
+                    }
+                    let at = kd.len();
+                    p.string_into(kd)?;
+                    // duplicate keys (the last one wins) take the general path
+                    let key = &kd[at..];
+                    if kd.len() > i32::MAX as usize || ko[first..].windows(2).any(|w| &kd[w[0] as usize..w[1] as usize] == key) {
+                        return None;
+                    }
+                    ko.push(kd.len() as i32);
+                    kv.append(true);
+                    p.colon()?;
+                    p.value(vshape, vals, depth + 1)
+                })?;
+                offsets.push((ko.len() - 1) as i32);
+                valid.append(true);
+            }
+            (Shape::Struct(fields), ColBuf::Struct { valid, children }) if c == b'{' => {
+                let mut seen = 0u64;
+                self.container(b'}', |p, j| {
+                    let key = p.plain_key()?;
+                    p.colon()?;
+                    match p.field(fields, key, j) {
+                        Some(f) if seen & (1 << f) != 0 => None,
+                        Some(f) => {
+                            seen |= 1 << f;
+                            p.value(&fields[f].1, &mut children[f], depth + 1)
+                        }
+                        None => p.skip(depth + 1),
+                    }
+                })?;
+                for (f, child) in children.iter_mut().enumerate() {
+                    if seen & (1 << f) == 0 {
+                        child.push_null();
+                    }
+                }
+                valid.append(true);
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// The struct field an ASCII key names, as [`super::convert::key_matches`] decides.
+    #[inline(always)]
+    fn field(&self, fields: &[(Box<[u8]>, Shape)], key: &[u8], j: usize) -> Option<usize> {
+        if fields.get(j).is_some_and(|(name, _)| bytes_eq(key, name)) {
+            return Some(j);
+        }
+        fields.iter().position(|(name, _)| {
+            bytes_eq(key, name)
+                || (self.ci && key.len() == name.len() && key.iter().zip(name.iter()).all(|(a, b)| a.to_ascii_lowercase() == *b))
+        })
+    }
+}
+
+/// Whether a partition-key column's text reads back from the appended row
+/// ([`Columns::key_text_at`]) as the general path renders it from the record.
+pub fn key_reads_back(ty: &ColType) -> bool {
+    matches!(
+        ty,
+        ColType::String | ColType::Varchar(_) | ColType::TinyInt | ColType::SmallInt | ColType::Int | ColType::BigInt | ColType::Boolean
+    )
+}
