@@ -276,7 +276,13 @@ impl<'a> Cur<'a, '_> {
     }
     #[inline(always)]
     fn ws(&mut self) {
-        // most records have no whitespace between tokens
+        // most records have no whitespace between tokens: one compare
+        if self.b.get(self.i).is_some_and(|&c| c <= b' ') {
+            self.ws_run();
+        }
+    }
+    #[inline(never)]
+    fn ws_run(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
             self.i += 1;
         }
