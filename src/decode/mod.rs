@@ -9,6 +9,11 @@
 //! level is an object, unknown keys (when rejected), required fields, types.
 //! JSON keys match column sources case-insensitively unless the schema says
 //! otherwise; when a key appears twice, the last one wins.
+//!
+//! Two paths give the same rows: [`fast`] decodes common records in one
+//! pass straight into the buffers ([`Decoder::decode_fused`]) and declines
+//! the rest, which [`Decoder::parse`] (a strict tape, [`json`]) and
+//! [`Row::append_to`] ([`convert`]) take, producing every error.
 
 pub mod columns;
 pub mod convert;
