@@ -18,7 +18,7 @@
 use crate::decode::{Columns, Decoder, RecordError, Row};
 use crate::ids::{Position, ShardId};
 use crate::partition::{hour_prefix, render_cached, TimeCache};
-use crate::schema::{TableSchema, TimeSource};
+use crate::schema::{PartitionSpec, TableSchema, TimeSource};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use crate::hash::FastMap;
@@ -489,20 +489,10 @@ impl Pipeline {
                 InPlace::Declined => false,
             };
         let row = match staged {
-            true => Decoded::Staged(self.stage.as_ref().expect("staged above")),
+            true => Decoded::Staged(self.stage.as_ref().expect("staged above"), 0),
             false => Decoded::Parsed(self.decoder.parse(data)?),
         };
-        let spec = &self.schema.partition;
-        let time = match spec.time {
-            TimeSource::Column(i) => row.timestamp(i)?.unwrap_or(arrival_ms),
-            TimeSource::Arrival => arrival_ms,
-        };
-        let mut keys: [Option<Cow<str>>; crate::schema::MAX_PARTITION_KEYS] = Default::default();
-        for (slot, &i) in keys.iter_mut().zip(&spec.keys) {
-            *slot = row.key_text(i)?;
-        }
-        render_cached(spec, time, &keys[..spec.keys.len()], &mut self.guess, &mut self.time_cache);
-        drop(keys);
+        render_partition(&row, &self.schema.partition, arrival_ms, &mut self.guess, &mut self.time_cache)?;
         self.fuse_next = self.guess == self.prefix;
         std::mem::swap(&mut self.guess, &mut self.prefix);
         if !self.due.items.is_empty() {
@@ -563,19 +553,9 @@ impl Pipeline {
         if !self.decoder.decode_fused(data, cols) {
             return InPlace::Declined;
         }
-        let spec = &self.schema.partition;
-        let time = match spec.time {
-            TimeSource::Column(i) => cols.timestamp_at(i, row).unwrap_or(arrival_ms),
-            TimeSource::Arrival => arrival_ms,
-        };
-        let mut keys: [Option<Cow<str>>; crate::schema::MAX_PARTITION_KEYS] = Default::default();
-        for (slot, &i) in keys.iter_mut().zip(&spec.keys) {
-            *slot = cols.key_text_at(i, row);
-        }
-        render_cached(spec, time, &keys[..spec.keys.len()], &mut self.guess, &mut self.time_cache);
-        drop(keys);
-        let same = self.guess == self.prefix;
-        if !same {
+        let fused = Decoded::Staged(cols, row);
+        render_partition(&fused, &self.schema.partition, arrival_ms, &mut self.guess, &mut self.time_cache).expect("a fused row has its partition values");
+        if self.guess != self.prefix {
             let stage = self.stage.get_or_insert_with(|| Columns::new(&self.schema));
             stage.clear();
             stage.push_row_from(cols, row);
@@ -785,8 +765,6 @@ impl Pipeline {
     }
 }
 
-/// Takes a buffer out as a [`Sealed`] (the fields of [`Pipeline`] it needs,
-/// so a caller holding a decoded row can seal too).
 /// What [`Pipeline::push_fused_in_place`] did with a record.
 enum InPlace {
     /// Appended to the previous row's buffer and counted.
@@ -827,30 +805,45 @@ impl Counts<'_> {
     }
 }
 
-/// A record that decoded: its row waits in the fused decoder's stage, or
-/// the general path parsed it and converts it when it is appended.
+/// A record that decoded: a row the fused decoder wrote (into the stage, or
+/// in place), or a record the general path parsed and converts when it is
+/// appended.
 enum Decoded<'a> {
-    Staged(&'a Columns),
+    Staged(&'a Columns, usize),
     Parsed(Row<'a>),
+}
+
+/// Renders the partition prefix of a decoded record into `out`.
+fn render_partition(row: &Decoded, spec: &PartitionSpec, arrival_ms: i64, out: &mut String, cache: &mut TimeCache) -> Result<(), RecordError> {
+    let time = match spec.time {
+        TimeSource::Column(i) => row.timestamp(i)?.unwrap_or(arrival_ms),
+        TimeSource::Arrival => arrival_ms,
+    };
+    let mut keys: [Option<Cow<str>>; crate::schema::MAX_PARTITION_KEYS] = Default::default();
+    for (slot, &i) in keys.iter_mut().zip(&spec.keys) {
+        *slot = row.key_text(i)?;
+    }
+    render_cached(spec, time, &keys[..spec.keys.len()], out, cache);
+    Ok(())
 }
 
 impl<'a> Decoded<'a> {
     fn timestamp(&self, i: usize) -> Result<Option<i64>, RecordError> {
         match self {
-            Decoded::Staged(c) => Ok(c.timestamp_at(i, 0)),
+            Decoded::Staged(c, r) => Ok(c.timestamp_at(i, *r)),
             Decoded::Parsed(r) => r.timestamp(i),
         }
     }
     fn key_text(&self, i: usize) -> Result<Option<Cow<'a, str>>, RecordError> {
         match self {
-            Decoded::Staged(c) => Ok(c.key_text_at(i, 0)),
+            Decoded::Staged(c, r) => Ok(c.key_text_at(i, *r)),
             Decoded::Parsed(r) => r.key_text(i),
         }
     }
     fn append_to(&self, cols: &mut Columns) -> Result<(), RecordError> {
         match self {
-            Decoded::Staged(c) => {
-                cols.push_row_from(c, 0);
+            Decoded::Staged(c, r) => {
+                cols.push_row_from(c, *r);
                 Ok(())
             }
             Decoded::Parsed(r) => r.append_to(cols),
@@ -858,6 +851,8 @@ impl<'a> Decoded<'a> {
     }
 }
 
+/// Takes a buffer out as a [`Sealed`] (the fields of [`Pipeline`] it needs,
+/// so a caller holding a decoded row can seal too).
 fn seal_parts(
     shards: &mut FastMap<ShardId, ShardState>,
     mem_total: &mut usize,
