@@ -25,7 +25,7 @@ use super::columns::ColBuf;
 use super::convert::{bytes_eq, date_from_str, decimal_from_text, parse_i64, timestamp_from_number, timestamp_from_str};
 use super::json::{scan_number, skip_plain, unescape_into};
 use super::Columns;
-use crate::hash::FastMap;
+use super::keys::KeyIndex;
 use crate::schema::types::ColType;
 use crate::schema::{TableSchema, TimeSource, UnknownKeys};
 use crate::timefmt::TsFormat;
@@ -89,52 +89,10 @@ impl Shape {
     }
 }
 
-/// Top-level key → column, with a guess from the previous record's key order.
-struct Keys {
-    index: FastMap<Box<[u8]>, usize>,
-    /// Source key of each column (lowercase when matching ignores case).
-    names: Vec<Box<[u8]>>,
-    /// Column at each member position in the previous record.
-    last_order: Vec<Option<usize>>,
-    case_insensitive: bool,
-    lower: Vec<u8>,
-}
-
-impl Keys {
-    /// The column of an ASCII key at member position `j`: `Some(None)` for
-    /// an unknown key, `None` when the general path must decide.
-    #[inline]
-    fn column(&mut self, key: &[u8], j: usize) -> Option<Option<usize>> {
-        if let Some(&Some(c)) = self.last_order.get(j) {
-            if bytes_eq(key, &self.names[c]) {
-                return Some(Some(c));
-            }
-        }
-        self.column_slow(key, j)
-    }
-
-    #[inline(never)]
-    fn column_slow(&mut self, key: &[u8], j: usize) -> Option<Option<usize>> {
-        let found = match self.index.get(key) {
-            Some(&c) => Some(c),
-            None if self.case_insensitive && key.iter().any(u8::is_ascii_uppercase) => {
-                self.lower.clear();
-                self.lower.extend(key.iter().map(u8::to_ascii_lowercase));
-                self.index.get(self.lower.as_slice()).copied()
-            }
-            None => None,
-        };
-        if self.last_order.len() <= j {
-            self.last_order.resize(j + 1, None);
-        }
-        self.last_order[j] = found;
-        Some(found)
-    }
-}
-
 /// The fused decoder of one table schema.
 pub struct Fused {
-    keys: Keys,
+    /// Top-level key → column (one slot per column here).
+    keys: KeyIndex,
     shapes: Vec<Shape>,
     required: Vec<bool>,
     /// `seen[c] == stamp` when column c got its value in the current record.
@@ -153,11 +111,9 @@ impl Fused {
     /// is not a timestamp; a key column that is not a string, integer or
     /// boolean, whose partition text is the JSON source text).
     pub fn new(schema: &TableSchema, max_record_bytes: usize) -> Option<Fused> {
-        let mut index = FastMap::default();
-        for (i, c) in schema.columns.iter().enumerate() {
-            if c.source.len() != 1 || index.insert(c.source[0].as_bytes().into(), i).is_some() {
-                return None;
-            }
+        let keys = KeyIndex::new(schema.columns.iter().map(|c| c.source[0].as_str()), schema.case_insensitive);
+        if keys.slot_count() != schema.columns.len() || schema.columns.iter().any(|c| c.source.len() != 1) {
+            return None;
         }
         if let TimeSource::Column(i) = schema.partition.time {
             if schema.columns[i].ty != ColType::Timestamp {
@@ -169,13 +125,7 @@ impl Fused {
         }
         let n = schema.columns.len();
         Some(Fused {
-            keys: Keys {
-                index,
-                names: schema.columns.iter().map(|c| c.source[0].as_bytes().into()).collect(),
-                last_order: Vec::new(),
-                case_insensitive: schema.case_insensitive,
-                lower: Vec::new(),
-            },
+            keys,
             shapes: schema.columns.iter().map(|c| Shape::new(&c.ty, &c.formats)).collect(),
             required: schema.columns.iter().map(|c| c.required).collect(),
             seen: vec![0; n],
@@ -219,7 +169,8 @@ impl Fused {
         p.container(b'}', |p, j| {
             let key = p.plain_key()?;
             p.colon()?;
-            match keys.column(key, j)? {
+            // SAFETY: `plain_key` gives ASCII only
+            match keys.slot(unsafe { std::str::from_utf8_unchecked(key) }, j) {
                 Some(c) => {
                     if seen[c] == stamp || (required[c] && p.peek() == Some(b'n')) {
                         return None;

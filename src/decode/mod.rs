@@ -19,13 +19,14 @@ pub mod columns;
 pub mod convert;
 pub mod fast;
 pub mod json;
+mod keys;
 
 use crate::schema::{TableSchema, UnknownKeys};
 use arrow_array::{ArrayRef, RecordBatch};
 use columns::ColBuf;
 use convert::{append_value, ConvError, Plan};
 use json::{Doc, Kind, Tape};
-use crate::hash::FastMap;
+use keys::KeyIndex;
 use std::sync::Arc;
 
 /// Firehose's default (and maximum) record size: 1,000 KiB.
@@ -142,16 +143,10 @@ pub struct Decoder {
     plans: Vec<Plan>,
     tape: Tape,
     /// First source-path segment → slot.
-    index: FastMap<Box<[u8]>, usize>,
+    keys: KeyIndex,
     /// Per column: slot and remaining path segments.
     col_slot: Vec<(usize, Vec<String>)>,
     slots: Vec<Option<u32>>,
-    /// Source key of each slot (lowercased when matching ignores case).
-    slot_keys: Vec<String>,
-    /// Slot of each member position in the previous record (a guess: most
-    /// producers write their keys in the same order every time).
-    last_order: Vec<Option<usize>>,
-    lower: Vec<u8>,
     unknown: Vec<u32>,
     max_record_bytes: usize,
     fused: Option<fast::Fused>,
@@ -161,29 +156,17 @@ impl Decoder {
     pub fn new(schema: Arc<TableSchema>, max_record_bytes: usize) -> Decoder {
         let ci = schema.case_insensitive;
         let plans = schema.columns.iter().map(|c| Plan::new(&c.ty, &c.formats, ci)).collect();
-        let mut index: FastMap<Box<[u8]>, usize> = FastMap::default();
-        let mut col_slot = Vec::new();
-        for c in &schema.columns {
-            let n = index.len();
-            let slot = *index.entry(c.source[0].as_bytes().into()).or_insert(n);
-            col_slot.push((slot, c.source[1..].to_vec()));
-        }
-        let nslots = index.len();
-        let mut slot_keys = vec![String::new(); nslots];
-        for c in &schema.columns {
-            slot_keys[index[c.source[0].as_bytes()]] = c.source[0].clone();
-        }
+        let keys = KeyIndex::new(schema.columns.iter().map(|c| c.source[0].as_str()), ci);
+        let col_slot = schema.columns.iter().map(|c| (keys.slot_of_source(&c.source[0]), c.source[1..].to_vec())).collect();
+        let nslots = keys.slot_count();
         let fused = fast::Fused::new(&schema, max_record_bytes);
         Decoder {
             schema,
             plans,
             tape: Tape::default(),
-            index,
+            keys,
             col_slot,
             slots: vec![None; nslots],
-            slot_keys,
-            last_order: Vec::new(),
-            lower: Vec::new(),
             unknown: Vec::new(),
             max_record_bytes,
             fused,
@@ -237,35 +220,11 @@ impl Decoder {
         }
         self.slots.iter_mut().for_each(|s| *s = None);
         self.unknown.clear();
-        let ci = self.schema.case_insensitive;
         for (j, (k, v)) in doc.members(0).enumerate() {
-            let key = doc.str_bytes(k);
-            if let Some(&Some(s)) = self.last_order.get(j) {
-                if convert::key_matches(doc.str(k), &self.slot_keys[s], ci) {
-                    self.slots[s] = Some(v);
-                    continue;
-                }
-            }
-            let lookup: &[u8] = if ci && key.iter().any(|c| c.is_ascii_uppercase() || *c >= 0x80) {
-                self.lower.clear();
-                if key.is_ascii() {
-                    self.lower.extend(key.iter().map(u8::to_ascii_lowercase));
-                } else {
-                    self.lower.extend_from_slice(doc.str(k).to_lowercase().as_bytes());
-                }
-                &self.lower
-            } else {
-                key
-            };
-            let found = self.index.get(lookup).copied();
-            match found {
+            match self.keys.slot(doc.str(k), j) {
                 Some(slot) => self.slots[slot] = Some(v),
                 None => self.unknown.push(k),
             }
-            if self.last_order.len() <= j {
-                self.last_order.resize(j + 1, None);
-            }
-            self.last_order[j] = found;
         }
         if self.schema.unknown_keys == UnknownKeys::Reject && !self.unknown.is_empty() {
             let names: Vec<String> = self.unknown.iter().map(|&k| format!("'{}'", doc.str(k))).collect();
