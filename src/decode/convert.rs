@@ -138,6 +138,46 @@ pub(super) fn parse_i64(s: &str) -> Option<i64> {
     Some(v)
 }
 
+/// The double a JSON number's text stands for, exactly as
+/// `str::parse::<f64>` gives it. Plain decimals of at most 15 digits (the
+/// common case: coordinates, prices, ratios) take Clinger's fast path: the
+/// digits as an integer below 2^53 and a power of ten up to 10^22 are both
+/// exact doubles, so one correctly rounded division gives the correctly
+/// rounded value. Everything else (exponents, longer digit strings) goes
+/// to the standard parser.
+#[inline]
+pub(super) fn parse_f64(s: &str) -> Option<f64> {
+    fast_f64(s.as_bytes()).or_else(|| s.parse().ok())
+}
+
+#[inline]
+fn fast_f64(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let neg = b.first() == Some(&b'-');
+    let mut i = usize::from(neg);
+    let (mut m, mut digits, mut frac) = (0u64, 0usize, 0usize);
+    while let Some(&c @ b'0'..=b'9') = b.get(i) {
+        m = m.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        digits += 1;
+        i += 1;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            m = m.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            digits += 1;
+            frac += 1;
+            i += 1;
+        }
+    }
+    // at most 15 digits: m < 10^15 < 2^53, and frac <= 15
+    if i != b.len() || digits == 0 || digits > 15 {
+        return None;
+    }
+    let v = m as f64 / POW10[frac];
+    Some(if neg { -v } else { v })
+}
+
 /// Integer value of a node for an integer column of the given type name.
 pub fn int_value(doc: &Doc, n: u32, ty: &ColType) -> Result<i64, ConvError> {
     let (name, lo, hi) = match ty {
@@ -374,8 +414,8 @@ fn append_fast(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> b
             Some(v) => p.push(v),
             None => return false,
         },
-        (ColBuf::F64(p), Kind::Int | Kind::Float) => match doc.raw_str(n).parse::<f64>() {
-            Ok(v) if v.is_finite() => p.push(v),
+        (ColBuf::F64(p), Kind::Int | Kind::Float) => match parse_f64(doc.raw_str(n)) {
+            Some(v) if v.is_finite() => p.push(v),
             _ => return false,
         },
         (ColBuf::Bool(p), Kind::True) => p.push(true),
@@ -408,7 +448,7 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
         (ColBuf::I64(p), _) => p.push(int_value(doc, n, &plan.ty)?),
         (ColBuf::F64(p), _) => {
             let (t, _) = numeric_text(doc, n, || "a number (double)".into())?;
-            let v: f64 = t.parse().map_err(|_| expected("a number (double)", doc, n))?;
+            let v = parse_f64(t).ok_or_else(|| expected("a number (double)", doc, n))?;
             if !v.is_finite() {
                 return Err(ConvError::new(format!("value {} is out of range for double", snippet(doc, n))));
             }
@@ -416,7 +456,7 @@ pub fn append(plan: &Plan, buf: &mut ColBuf, doc: &Doc, node: Option<u32>) -> Re
         }
         (ColBuf::F32(p), _) => {
             let (t, _) = numeric_text(doc, n, || "a number (float)".into())?;
-            let v: f64 = t.parse().map_err(|_| expected("a number (float)", doc, n))?;
+            let v = parse_f64(t).ok_or_else(|| expected("a number (float)", doc, n))?;
             if !v.is_finite() || v.abs() > f32::MAX as f64 {
                 return Err(ConvError::new(format!("value {} is out of range for float", snippet(doc, n))));
             }
@@ -591,5 +631,48 @@ mod tests {
         assert_eq!(parse_i64("-9223372036854775809"), None);
         assert_eq!(parse_i64("99999999999999999999"), None);
         assert_eq!(parse_i64("000000000000000000000042"), Some(42), "leading zeros (from numeric strings) past 18 digits");
+    }
+
+    /// The fast path gives the standard parser's double, bit for bit, on
+    /// the decimals it takes, and declines the rest.
+    #[test]
+    fn doubles_parse_as_the_standard_parser_does() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut taken = 0;
+        for _ in 0..200_000 {
+            let r = next();
+            let int_len = (r % 9) as usize;
+            let frac_len = ((r >> 8) % 12) as usize;
+            let digits: String = (0..int_len + frac_len).map(|k| char::from(b'0' + ((next() >> (k % 7)) % 10) as u8)).collect();
+            let mut s = String::new();
+            if r & (1 << 20) != 0 {
+                s.push('-');
+            }
+            s.push_str(if int_len == 0 { "0" } else { &digits[..int_len] });
+            if frac_len > 0 {
+                s.push('.');
+                s.push_str(&digits[int_len..]);
+            }
+            let want: f64 = s.parse().unwrap();
+            let got = parse_f64(&s).unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{s}");
+            taken += usize::from(fast_f64(s.as_bytes()).is_some());
+        }
+        assert!(taken > 150_000, "the fast path takes short decimals ({taken})");
+        for s in ["0", "-0", "-0.0", "52.52", "13.405", "0.1", "0.3", "999999999999999", "-123456789012.345", "9007199254740993",
+                  "1e3", "1.5E-7", "0.1234567890123456789", "123456789012345678901234567890", "1e400", "-1e-400", "4.9e-324"] {
+            let want: f64 = s.parse().unwrap();
+            assert_eq!(parse_f64(s).map(f64::to_bits), Some(want.to_bits()), "{s}");
+        }
+        assert_eq!(fast_f64(b"1e3"), None, "exponents take the standard parser");
+        assert_eq!(fast_f64(b"1234567890123456"), None, "16 digits may not be exact");
+        assert_eq!(fast_f64(b"-"), None);
+        assert_eq!(fast_f64(b"."), None);
     }
 }

@@ -22,7 +22,7 @@
 //! paths on tens of thousands of mutated records.
 
 use super::columns::ColBuf;
-use super::convert::{bytes_eq, date_from_str, decimal_from_text, parse_i64, timestamp_from_number, timestamp_from_str};
+use super::convert::{bytes_eq, date_from_str, decimal_from_text, parse_f64, parse_i64, timestamp_from_number, timestamp_from_str};
 use super::json::{scan_number, skip_plain, unescape_into};
 use super::Columns;
 use super::keys::KeyIndex;
@@ -424,14 +424,14 @@ impl<'a> Cur<'a, '_> {
                 }
             }
             (Shape::F64, ColBuf::F64(p)) => {
-                let v: f64 = if c == b'-' || c.is_ascii_digit() { self.number()?.0.parse().ok()? } else { return None };
+                let v: f64 = if c == b'-' || c.is_ascii_digit() { parse_f64(self.number()?.0)? } else { return None };
                 if !v.is_finite() {
                     return None;
                 }
                 p.push(v);
             }
             (Shape::F32, ColBuf::F32(p)) => {
-                let v: f64 = if c == b'-' || c.is_ascii_digit() { self.number()?.0.parse().ok()? } else { return None };
+                let v: f64 = if c == b'-' || c.is_ascii_digit() { parse_f64(self.number()?.0)? } else { return None };
                 if !v.is_finite() || v.abs() > f32::MAX as f64 {
                     return None;
                 }
