@@ -23,7 +23,7 @@
 
 use super::columns::ColBuf;
 use super::convert::{bytes_eq, date_from_str, decimal_from_text, parse_f64, parse_i64, timestamp_from_number, timestamp_from_str};
-use super::json::{scan_number, skip_plain, unescape_into};
+use super::json::{append_run, scan_number, skip_plain, unescape_into};
 use super::Columns;
 use super::keys::KeyIndex;
 use crate::schema::types::ColType;
@@ -321,7 +321,7 @@ impl<'a> Cur<'a, '_> {
             if high {
                 std::str::from_utf8(s).ok()?;
             }
-            out.extend_from_slice(s);
+            append_run(out, self.b, start, end);
             self.i = end + 1;
         } else {
             self.i = unescape_into(self.b, start, end, out).ok()? + 1;
@@ -534,3 +534,4 @@ pub fn key_reads_back(ty: &ColType) -> bool {
         ColType::String | ColType::Varchar(_) | ColType::TinyInt | ColType::SmallInt | ColType::Int | ColType::BigInt | ColType::Boolean
     )
 }
+
