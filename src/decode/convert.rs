@@ -141,7 +141,7 @@ pub(super) fn parse_i64(s: &str) -> Option<i64> {
 /// The double a JSON number's text stands for, exactly as
 /// `str::parse::<f64>` gives it. Plain decimals of at most 15 digits (the
 /// common case: coordinates, prices, ratios) take Clinger's fast path: the
-/// digits as an integer below 2^53 and a power of ten up to 10^22 are both
+/// digits as an integer below 2^53 and a power of ten up to 10^15 are both
 /// exact doubles, so one correctly rounded division gives the correctly
 /// rounded value. Everything else (exponents, longer digit strings) goes
 /// to the standard parser.

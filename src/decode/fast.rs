@@ -534,4 +534,3 @@ pub fn key_reads_back(ty: &ColType) -> bool {
         ColType::String | ColType::Varchar(_) | ColType::TinyInt | ColType::SmallInt | ColType::Int | ColType::BigInt | ColType::Boolean
     )
 }
-

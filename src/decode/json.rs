@@ -649,8 +649,6 @@ pub(super) mod tests {
         assert_eq!((d.count(0), d.count(d.members(0).last().unwrap().1)), (5, 1));
     }
 
-    /// The vector scan must stop exactly where the byte-at-a-time scan does,
-    /// wherever the special byte falls relative to the 16- and 8-byte blocks.
     /// Every run length on both sides of the block size, with and without
     /// 16 readable bytes after the start, lands exactly.
     #[test]
@@ -669,6 +667,8 @@ pub(super) mod tests {
         }
     }
 
+    /// The vector scan must stop exactly where the byte-at-a-time scan does,
+    /// wherever the special byte falls relative to the 16- and 8-byte blocks.
     #[test]
     fn skip_plain_matches_the_plain_scan() {
         let naive = |b: &[u8], i: usize| (i..b.len()).find(|&j| b[j] == b'"' || b[j] == b'\\' || b[j] < 0x20).unwrap_or(b.len());
