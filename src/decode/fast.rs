@@ -22,7 +22,7 @@
 //! paths on tens of thousands of mutated records.
 
 use super::columns::ColBuf;
-use super::convert::{bytes_eq, date_from_str, decimal_from_text, parse_f64, parse_i64, timestamp_from_number, timestamp_from_str};
+use super::convert::{bytes_eq, date_from_str, decimal_from_text, key_matches, parse_f64, parse_i64, timestamp_from_number, timestamp_from_str};
 use super::json::{append_run, scan_number, skip_plain, unescape_into};
 use super::Columns;
 use super::keys::KeyIndex;
@@ -53,7 +53,7 @@ enum Shape {
     /// String keys; the value shape.
     Map(Box<Shape>),
     /// Field names (lowercase) and shapes.
-    Struct(Vec<(Box<[u8]>, Shape)>),
+    Struct(Vec<(Box<str>, Shape)>),
 }
 
 impl Shape {
@@ -82,7 +82,7 @@ impl Shape {
             ColType::Map(k, v) if **k == ColType::String => Shape::Map(Box::new(nested(v))),
             ColType::Map(..) => Shape::NullOnly,
             ColType::Struct(fs) if fs.len() <= 64 => {
-                Shape::Struct(fs.iter().map(|f| (f.name.as_bytes().into(), nested(&f.ty))).collect())
+                Shape::Struct(fs.iter().map(|f| (f.name.as_str().into(), nested(&f.ty))).collect())
             }
             ColType::Struct(_) => Shape::NullOnly,
         }
@@ -169,8 +169,7 @@ impl Fused {
         p.container(b'}', |p, j| {
             let key = p.plain_key()?;
             p.colon()?;
-            // SAFETY: `plain_key` gives ASCII only
-            match keys.slot(unsafe { std::str::from_utf8_unchecked(key) }, j) {
+            match keys.slot(key, j) {
                 Some(c) => {
                     if seen[c] == stamp || (required[c] && p.peek() == Some(b'n')) {
                         return None;
@@ -279,7 +278,7 @@ impl<'a> Cur<'a, '_> {
     }
     /// An object key without escapes or bytes above 0x7f.
     #[inline(always)]
-    fn plain_key(&mut self) -> Option<&'a [u8]> {
+    fn plain_key(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let (end, high) = skip_plain(self.b, self.i);
         if self.b.get(end) != Some(&b'"') {
@@ -291,7 +290,8 @@ impl<'a> Cur<'a, '_> {
             return None;
         }
         self.i = end + 1;
-        Some(key)
+        // SAFETY: every byte is ASCII (checked above when the scan saw a high byte)
+        Some(unsafe { std::str::from_utf8_unchecked(key) })
     }
     /// A string's content when it has no escapes.
     #[inline(always)]
@@ -513,16 +513,14 @@ impl<'a> Cur<'a, '_> {
         Some(())
     }
 
-    /// The struct field an ASCII key names, as [`super::convert::key_matches`] decides.
+    /// The struct field a key names, as [`key_matches`] decides; the field
+    /// at the key's position is tried first.
     #[inline(always)]
-    fn field(&self, fields: &[(Box<[u8]>, Shape)], key: &[u8], j: usize) -> Option<usize> {
-        if fields.get(j).is_some_and(|(name, _)| bytes_eq(key, name)) {
+    fn field(&self, fields: &[(Box<str>, Shape)], key: &str, j: usize) -> Option<usize> {
+        if fields.get(j).is_some_and(|(name, _)| bytes_eq(key.as_bytes(), name.as_bytes())) {
             return Some(j);
         }
-        fields.iter().position(|(name, _)| {
-            bytes_eq(key, name)
-                || (self.ci && key.len() == name.len() && key.iter().zip(name.iter()).all(|(a, b)| a.to_ascii_lowercase() == *b))
-        })
+        fields.iter().position(|(name, _)| key_matches(key, name, self.ci))
     }
 }
 
