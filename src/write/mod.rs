@@ -7,10 +7,8 @@
 //!
 //! Parquet: timestamps INT64 TIMESTAMP(MILLIS, UTC-adjusted), lowercase
 //! names, column statistics, dictionary encoding, row groups cut by
-//! in-memory size (`row_group_bytes`, ~128 MiB like Athena's default; before
-//! session 9 one `ArrowWriter::write` call put a whole batch in one row
-//! group whatever the limit). Chunk statistics of flat string columns come
-//! from [`stats`].
+//! in-memory size (`row_group_bytes`, ~128 MiB like Athena's default).
+//! Chunk statistics of flat string columns come from [`stats`].
 //! Key-value metadata: `lakehose.schema_version`, `lakehose.table`,
 //! `lakehose.shard`, `lakehose.first_position`, `lakehose.last_position`.
 
@@ -28,7 +26,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Schema};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -81,7 +79,7 @@ pub fn encode(s: &mut Sealed, schema: &TableSchema, opts: &ParquetOptions) -> Re
 fn parquet_bytes(batch: &RecordBatch, meta: Vec<KeyValue>, opts: &ParquetOptions) -> Result<Vec<u8>, WriteError> {
     let arrow_schema = batch.schema();
     let parquet_schema = ArrowSchemaConverter::new().convert(&arrow_schema)?;
-    let own_stats = flat_string_leaves(&arrow_schema);
+    let own_stats = flat_string_leaves(&parquet_schema, &arrow_schema);
     let mut props = WriterProperties::builder();
     for path in high_cardinality_columns(batch) {
         props = props.set_column_dictionary_enabled(ColumnPath::from(path), false);
@@ -138,33 +136,23 @@ fn row_groups(batch: &RecordBatch, row_group_bytes: usize) -> Vec<std::ops::Rang
 }
 
 /// String leaves outside lists and maps (top-level columns and struct
-/// fields at any depth): their leaf index in the Parquet schema (depth
-/// first, as the Arrow fields) and the child indices that lead to them.
-fn flat_string_leaves(schema: &Schema) -> Vec<(usize, Vec<usize>)> {
-    fn walk(dt: &DataType, path: &mut Vec<usize>, flat: bool, next: &mut usize, out: &mut Vec<(usize, Vec<usize>)>) {
-        match dt {
-            DataType::Struct(fields) => {
-                for (i, f) in fields.iter().enumerate() {
-                    path.push(i);
-                    walk(f.data_type(), path, flat, next, out);
-                    path.pop();
-                }
+/// fields at any depth): their leaf index in `parquet` (leaves with no
+/// repetition level) and the child indices that lead to them in `arrow`.
+fn flat_string_leaves(parquet: &SchemaDescriptor, arrow: &Schema) -> Vec<(usize, Vec<usize>)> {
+    let at = |names: &[String]| {
+        let (mut fields, mut path, mut dt) = (arrow.fields(), Vec::new(), None);
+        for name in names {
+            let (i, f) = fields.find(name)?;
+            path.push(i);
+            dt = Some(f.data_type());
+            if let DataType::Struct(inner) = f.data_type() {
+                fields = inner;
             }
-            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::Map(f, _) => {
-                walk(f.data_type(), path, false, next, out)
-            }
-            DataType::Utf8 if flat => {
-                out.push((*next, path.clone()));
-                *next += 1;
-            }
-            _ => *next += 1,
         }
-    }
-    let (mut next, mut out) = (0, Vec::new());
-    for (i, f) in schema.fields().iter().enumerate() {
-        walk(f.data_type(), &mut vec![i], true, &mut next, &mut out);
-    }
-    out
+        matches!(dt, Some(DataType::Utf8)).then_some(path)
+    };
+    let leaves = parquet.columns().iter().enumerate().filter(|(_, c)| c.max_rep_level() == 0);
+    leaves.filter_map(|(leaf, c)| Some((leaf, at(c.path().parts())?))).collect()
 }
 
 /// The string array at `path` (see [`flat_string_leaves`]) and the nulls
@@ -367,6 +355,9 @@ mod tests {
     #[test]
     fn chunk_statistics_are_those_parquet_rs_writes() {
         let batch = mixed_batch(1000);
+        let parquet_schema = ArrowSchemaConverter::new().convert(&batch.schema()).unwrap();
+        // top, outer.deep.s and outer.t are ours; outer.n is no string, tags and props repeat
+        assert_eq!(flat_string_leaves(&parquet_schema, &batch.schema()), vec![(0, vec![0]), (2, vec![1, 1, 0]), (3, vec![1, 2])]);
         let ours = parquet_bytes(&batch, Vec::new(), &ParquetOptions::default()).unwrap();
         let mut theirs = Vec::new();
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
