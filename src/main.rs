@@ -175,7 +175,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let errors = errors.unwrap_or_else(|| format!("{out}_errors/"));
             let opts = StoreOptions { endpoint, region: None, kms_key_id };
             let sinks = Sinks::open(&out, raw_backup.as_deref(), &errors, &opts, ParquetOptions::default()).map_err(usage)?;
-            let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some());
+            let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some()).with_parquet(sinks.parquet.clone());
             let summary = run::convert(&mut p, &inputs, &mut run::Ctx::new(sinks)).await?;
             eprintln!("lakehose convert: {summary}");
             Ok(ExitCode::SUCCESS)

@@ -19,6 +19,7 @@ use crate::decode::{Columns, Decoder, RecordError, Row};
 use crate::ids::{Position, ShardId};
 use crate::partition::{hour_prefix, render_cached, TimeCache};
 use crate::schema::{PartitionSpec, TableSchema, TimeSource};
+use crate::write::{ParquetOptions, RowBuffer};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use crate::hash::FastMap;
@@ -149,7 +150,7 @@ fn done_key(kind: DestKind, prefix: &str) -> String {
 }
 
 enum Body {
-    Rows(Columns),
+    Rows(RowBuffer),
     Lines(Vec<u8>),
 }
 
@@ -248,10 +249,11 @@ struct ShardState {
     replay: DestMap<Vec<Position>>,
 }
 
-/// A sealed buffer's content. Rows stay in their column builders until the
-/// writer encodes them, so sealing many buffers at once allocates nothing.
+/// A sealed buffer's content. Rows not yet encoded stay in their column
+/// builders until the writer encodes them, so sealing many buffers at once
+/// allocates nothing.
 pub enum SealedBody {
-    Rows(Columns),
+    Rows(RowBuffer),
     Lines(Vec<u8>),
 }
 
@@ -312,6 +314,7 @@ pub struct Pipeline {
     decoder: Decoder,
     schema: Arc<TableSchema>,
     limits: Limits,
+    parquet: ParquetOptions,
     raw_backup: bool,
     table_ref: TableRef,
     shards: FastMap<ShardId, ShardState>,
@@ -344,6 +347,7 @@ impl Pipeline {
             decoder: Decoder::new(schema.clone(), max_record_bytes),
             schema,
             limits,
+            parquet: ParquetOptions::default(),
             raw_backup: false,
             table_ref,
             shards: FastMap::default(),
@@ -364,6 +368,12 @@ impl Pipeline {
 
     pub fn with_raw_backup(mut self, on: bool) -> Self {
         self.raw_backup = on;
+        self
+    }
+
+    /// How table buffers' Parquet files are cut into row groups.
+    pub fn with_parquet(mut self, opts: ParquetOptions) -> Self {
+        self.parquet = opts;
         self
     }
 
@@ -513,13 +523,13 @@ impl Pipeline {
                 }
             }
         }
-        let schema = &self.schema;
-        let buf = st.bufs.get_or_insert_with(DestKind::Table, &self.prefix, || Buffer::new(pos, Body::Rows(Columns::new(schema))));
-        let Body::Rows(cols) = &mut buf.body else { unreachable!() };
-        match row.append_to(cols) {
+        let (schema, parquet) = (&self.schema, &self.parquet);
+        let buf = st.bufs.get_or_insert_with(DestKind::Table, &self.prefix, || Buffer::new(pos, Body::Rows(RowBuffer::new(schema, parquet.clone()))));
+        let Body::Rows(rows) = &mut buf.body else { unreachable!() };
+        match row.append_to(&mut rows.cols) {
             Ok(()) => {
-                let mem_now = (buf.records % 32 == 0).then(|| cols.mem_bytes());
-                let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits };
+                let mem_now = (buf.records % 32 == 0).then(|| rows.mem_bytes());
+                let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits, schema };
                 counts.row_added(buf, mem_now, &st.replay, shard, &self.prefix, pos, data.len());
                 Ok(())
             }
@@ -548,7 +558,7 @@ impl Pipeline {
             return InPlace::Declined;
         }
         let Some(buf) = st.bufs.get_mut(DestKind::Table, &self.prefix).filter(|b| !b.due) else { return InPlace::Declined };
-        let Body::Rows(cols) = &mut buf.body else { return InPlace::Declined };
+        let Body::Rows(RowBuffer { cols, .. }) = &mut buf.body else { return InPlace::Declined };
         let row = cols.rows;
         if !self.decoder.decode_fused(data, cols) {
             return InPlace::Declined;
@@ -562,8 +572,9 @@ impl Pipeline {
             cols.truncate_rows(row);
             return InPlace::Staged;
         }
-        let mem_now = (buf.records % 32 == 0).then(|| cols.mem_bytes());
-        let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits };
+        let Body::Rows(rows) = &buf.body else { unreachable!("matched above") };
+        let mem_now = (buf.records % 32 == 0).then(|| rows.mem_bytes());
+        let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits, schema: &self.schema };
         counts.row_added(buf, mem_now, &st.replay, shard, &self.prefix, pos, data.len());
         self.stats.fused_in_place += 1;
         InPlace::Landed
@@ -781,12 +792,15 @@ struct Counts<'a> {
     stats: &'a mut Stats,
     due: &'a mut DueQueue,
     limits: &'a Limits,
+    schema: &'a TableSchema,
 }
 
 impl Counts<'_> {
     /// Counts a row just appended to `buf` (`mem_now`: the buffer's measured
     /// memory, on every 32nd row; estimated from the input in between) and
     /// queues the buffer when a limit or a replayed boundary makes it due.
+    /// A buffer not due encodes its rows every `chunk_in_bytes` of input
+    /// ([`RowBuffer::row_added`]).
     #[allow(clippy::too_many_arguments)]
     fn row_added(self, buf: &mut Buffer, mem_now: Option<usize>, replay: &DestMap<Vec<Position>>, shard: &ShardId, prefix: &str, pos: &Position, in_len: usize) {
         buf.records += 1;
@@ -801,6 +815,15 @@ impl Counts<'_> {
         self.stats.rows += 1;
         if let Some(t) = self.limits.trigger(buf).or_else(|| replay_due(replay, DestKind::Table, prefix, pos)) {
             self.due.push(buf, shard, DestKind::Table, prefix, t);
+        }
+        // (a due buffer takes no more rows: the writer encodes the rest)
+        let Body::Rows(rows) = &mut buf.body else { unreachable!("a table buffer") };
+        let started = Instant::now();
+        if !buf.due && rows.row_added(in_len, self.schema) {
+            self.stats.encode_time += started.elapsed();
+            let before = buf.mem;
+            buf.mem = rows.mem_bytes() + fixed_cost(prefix);
+            *self.mem_total = *self.mem_total + buf.mem - before;
         }
     }
 }
@@ -973,12 +996,24 @@ time = { column = "arrival" }
 keys = ["k"]
 "#;
 
-    /// Object store twin: key → ids (rows, or error/raw lines' record ids).
+    /// Object store twin: key → ids (rows, or error/raw lines' record ids);
+    /// and for each Parquet file, `Hash/` + key → its bytes' hash.
     type Lake = HashMap<String, Vec<String>>;
+
+    /// Table buffers encode their rows every two records (of ~22 bytes), so the tests
+    /// cover files written in many chunks.
+    fn small_chunks() -> ParquetOptions {
+        ParquetOptions { chunk_in_bytes: 40, ..Default::default() }
+    }
 
     fn store(lake: &mut Lake, s: &mut Sealed) {
         let ids = match std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) {
-            SealedBody::Rows(mut c) => c.finish(&TableSchema::parse("t.toml", SCHEMA).unwrap()).column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect(),
+            SealedBody::Rows(r) => {
+                let file = bytes::Bytes::from(r.finish(&TableSchema::parse("t.toml", SCHEMA).unwrap(), Vec::new()).unwrap());
+                lake.insert(format!("Hash/{}", s.key()), vec![format!("{:x}", std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(), &file[..]))]);
+                let batches = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
+                batches.flat_map(|b| b.unwrap().column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>()).collect()
+            }
             SealedBody::Lines(l) => String::from_utf8(l).unwrap().lines().map(|x| x.to_string()).collect(),
         };
         lake.insert(format!("{:?}/{}", s.kind, s.key()), ids);
@@ -1039,7 +1074,7 @@ keys = ["k"]
         let shard = ShardId::new("s");
         let limits = Limits { max_records: 3, max_bytes: 1 << 20, max_age: Duration::from_secs(3600), memory_limit: 1 << 30 };
         let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
-        let mut p = Pipeline::new(schema, limits, 1000).with_raw_backup(true);
+        let mut p = Pipeline::new(schema, limits, 1000).with_raw_backup(true).with_parquet(small_chunks());
         p.restore(&shard, saved);
         let start = match &saved.resume {
             Resume::Start => 0,
@@ -1120,7 +1155,7 @@ keys = ["k"]
             let mut crashes = 0;
             'run: loop {
                 let limits = Limits { max_records: 3 + crashes, max_bytes: 1 << 20, max_age: Duration::from_secs(3600), memory_limit: 1 << 30 };
-                let mut p = Pipeline::new(schema.clone(), limits, 1000).with_raw_backup(true);
+                let mut p = Pipeline::new(schema.clone(), limits, 1000).with_raw_backup(true).with_parquet(small_chunks());
                 p.restore_with_intent(&shard, &saved, &intent);
                 // a restart that reads nothing keeps the checkpoint where it
                 // was, and carries the interrupted flush's boundaries on
@@ -1149,7 +1184,12 @@ keys = ["k"]
                         }
                         let key = format!("{:?}/{}", s.kind, s.key());
                         let before = lake.get(&key).cloned();
+                        let hash_key = format!("Hash/{}", s.key());
+                        let hash_before = lake.get(&hash_key).cloned();
                         store(lake, s);
+                        if let Some(h) = hash_before {
+                            assert_eq!(lake[&hash_key], h, "seed {seed}: replay wrote other Parquet bytes for {key}");
+                        }
                         if let Some(b) = before {
                             // error lines carry the writer's clock (attemptEndingTimestamp); compare the rest
                             let norm = |v: &Vec<String>| -> Vec<String> {
@@ -1209,7 +1249,7 @@ keys = ["k"]
         let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
         let run = |fused: bool| {
             let limits = Limits { max_records: 5, max_bytes: 1 << 20, max_age: Duration::from_secs(3600), memory_limit: 1 << 30 };
-            let mut p = Pipeline::new(schema.clone(), limits, 1000).with_raw_backup(true);
+            let mut p = Pipeline::new(schema.clone(), limits, 1000).with_raw_backup(true).with_parquet(small_chunks());
             p.decoder.set_fused(fused);
             let mut lake = Lake::new();
             for (n, (pos, data)) in recs.iter().enumerate() {

@@ -108,7 +108,7 @@ pub async fn write_sealed(
                 continue;
             }
             let started = Instant::now();
-            let (key, bytes) = encode(&mut s, &schema, &sinks.parquet)?;
+            let (key, bytes) = encode(&mut s, &schema)?;
             p.add_encode_time(started.elapsed());
             let store = match s.kind {
                 DestKind::Table => &sinks.lake,
@@ -333,7 +333,7 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
         cfg.sink.raw_backup.as_deref(),
         &cfg.sink.errors,
         &cfg.sink.store,
-        ParquetOptions { row_group_bytes: cfg.sink.row_group_bytes },
+        ParquetOptions { row_group_bytes: cfg.sink.row_group_bytes, ..Default::default() },
     )?;
     let metrics = Arc::new(Metrics::default());
     metrics.update(|m| m.max_age = cfg.limits.max_age);
@@ -356,7 +356,7 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
     };
     let watch = SchemaWatch::new(&cfg.schema_path, cfg.schema_poll, hup);
     let mut ctx = Ctx { sinks, catalog, watch: Some(watch), metrics };
-    let mut p = Pipeline::new(schema, cfg.limits.clone(), cfg.max_record_bytes).with_raw_backup(ctx.sinks.raw.is_some()).with_table_ref(table_ref);
+    let mut p = Pipeline::new(schema, cfg.limits.clone(), cfg.max_record_bytes).with_raw_backup(ctx.sinks.raw.is_some()).with_parquet(ctx.sinks.parquet.clone()).with_table_ref(table_ref);
     match &cfg.source {
         SourceConfig::Stdin => {
             ctx.metrics.set_connected(true);

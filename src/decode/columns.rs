@@ -290,6 +290,49 @@ impl ColBuf {
         taken.into_array(ty)
     }
 
+    /// As [`ColBuf::finish`], and leaves room for as many values again and
+    /// an eighth more, so the next rows of the same kind grow no vector (a
+    /// buffer encoded chunk by chunk reuses the memory it just freed).
+    pub fn finish_reserving(&mut self, ty: &ColType) -> ArrayRef {
+        let mut fresh = ColBuf::new(ty);
+        fresh.reserve_like(self);
+        std::mem::replace(self, fresh).into_array(ty)
+    }
+
+    /// Reserves in this empty buffer room for `full`'s values, and an eighth more.
+    fn reserve_like(&mut self, full: &ColBuf) {
+        fn r<T, U>(v: &mut Vec<T>, like: &Vec<U>) {
+            v.reserve(like.len() + like.len() / 8);
+        }
+        match (self, full) {
+            (ColBuf::Bool(a), ColBuf::Bool(b)) => r(&mut a.vals, &b.vals),
+            (ColBuf::I8(a), ColBuf::I8(b)) => r(&mut a.vals, &b.vals),
+            (ColBuf::I16(a), ColBuf::I16(b)) => r(&mut a.vals, &b.vals),
+            (ColBuf::I32(a), ColBuf::I32(b)) | (ColBuf::Date(a), ColBuf::Date(b)) => r(&mut a.vals, &b.vals),
+            (ColBuf::I64(a), ColBuf::I64(b)) | (ColBuf::Ts(a), ColBuf::Ts(b)) => r(&mut a.vals, &b.vals),
+            (ColBuf::F32(a), ColBuf::F32(b)) => r(&mut a.vals, &b.vals),
+            (ColBuf::F64(a), ColBuf::F64(b)) => r(&mut a.vals, &b.vals),
+            (ColBuf::Dec(a), ColBuf::Dec(b)) => r(&mut a.vals, &b.vals),
+            (ColBuf::Bytes { offsets, data, .. }, ColBuf::Bytes { offsets: o, data: d, .. }) => {
+                r(offsets, o);
+                r(data, d);
+            }
+            (ColBuf::List { offsets, child, .. }, ColBuf::List { offsets: o, child: c, .. }) => {
+                r(offsets, o);
+                child.reserve_like(c);
+            }
+            (ColBuf::Map { offsets, keys, vals, .. }, ColBuf::Map { offsets: o, keys: k, vals: v, .. }) => {
+                r(offsets, o);
+                keys.reserve_like(k);
+                vals.reserve_like(v);
+            }
+            (ColBuf::Struct { children, .. }, ColBuf::Struct { children: c, .. }) => {
+                children.iter_mut().zip(c).for_each(|(a, b)| a.reserve_like(b));
+            }
+            _ => unreachable!("buffers of one column type"),
+        }
+    }
+
     fn into_array(self, ty: &ColType) -> ArrayRef {
         fn prim<T: ArrowPrimitiveType>(p: Prim<T::Native>) -> PrimitiveArray<T> {
             PrimitiveArray::<T>::new(ScalarBuffer::from(p.vals), p.valid.finish())

@@ -130,9 +130,17 @@ impl Columns {
     }
     /// Turns the buffered rows into a batch; the buffers are left empty.
     pub fn finish(&mut self, schema: &TableSchema) -> RecordBatch {
+        self.finish_with(schema, ColBuf::finish)
+    }
+    /// As [`Columns::finish`], leaving room for as many rows again
+    /// ([`ColBuf::finish_reserving`]).
+    pub fn finish_reserving(&mut self, schema: &TableSchema) -> RecordBatch {
+        self.finish_with(schema, ColBuf::finish_reserving)
+    }
+    fn finish_with(&mut self, schema: &TableSchema, finish: fn(&mut ColBuf, &crate::schema::ColType) -> ArrayRef) -> RecordBatch {
         let extra = crate::schema::ColType::String;
         let types = schema.columns.iter().map(|c| &c.ty).chain(std::iter::once(&extra));
-        let arrays: Vec<ArrayRef> = self.bufs.iter_mut().zip(types).map(|(b, t)| b.finish(t)).collect();
+        let arrays: Vec<ArrayRef> = self.bufs.iter_mut().zip(types).map(|(b, t)| finish(b, t)).collect();
         self.rows = 0;
         RecordBatch::try_new(schema.arrow.clone(), arrays).expect("columns match the schema")
     }

@@ -2,7 +2,8 @@
 //! of by parquet-rs.
 //!
 //! Input: a string leaf of a row group (a top-level column or a field of
-//! structs, never inside a list or map) and the nulls of its ancestors.
+//! structs, never inside a list or map), whole or in consecutive parts, and
+//! the nulls of its ancestors.
 //! Output: the chunk's [`Statistics`] — null count and byte-wise min and
 //! max, as parquet-rs would write them (values longer than
 //! [`TRUNCATE`] bytes are cut, and such a max is raised so it stays an
@@ -22,42 +23,68 @@ use std::cmp::Ordering;
 /// Longest min or max kept, as parquet-rs's default `statistics_truncate_length`.
 pub const TRUNCATE: usize = 64;
 
-/// Statistics of `values` where `nulls` (the leaf's own nulls joined with
-/// its ancestors') marks the rows without a value.
-pub fn string_chunk(values: &StringArray, nulls: Option<&NullBuffer>) -> Statistics {
-    let offsets = values.value_offsets();
-    let data = values.value_data();
-    let at = |i: usize| &data[offsets[i] as usize..offsets[i + 1] as usize];
-    let mut null_count = 0u64;
-    let mut best: Option<(&[u8], u64, &[u8], u64)> = None; // min, its key, max, its key
-    for i in 0..values.len() {
-        if nulls.is_some_and(|n| n.is_null(i)) {
-            null_count += 1;
-            continue;
+/// The statistics of a chunk written in parts: [`StringStats::add`] each
+/// part, then [`StringStats::finish`].
+#[derive(Debug, Default)]
+pub struct StringStats {
+    null_count: u64,
+    /// Untruncated min and max so far.
+    min_max: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl StringStats {
+    /// Takes in a part of the chunk: `values`, where `nulls` (the leaf's
+    /// own nulls joined with its ancestors') marks the rows without a value.
+    pub fn add(&mut self, values: &StringArray, nulls: Option<&NullBuffer>) {
+        let offsets = values.value_offsets();
+        let data = values.value_data();
+        let at = |i: usize| &data[offsets[i] as usize..offsets[i + 1] as usize];
+        let mut best: Option<(&[u8], u64, &[u8], u64)> = None; // min, its key, max, its key
+        for i in 0..values.len() {
+            if nulls.is_some_and(|n| n.is_null(i)) {
+                self.null_count += 1;
+                continue;
+            }
+            let v = at(i);
+            let k = key(data, offsets[i] as usize, v.len());
+            match &mut best {
+                None => best = Some((v, k, v, k)),
+                Some((min, kmin, max, kmax)) => {
+                    if k < *kmin || (k == *kmin && cmp_tail(v, min) == Ordering::Less) {
+                        (*min, *kmin) = (v, k);
+                    } else if k > *kmax || (k == *kmax && cmp_tail(v, max) == Ordering::Greater) {
+                        (*max, *kmax) = (v, k);
+                    }
+                }
+            }
         }
-        let v = at(i);
-        let k = key(data, offsets[i] as usize, v.len());
-        match &mut best {
-            None => best = Some((v, k, v, k)),
-            Some((min, kmin, max, kmax)) => {
-                if k < *kmin || (k == *kmin && cmp_tail(v, min) == Ordering::Less) {
-                    (*min, *kmin) = (v, k);
-                } else if k > *kmax || (k == *kmax && cmp_tail(v, max) == Ordering::Greater) {
-                    (*max, *kmax) = (v, k);
+        let Some((min, _, max, _)) = best else { return };
+        match &mut self.min_max {
+            None => self.min_max = Some((min.to_vec(), max.to_vec())),
+            Some((lo, hi)) => {
+                if min < lo.as_slice() {
+                    *lo = min.to_vec();
+                }
+                if max > hi.as_slice() {
+                    *hi = max.to_vec();
                 }
             }
         }
     }
-    let Some((min, _, max, _)) = best else {
-        return Statistics::ByteArray(ValueStatistics::new(None, None, None, Some(null_count), false));
-    };
-    let (min, min_exact) = truncate_min(min);
-    let (max, max_exact) = truncate_max(max);
-    Statistics::ByteArray(
-        ValueStatistics::new(Some(ByteArray::from(min)), Some(ByteArray::from(max)), None, Some(null_count), false)
-            .with_min_is_exact(min_exact)
-            .with_max_is_exact(max_exact),
-    )
+
+    /// The chunk's statistics, min and max truncated as parquet-rs does.
+    pub fn finish(self) -> Statistics {
+        let Some((min, max)) = self.min_max else {
+            return Statistics::ByteArray(ValueStatistics::new(None, None, None, Some(self.null_count), false));
+        };
+        let (min, min_exact) = truncate_min(&min);
+        let (max, max_exact) = truncate_max(&max);
+        Statistics::ByteArray(
+            ValueStatistics::new(Some(ByteArray::from(min)), Some(ByteArray::from(max)), None, Some(self.null_count), false)
+                .with_min_is_exact(min_exact)
+                .with_max_is_exact(max_exact),
+        )
+    }
 }
 
 /// The first eight bytes of the value of `len` bytes at `data[start..]`,
@@ -134,6 +161,12 @@ fn truncate_max(v: &[u8]) -> (Vec<u8>, bool) {
 mod tests {
     use super::*;
 
+    fn string_chunk(values: &StringArray, nulls: Option<&NullBuffer>) -> Statistics {
+        let mut s = StringStats::default();
+        s.add(values, nulls);
+        s.finish()
+    }
+
     fn minmax(s: &Statistics) -> (Option<Vec<u8>>, Option<Vec<u8>>, u64) {
         let Statistics::ByteArray(v) = s else { panic!("byte array stats") };
         (v.min_opt().map(|b| b.data().to_vec()), v.max_opt().map(|b| b.data().to_vec()), v.null_count_opt().unwrap())
@@ -172,6 +205,22 @@ mod tests {
             let want_min = present.iter().min().map(|v| truncate_min(v).0);
             let want_max = present.iter().max().map(|v| truncate_max(v).0);
             assert_eq!(got, (want_min, want_max, nulls as u64), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_added_in_parts_has_the_statistics_of_the_whole() {
+        for seed in 1..40u64 {
+            let arr = StringArray::from(corpus(300, seed));
+            let whole = minmax(&string_chunk(&arr, arr.nulls()));
+            let (a, b) = (seed as usize * 7 % 300, seed as usize * 13 % 300);
+            let cuts = [0, a.min(b), a.max(b), 300];
+            let mut parts = StringStats::default();
+            for w in cuts.windows(2) {
+                let part = arr.slice(w[0], w[1] - w[0]);
+                parts.add(&part, part.nulls());
+            }
+            assert_eq!(minmax(&parts.finish()), whole, "seed {seed}, cuts {cuts:?}");
         }
     }
 
