@@ -371,7 +371,8 @@ impl Pipeline {
         self
     }
 
-    /// How table buffers' Parquet files are cut into row groups.
+    /// How table buffers encode their Parquet files: row group size, and
+    /// how much input is encoded at a time.
     pub fn with_parquet(mut self, opts: ParquetOptions) -> Self {
         self.parquet = opts;
         self
@@ -816,11 +817,12 @@ impl Counts<'_> {
         if let Some(t) = self.limits.trigger(buf).or_else(|| replay_due(replay, DestKind::Table, prefix, pos)) {
             self.due.push(buf, shard, DestKind::Table, prefix, t);
         }
-        // (a due buffer takes no more rows: the writer encodes the rest)
+        if buf.due {
+            return; // it takes no more rows: the writer encodes the rest
+        }
         let Body::Rows(rows) = &mut buf.body else { unreachable!("a table buffer") };
-        let started = Instant::now();
-        if !buf.due && rows.row_added(in_len, self.schema) {
-            self.stats.encode_time += started.elapsed();
+        if let Some(took) = rows.row_added(in_len, self.schema) {
+            self.stats.encode_time += took;
             let before = buf.mem;
             buf.mem = rows.mem_bytes() + fixed_cost(prefix);
             *self.mem_total = *self.mem_total + buf.mem - before;

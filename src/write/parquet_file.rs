@@ -35,6 +35,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A table buffer's rows: those not yet encoded in column builders, the
 /// rest in an open Parquet file.
@@ -63,23 +64,23 @@ impl RowBuffer {
 
     /// Counts a row of `in_len` input bytes just appended to `cols`, and
     /// encodes the buffered rows when they reach `chunk_in_bytes` of
-    /// input. True when it encoded (the memory changed).
-    pub fn row_added(&mut self, in_len: usize, schema: &TableSchema) -> bool {
+    /// input. When it encoded (and the memory changed): the time it took.
+    pub fn row_added(&mut self, in_len: usize, schema: &TableSchema) -> Option<Duration> {
         self.pending_in += in_len;
         if self.pending_in < self.opts.chunk_in_bytes {
-            return false;
+            return None;
         }
+        let started = Instant::now();
         self.pending_in = 0;
         let batch = self.cols.finish_reserving(schema);
-        if self.failed.is_some() {
-            return true;
-        }
-        if let Err(e) = self.write(&batch) {
-            self.failed = Some(e);
-            self.file = None;
+        if self.failed.is_none() {
+            if let Err(e) = self.write(&batch) {
+                self.failed = Some(e);
+                self.file = None;
+            }
         }
         self.file_mem = self.file.as_ref().map_or(0, ParquetFile::memory_size);
-        true
+        Some(started.elapsed())
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
