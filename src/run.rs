@@ -720,6 +720,39 @@ mod tests {
         (rows, errors, raw)
     }
 
+    /// `convert` maps a regular file and decodes it window by window: a
+    /// line longer than the 8 MiB window (the window doubles until the
+    /// line fits), lines across window ends, and a last line without a
+    /// newline all arrive whole, each exactly once.
+    #[tokio::test]
+    async fn a_mapped_file_with_a_line_longer_than_the_window_loses_nothing() {
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let small = |i: usize| format!("{{\"id\":\"r{i}\",\"pad\":\"{}\"}}", "p".repeat(i % 197));
+        let big = format!("{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(READ_CHUNK + (1 << 20)));
+        let mut lines: Vec<String> = (0..40_000).map(small).collect();
+        lines.insert(20_000, big.clone());
+        lines.extend((40_000..80_000).map(small));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.ndjson");
+        std::fs::write(&path, lines.join("\n")).unwrap(); // no newline after the last line
+        assert!(std::fs::metadata(&path).unwrap().len() as usize > 2 * READ_CHUNK);
+        let mut ctx = ctx();
+        let mut p = Pipeline::new(schema, Limits::default(), 1000).with_raw_backup(true);
+        let summary = convert(&mut p, &[path.to_string_lossy().into_owned()], &mut ctx).await.unwrap();
+        assert_eq!(summary.stats.records_in, 80_001);
+        let (rows, errors, mut raw) = read_back(&ctx).await;
+        let mut want: Vec<String> = (0..80_000).map(|i| format!("r{i}")).collect();
+        want.sort();
+        assert_eq!(rows, want);
+        // (lengths in the messages: the long line is 9 MiB)
+        let lens: Vec<usize> = errors.iter().map(String::len).collect();
+        assert!(errors == [big.clone()], "one error line, the long line refused for its size; got lengths {lens:?}, want [{}]", big.len());
+        let mut all = lines;
+        all.sort();
+        raw.sort();
+        assert!(raw == all, "raw backup: {} lines, {} expected", raw.len(), all.len());
+    }
+
     /// The fence passes in the middle of flushes while the lease stays
     /// held (a slow renewal): the runner drops the shard's buffers and must
     /// give the shard up, so that it is read again from its checkpoint and
