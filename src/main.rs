@@ -8,7 +8,6 @@ use lakehose::pipeline::{Limits, Pipeline};
 use lakehose::run::{self, Sinks};
 use lakehose::schema::{evolve, infer, TableSchema};
 use lakehose::store::StoreOptions;
-use lakehose::write::ParquetOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -174,8 +173,8 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let out = if out.ends_with('/') { out } else { format!("{out}/") };
             let errors = errors.unwrap_or_else(|| format!("{out}_errors/"));
             let opts = StoreOptions { endpoint, region: None, kms_key_id };
-            let sinks = Sinks::open(&out, raw_backup.as_deref(), &errors, &opts, ParquetOptions::default()).map_err(usage)?;
-            let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some()).with_parquet(sinks.parquet.clone());
+            let sinks = Sinks::open(&out, raw_backup.as_deref(), &errors, &opts).map_err(usage)?;
+            let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some());
             let summary = run::convert(&mut p, &inputs, &mut run::Ctx::new(sinks)).await?;
             eprintln!("lakehose convert: {summary}");
             Ok(ExitCode::SUCCESS)
