@@ -20,6 +20,7 @@ use flate2::write::GzEncoder;
 use parquet::file::metadata::KeyValue;
 use std::io::Write;
 
+mod dict_strings;
 mod parquet_file;
 mod stats;
 

@@ -19,6 +19,7 @@
 //! batches are built against the file's schema). A chunk that fails to
 //! encode makes `finish` fail.
 
+use super::dict_strings::{dict_leaves, leaf_count, DictColumn, LeafPath};
 use super::stats::StringStats;
 use super::{ParquetOptions, WriteError};
 use crate::decode::Columns;
@@ -33,7 +34,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnPath, SchemaDescriptor};
+use parquet::schema::types::{ColumnDescPtr, ColumnPath, SchemaDescriptor};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,11 @@ struct ParquetFile {
     schema: SchemaRef,
     /// Leaves whose statistics are ours (see [`flat_string_leaves`]).
     own_stats: Vec<(usize, Vec<usize>)>,
+    /// Leaves written by [`DictColumn`]s, not parquet-rs: leaf index, path
+    /// and descriptor.
+    dict: Vec<(usize, LeafPath, ColumnDescPtr)>,
+    /// Leaves per top-level column.
+    leaves: Vec<usize>,
     group: Option<Group>,
     groups: usize,
     row_group_bytes: usize,
@@ -120,6 +126,8 @@ struct Group {
     columns: Vec<ArrowColumnWriter>,
     /// One per entry of `own_stats`.
     stats: Vec<StringStats>,
+    /// One per entry of `ParquetFile::dict`.
+    dict: Vec<DictColumn>,
     /// Arrow bytes written so far (estimated from the batches' row sizes).
     bytes: usize,
 }
@@ -130,9 +138,13 @@ impl ParquetFile {
     fn new(first: &RecordBatch, opts: &ParquetOptions) -> Result<ParquetFile, WriteError> {
         let schema = first.schema();
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
-        let own_stats = flat_string_leaves(&parquet_schema, &schema);
+        let plain = high_cardinality_columns(first);
+        let dict: Vec<_> = dict_leaves(&parquet_schema, &schema, &plain).into_iter().map(|(l, p)| (l, p, parquet_schema.column(l))).collect();
+        let mut own_stats = flat_string_leaves(&parquet_schema, &schema);
+        own_stats.retain(|(l, _)| !dict.iter().any(|(d, _, _)| d == l));
+        let leaves = schema.fields().iter().map(|f| leaf_count(f.data_type())).collect();
         let mut props = WriterProperties::builder();
-        for path in high_cardinality_columns(first) {
+        for path in plain {
             props = props.set_column_dictionary_enabled(ColumnPath::from(path), false);
         }
         for (leaf, _) in &own_stats {
@@ -148,7 +160,7 @@ impl ParquetFile {
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
         let writer = SerializedFileWriter::new(Vec::new(), parquet_schema.root_schema_ptr(), Arc::new(props))?;
         let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
-        Ok(ParquetFile { writer, factory, schema, own_stats, group: None, groups: 0, row_group_bytes: opts.row_group_bytes.max(1) })
+        Ok(ParquetFile { writer, factory, schema, own_stats, dict, leaves, group: None, groups: 0, row_group_bytes: opts.row_group_bytes.max(1) })
     }
 
     /// Appends `batch`'s rows: to the open row group while it has room for
@@ -167,6 +179,7 @@ impl ParquetFile {
                 None => self.group.insert(Group {
                     columns: self.factory.create_column_writers(self.groups)?,
                     stats: self.own_stats.iter().map(|_| StringStats::default()).collect(),
+                    dict: self.dict.iter().map(|(_, p, d)| DictColumn::new(p.clone(), d.clone())).collect(),
                     bytes: 0,
                 }),
             };
@@ -177,11 +190,23 @@ impl ParquetFile {
             let remaining = rows - start;
             let take = fit.clamp(1, remaining); // a group holds at least one row
             let part = batch.slice(start, take);
-            let mut next = group.columns.iter_mut();
-            for (field, array) in self.schema.fields().iter().zip(part.columns()) {
-                for leaf in compute_leaves(field, array)? {
-                    next.next().expect("one writer per leaf").write(&leaf)?;
+            // parquet-rs writes the leaves that are not a DictColumn's
+            let mut own = self.dict.iter().map(|(l, _, _)| *l).peekable();
+            let mut first = 0;
+            for ((field, array), &n) in self.schema.fields().iter().zip(part.columns()).zip(&self.leaves) {
+                let mine: Vec<usize> = std::iter::from_fn(|| own.next_if(|l| *l < first + n)).collect();
+                if mine.len() < n {
+                    let writers = &mut group.columns[first..first + n];
+                    for (k, leaf) in compute_leaves(field, array)?.into_iter().enumerate() {
+                        if !mine.contains(&(first + k)) {
+                            writers[k].write(&leaf)?;
+                        }
+                    }
                 }
+                first += n;
+            }
+            for d in &mut group.dict {
+                d.write(part.column(d.path().column))?;
             }
             for ((_, path), stats) in self.own_stats.iter().zip(&mut group.stats) {
                 let (values, nulls) = string_leaf(&part, path);
@@ -199,8 +224,14 @@ impl ParquetFile {
     fn close_group(&mut self) -> Result<(), WriteError> {
         let Some(group) = self.group.take() else { return Ok(()) };
         let mut own = self.own_stats.iter().zip(group.stats).peekable();
+        let mut dict = self.dict.iter().zip(group.dict).peekable();
         let mut row_group = self.writer.next_row_group()?;
         for (leaf, column) in group.columns.into_iter().enumerate() {
+            if let Some((_, d)) = dict.next_if(|((l, _, _), _)| *l == leaf) {
+                let (bytes, close) = d.close()?;
+                row_group.append_column(&bytes, close)?;
+                continue;
+            }
             let mut chunk = column.close()?;
             if let Some((_, stats)) = own.next_if(|((l, _), _)| *l == leaf) {
                 let close = chunk.close_mut();
@@ -215,7 +246,9 @@ impl ParquetFile {
 
     /// Bytes held: closed row groups plus the open group's pages.
     fn memory_size(&self) -> usize {
-        let open = self.group.as_ref().map_or(0, |g| g.columns.iter().map(ArrowColumnWriter::memory_size).sum());
+        let open = self.group.as_ref().map_or(0, |g| {
+            g.columns.iter().map(ArrowColumnWriter::memory_size).sum::<usize>() + g.dict.iter().map(DictColumn::memory_size).sum::<usize>()
+        });
         self.writer.inner().capacity() + open
     }
 
@@ -495,5 +528,153 @@ mod tests {
         assert_eq!(groups(file.clone()), vec![1500, 1500]);
         assert_eq!(read_back(file, 1000), vec![part.clone(), part.clone(), part]);
         assert_eq!(groups(file_of(&[batch], &ParquetOptions::default())), vec![3000]);
+    }
+
+    /// Strings at every shape [`DictColumn`] writes: under a struct with a
+    /// null buffer but no nulls and one with nulls, a required column, a
+    /// column of one value, a nullable list (null and empty lists, null
+    /// elements) inside a struct with nulls, a map with null values and
+    /// null and empty maps.
+    fn nested_batch(rows: usize) -> RecordBatch {
+        use arrow_array::builder::{ListBuilder, MapBuilder, StringBuilder};
+        use arrow_array::StringArray;
+        use arrow_schema::Field;
+        let word = |i: usize| ["view", "click", "", "é-ü", "https://shop.example.com/p/1234?ref=home", "a"][i % 6];
+        let s = StringArray::from_iter((0..rows).map(|i| (i % 3 != 0).then(|| word(i))));
+        let b = StructArray::try_new(
+            vec![Field::new("s", DataType::Utf8, true)].into(),
+            vec![Arc::new(s) as ArrayRef],
+            Some(NullBuffer::from_iter((0..rows).map(|i| i % 5 != 1))),
+        )
+        .unwrap();
+        let a = StructArray::try_new(
+            vec![Field::new("b", b.data_type().clone(), true)].into(),
+            vec![Arc::new(b) as ArrayRef],
+            Some(NullBuffer::new_valid(rows)), // a null buffer without nulls
+        )
+        .unwrap();
+        let mut list = ListBuilder::new(StringBuilder::new());
+        let mut map = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        for i in 0..rows {
+            for j in 0..(i % 4) {
+                list.values().append_option((j != 2).then(|| word(i + j)));
+                map.keys().append_value(word(i + j + 1));
+                map.values().append_option(((i + j) % 5 != 0).then(|| word(i * 7 + j)));
+            }
+            list.append(i % 7 != 3);
+            map.append(i % 9 != 4).unwrap();
+        }
+        let list = list.finish();
+        let st = StructArray::try_new(
+            vec![Field::new("tags", list.data_type().clone(), true)].into(),
+            vec![Arc::new(list) as ArrayRef],
+            Some(NullBuffer::from_iter((0..rows).map(|i| i % 11 != 5))),
+        )
+        .unwrap();
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("a", a.data_type().clone(), true),
+                Field::new("req", DataType::Utf8, false),
+                Field::new("one", DataType::Utf8, true),
+                Field::new("st", st.data_type().clone(), true),
+                Field::new("m", map.finish().data_type().clone(), true),
+            ])),
+            {
+                let mut map = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+                for i in 0..rows {
+                    for j in 0..(i % 4) {
+                        map.keys().append_value(word(i + j + 1));
+                        map.values().append_option(((i + j) % 5 != 0).then(|| word(i * 7 + j)));
+                    }
+                    map.append(i % 9 != 4).unwrap();
+                }
+                vec![
+                    Arc::new(a) as ArrayRef,
+                    Arc::new(StringArray::from_iter_values((0..rows).map(|i| word(i + 1)))),
+                    Arc::new(StringArray::from_iter_values((0..rows).map(|_| "only"))),
+                    Arc::new(st),
+                    Arc::new(map.finish()),
+                ]
+            },
+        )
+        .unwrap()
+    }
+
+    /// The data pages of the file's first row group, per column: runs of
+    /// pages of one encoding, (encoding, pages).
+    fn data_page_encodings(file: Bytes) -> Vec<Vec<(parquet::basic::Encoding, i32)>> {
+        use parquet::basic::PageType;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let r = SerializedFileReader::new(file).unwrap();
+        let group = r.get_row_group(0).unwrap();
+        (0..group.num_columns())
+            .map(|c| {
+                let mut runs: Vec<(parquet::basic::Encoding, i32)> = Vec::new();
+                for page in group.get_column_page_reader(c).unwrap() {
+                    let page = page.unwrap();
+                    if page.page_type() != PageType::DATA_PAGE {
+                        continue;
+                    }
+                    match runs.last_mut() {
+                        Some((e, n)) if *e == page.encoding() => *n += 1,
+                        _ => runs.push((page.encoding(), 1)),
+                    }
+                }
+                runs
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dictionary_string_columns_read_back_with_parquet_rs_statistics() {
+        use parquet::basic::Encoding;
+        let batch = nested_batch(2000);
+        let parquet_schema = ArrowSchemaConverter::new().convert(&batch.schema()).unwrap();
+        // every string leaf is a DictColumn's: a.b.s, req, one, st.tags, m key, m value
+        let leaves: Vec<usize> = dict_leaves(&parquet_schema, &batch.schema(), &[]).into_iter().map(|(l, _)| l).collect();
+        assert_eq!(leaves, vec![0, 1, 2, 3, 4, 5]);
+        let mut theirs = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let theirs = chunk_stats(theirs);
+        let cuts = [0, 1, 333, 334, 1500, 2000];
+        let parts: Vec<RecordBatch> = cuts.windows(2).map(|w| batch.slice(w[0], w[1] - w[0])).collect();
+        for file in [file_of(&[batch.clone()], &ParquetOptions::default()), file_of(&parts, &ParquetOptions::default())] {
+            assert_eq!(chunk_stats(file.to_vec()), theirs);
+            assert_eq!(read_back(file.clone(), 4096), vec![batch.clone()]);
+            for (column, pages) in data_page_encodings(file).iter().enumerate() {
+                assert_eq!(pages, &vec![(Encoding::RLE_DICTIONARY, 1)], "column {column}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_dictionary_past_its_limit_goes_on_in_plain_pages() {
+        use arrow_array::builder::{ListBuilder, StringBuilder};
+        use parquet::basic::Encoding;
+        // 60k rows of two distinct 20-byte values: 2.9 MB of dictionary, and
+        // pages of at most 20k rows
+        let rows = 60_000;
+        let mut list = ListBuilder::new(StringBuilder::new());
+        for i in 0..rows {
+            list.values().append_value(format!("value-{:014}", 2 * i));
+            list.values().append_value(format!("value-{:014}", 2 * i + 1));
+            list.append(true);
+        }
+        let batch = RecordBatch::try_from_iter([("l", Arc::new(list.finish()) as ArrayRef)]).unwrap();
+        let parquet_schema = ArrowSchemaConverter::new().convert(&batch.schema()).unwrap();
+        assert_eq!(dict_leaves(&parquet_schema, &batch.schema(), &[]).len(), 1);
+        let mut theirs = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let file = file_of(&[batch.slice(0, 25_000), batch.slice(25_000, 35_000)], &ParquetOptions::default());
+        assert_eq!(chunk_stats(file.to_vec()), chunk_stats(theirs));
+        assert_eq!(read_back(file.clone(), rows), vec![batch]);
+        let pages = &data_page_encodings(file)[0];
+        assert_eq!(pages[0].0, Encoding::RLE_DICTIONARY);
+        assert_eq!(pages.last().unwrap().0, Encoding::PLAIN, "{pages:?}");
+        assert!(pages.iter().map(|p| p.1).sum::<i32>() >= 3, "pages of at most 20k rows: {pages:?}");
     }
 }

@@ -59,6 +59,11 @@ impl StringStats {
             }
         }
         let Some((min, _, max, _)) = best else { return };
+        self.add_min_max(min, max);
+    }
+
+    /// Takes in a part's min and max (untruncated).
+    pub fn add_min_max(&mut self, min: &[u8], max: &[u8]) {
         match &mut self.min_max {
             None => self.min_max = Some((min.to_vec(), max.to_vec())),
             Some((lo, hi)) => {
@@ -70,6 +75,11 @@ impl StringStats {
                 }
             }
         }
+    }
+
+    /// Counts `n` more nulls.
+    pub fn add_nulls(&mut self, n: u64) {
+        self.null_count += n;
     }
 
     /// The chunk's statistics, min and max truncated as parquet-rs does.
