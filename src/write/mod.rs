@@ -20,7 +20,7 @@ use flate2::write::GzEncoder;
 use parquet::file::metadata::KeyValue;
 use std::io::Write;
 
-mod dict_strings;
+mod string_columns;
 mod parquet_file;
 mod stats;
 

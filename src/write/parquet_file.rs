@@ -19,7 +19,7 @@
 //! batches are built against the file's schema). A chunk that fails to
 //! encode makes `finish` fail.
 
-use super::dict_strings::{dict_leaves, leaf_count, DictColumn, LeafPath};
+use super::string_columns::{string_leaves, leaf_count, StringColumn, LeafPath};
 use super::stats::StringStats;
 use super::{ParquetOptions, WriteError};
 use crate::decode::Columns;
@@ -111,7 +111,7 @@ struct ParquetFile {
     schema: SchemaRef,
     /// Leaves whose statistics are ours (see [`flat_string_leaves`]).
     own_stats: Vec<(usize, Vec<usize>)>,
-    /// Leaves written by [`DictColumn`]s, not parquet-rs: leaf index, path
+    /// Leaves written by [`StringColumn`]s, not parquet-rs: leaf index, path
     /// and descriptor.
     dict: Vec<(usize, LeafPath, ColumnDescPtr)>,
     /// Leaves per top-level column.
@@ -121,13 +121,19 @@ struct ParquetFile {
     row_group_bytes: usize,
 }
 
+/// A closed column chunk of a row group, before it is appended.
+enum Chunk {
+    Strings((bytes::Bytes, parquet::column::writer::ColumnCloseResult)),
+    Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
+}
+
 /// A row group being written.
 struct Group {
     columns: Vec<ArrowColumnWriter>,
     /// One per entry of `own_stats`.
     stats: Vec<StringStats>,
     /// One per entry of `ParquetFile::dict`.
-    dict: Vec<DictColumn>,
+    dict: Vec<StringColumn>,
     /// Arrow bytes written so far (estimated from the batches' row sizes).
     bytes: usize,
 }
@@ -139,7 +145,7 @@ impl ParquetFile {
         let schema = first.schema();
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
         let plain = high_cardinality_columns(first);
-        let dict: Vec<_> = dict_leaves(&parquet_schema, &schema, &plain).into_iter().map(|(l, p)| (l, p, parquet_schema.column(l))).collect();
+        let dict: Vec<_> = string_leaves(&parquet_schema, &schema, &plain).into_iter().map(|(l, p)| (l, p, parquet_schema.column(l))).collect();
         let mut own_stats = flat_string_leaves(&parquet_schema, &schema);
         own_stats.retain(|(l, _)| !dict.iter().any(|(d, _, _)| d == l));
         let leaves = schema.fields().iter().map(|f| leaf_count(f.data_type())).collect();
@@ -179,7 +185,7 @@ impl ParquetFile {
                 None => self.group.insert(Group {
                     columns: self.factory.create_column_writers(self.groups)?,
                     stats: self.own_stats.iter().map(|_| StringStats::default()).collect(),
-                    dict: self.dict.iter().map(|(_, p, d)| DictColumn::new(p.clone(), d.clone())).collect(),
+                    dict: self.dict.iter().map(|(_, p, d)| StringColumn::new(p.clone(), d.clone())).collect(),
                     bytes: 0,
                 }),
             };
@@ -190,7 +196,7 @@ impl ParquetFile {
             let remaining = rows - start;
             let take = fit.clamp(1, remaining); // a group holds at least one row
             let part = batch.slice(start, take);
-            // parquet-rs writes the leaves that are not a DictColumn's
+            // parquet-rs writes the leaves that are not a StringColumn's
             let mut own = self.dict.iter().map(|(l, _, _)| *l).peekable();
             let mut first = 0;
             for ((field, array), &n) in self.schema.fields().iter().zip(part.columns()).zip(&self.leaves) {
@@ -225,11 +231,10 @@ impl ParquetFile {
         let Some(group) = self.group.take() else { return Ok(()) };
         let mut own = self.own_stats.iter().zip(group.stats).peekable();
         let mut dict = self.dict.iter().zip(group.dict).peekable();
-        let mut row_group = self.writer.next_row_group()?;
+        let mut chunks = Vec::with_capacity(group.columns.len());
         for (leaf, column) in group.columns.into_iter().enumerate() {
             if let Some((_, d)) = dict.next_if(|((l, _, _), _)| *l == leaf) {
-                let (bytes, close) = d.close()?;
-                row_group.append_column(&bytes, close)?;
+                chunks.push(Chunk::Strings(d.close()?));
                 continue;
             }
             let mut chunk = column.close()?;
@@ -237,7 +242,23 @@ impl ParquetFile {
                 let close = chunk.close_mut();
                 close.metadata = close.metadata.clone().into_builder().set_statistics(stats.finish()).build()?;
             }
-            chunk.append_to_row_group(&mut row_group)?;
+            chunks.push(Chunk::Arrow(chunk));
+        }
+        // room for the whole group at once, instead of the file growing by doubling
+        let size: i64 = chunks
+            .iter_mut()
+            .map(|c| match c {
+                Chunk::Strings((_, close)) => close.metadata.compressed_size(),
+                Chunk::Arrow(chunk) => chunk.close_mut().metadata.compressed_size(),
+            })
+            .sum();
+        self.writer.inner_mut().reserve(size as usize);
+        let mut row_group = self.writer.next_row_group()?;
+        for chunk in chunks {
+            match chunk {
+                Chunk::Strings((bytes, close)) => row_group.append_column(&bytes, close)?,
+                Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
+            }
         }
         row_group.close()?;
         self.groups += 1;
@@ -247,7 +268,7 @@ impl ParquetFile {
     /// Bytes held: closed row groups plus the open group's pages.
     fn memory_size(&self) -> usize {
         let open = self.group.as_ref().map_or(0, |g| {
-            g.columns.iter().map(ArrowColumnWriter::memory_size).sum::<usize>() + g.dict.iter().map(DictColumn::memory_size).sum::<usize>()
+            g.columns.iter().map(ArrowColumnWriter::memory_size).sum::<usize>() + g.dict.iter().map(StringColumn::memory_size).sum::<usize>()
         });
         self.writer.inner().capacity() + open
     }
@@ -500,7 +521,11 @@ mod tests {
         // whole, and in parts of uneven sizes as a buffer encodes its chunks
         let cuts = [0, 1, 97, 98, 640, 1000];
         let parts: Vec<RecordBatch> = cuts.windows(2).map(|w| batch.slice(w[0], w[1] - w[0])).collect();
-        for file in [file_of(&[batch.clone()], &ParquetOptions::default()), file_of(&parts, &ParquetOptions::default())] {
+        // `top` is mostly distinct: PLAIN pages, no dictionary (judged on
+        // the first part: the one-row part leaves it the dictionary)
+        let whole = file_of(&[batch.clone()], &ParquetOptions::default());
+        assert_eq!(data_page_encodings(whole.clone())[0], vec![(parquet::basic::Encoding::PLAIN, 1)]);
+        for file in [whole, file_of(&parts, &ParquetOptions::default())] {
             let ours = chunk_stats(file.to_vec());
             assert_eq!(ours.len(), 1);
             assert_eq!(ours[0].len(), 7, "top, outer.n, outer.deep.s, outer.t, tags, props key, props value");
@@ -530,7 +555,7 @@ mod tests {
         assert_eq!(groups(file_of(&[batch], &ParquetOptions::default())), vec![3000]);
     }
 
-    /// Strings at every shape [`DictColumn`] writes: under a struct with a
+    /// Strings at every shape [`StringColumn`] writes: under a struct with a
     /// null buffer but no nulls and one with nulls, a required column, a
     /// column of one value, a nullable list (null and empty lists, null
     /// elements) inside a struct with nulls, a map with null values and
@@ -630,8 +655,8 @@ mod tests {
         use parquet::basic::Encoding;
         let batch = nested_batch(2000);
         let parquet_schema = ArrowSchemaConverter::new().convert(&batch.schema()).unwrap();
-        // every string leaf is a DictColumn's: a.b.s, req, one, st.tags, m key, m value
-        let leaves: Vec<usize> = dict_leaves(&parquet_schema, &batch.schema(), &[]).into_iter().map(|(l, _)| l).collect();
+        // every string leaf is a StringColumn's: a.b.s, req, one, st.tags, m key, m value
+        let leaves: Vec<usize> = string_leaves(&parquet_schema, &batch.schema(), &[]).into_iter().map(|(l, _)| l).collect();
         assert_eq!(leaves, vec![0, 1, 2, 3, 4, 5]);
         let mut theirs = Vec::new();
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
@@ -664,7 +689,7 @@ mod tests {
         }
         let batch = RecordBatch::try_from_iter([("l", Arc::new(list.finish()) as ArrayRef)]).unwrap();
         let parquet_schema = ArrowSchemaConverter::new().convert(&batch.schema()).unwrap();
-        assert_eq!(dict_leaves(&parquet_schema, &batch.schema(), &[]).len(), 1);
+        assert_eq!(string_leaves(&parquet_schema, &batch.schema(), &[]).len(), 1);
         let mut theirs = Vec::new();
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
         w.write(&batch).unwrap();

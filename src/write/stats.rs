@@ -97,6 +97,40 @@ impl StringStats {
     }
 }
 
+/// Byte-wise min and max of values taken one at a time, compared by their
+/// first eight bytes in a register first (see [`key`]); the buffers are
+/// reused when a new min or max comes (ever-increasing ids).
+#[derive(Debug, Default)]
+pub struct MinMax {
+    /// min, its key, max, its key
+    best: Option<(Vec<u8>, u64, Vec<u8>, u64)>,
+}
+
+impl MinMax {
+    #[inline(always)]
+    pub fn add(&mut self, v: &[u8]) {
+        let k = key(v, 0, v.len());
+        let Some((min, kmin, max, kmax)) = &mut self.best else {
+            self.best = Some((v.to_vec(), k, v.to_vec(), k));
+            return;
+        };
+        if k < *kmin || (k == *kmin && cmp_tail(v, min) == Ordering::Less) {
+            min.clear();
+            min.extend_from_slice(v);
+            *kmin = k;
+        }
+        if k > *kmax || (k == *kmax && cmp_tail(v, max) == Ordering::Greater) {
+            max.clear();
+            max.extend_from_slice(v);
+            *kmax = k;
+        }
+    }
+
+    pub fn get(&self) -> Option<(&[u8], &[u8])> {
+        self.best.as_ref().map(|(min, _, max, _)| (min.as_slice(), max.as_slice()))
+    }
+}
+
 /// The first eight bytes of the value of `len` bytes at `data[start..]`,
 /// big-endian and zero-padded: keys that differ order their values as the
 /// bytes do (a zero pad only ties with a real zero byte, and ties are

@@ -2,7 +2,7 @@
 //! parquet-rs.
 //!
 //! Input: the parts of a row group (consecutive slices of record batches),
-//! for each string leaf that [`dict_leaves`] takes: a string column or
+//! for each string leaf that [`string_leaves`] takes: a string column or
 //! struct field (at any struct depth), or the string elements of a list or
 //! the string keys or values of a map (one level of repetition, the strings
 //! directly inside it, structs around it).
@@ -25,7 +25,7 @@
 //! arrays and the dictionary is a small open-addressing table of short
 //! word hashes.
 
-use super::stats::StringStats;
+use super::stats::{MinMax, StringStats};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, StringArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
@@ -60,6 +60,8 @@ pub struct LeafPath {
     /// The node below the structs: the string leaf itself, or a list or map
     /// holding it.
     end: End,
+    /// Whether the chunk starts with a dictionary (else PLAIN pages only).
+    dictionary: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,7 +79,7 @@ enum End {
 /// The string leaves written here: their leaf index in `parquet` and their
 /// path in `arrow`, for every leaf of a shape this module writes whose
 /// dotted name is not in `plain` (columns that go without a dictionary).
-pub fn dict_leaves(parquet: &SchemaDescriptor, arrow: &Schema, plain: &[Vec<String>]) -> Vec<(usize, LeafPath)> {
+pub fn string_leaves(parquet: &SchemaDescriptor, arrow: &Schema, plain: &[Vec<String>]) -> Vec<(usize, LeafPath)> {
     let mut out = Vec::new();
     let mut leaf = 0;
     for (c, f) in arrow.fields().iter().enumerate() {
@@ -105,8 +107,8 @@ fn visit(
     leaf: &mut usize,
     out: &mut Vec<(usize, LeafPath)>,
 ) {
-    let take = |end: End, structs: &Vec<(usize, bool)>, out: &mut Vec<(usize, LeafPath)>, leaf: usize| {
-        out.push((leaf, LeafPath { column: c, structs: structs.clone(), end }));
+    let take = |end: End, dictionary: bool, structs: &Vec<(usize, bool)>, out: &mut Vec<(usize, LeafPath)>, leaf: usize| {
+        out.push((leaf, LeafPath { column: c, structs: structs.clone(), end, dictionary }));
     };
     match f.data_type() {
         DataType::Struct(fields) => {
@@ -119,13 +121,11 @@ fn visit(
             }
         }
         DataType::Utf8 => {
-            if !plain.contains(names) {
-                take(End::Leaf(f.is_nullable()), structs, out, *leaf);
-            }
+            take(End::Leaf(f.is_nullable()), !plain.contains(names), structs, out, *leaf);
             *leaf += 1;
         }
         DataType::List(e) if e.data_type() == &DataType::Utf8 => {
-            take(End::List(f.is_nullable(), e.is_nullable()), structs, out, *leaf);
+            take(End::List(f.is_nullable(), e.is_nullable()), true, structs, out, *leaf);
             *leaf += 1;
         }
         DataType::Map(entries, _) => match entries.data_type() {
@@ -133,7 +133,7 @@ fn visit(
                 for (i, child) in kv.iter().enumerate() {
                     if child.data_type() == &DataType::Utf8 {
                         let end = if i == 0 { End::MapKeys(f.is_nullable()) } else { End::MapValues(f.is_nullable(), child.is_nullable()) };
-                        take(end, structs, out, *leaf);
+                        take(end, true, structs, out, *leaf);
                         *leaf += 1;
                     } else {
                         *leaf += leaf_count(child.data_type());
@@ -179,7 +179,7 @@ impl LeafPath {
 }
 
 /// One leaf's chunk of the open row group.
-pub struct DictColumn {
+pub struct StringColumn {
     path: LeafPath,
     descr: ColumnDescPtr,
     max_def: i16,
@@ -197,8 +197,10 @@ pub struct DictColumn {
     pages: TrackedWrite<Vec<u8>>,
     sizes: Sizes,
     stats: StringStats,
-    /// Min and max of the PLAIN values (after the fallback).
-    plain_min_max: Option<(Vec<u8>, Vec<u8>)>,
+    /// Min and max of the PLAIN values.
+    plain_min_max: MinMax,
+    /// The uncompressed page, kept for the next one.
+    page_buf: Vec<u8>,
     plain_values: u64,
     rows: u64,
     /// Whether a struct above has nulls in the rows being written.
@@ -215,10 +217,11 @@ struct Sizes {
     plain_pages: i32,
 }
 
-impl DictColumn {
-    pub fn new(path: LeafPath, descr: ColumnDescPtr) -> DictColumn {
+impl StringColumn {
+    pub fn new(path: LeafPath, descr: ColumnDescPtr) -> StringColumn {
         let (max_def, max_rep) = path.max_levels();
-        DictColumn {
+        let fallback = !path.dictionary;
+        StringColumn {
             path,
             descr,
             max_def,
@@ -229,11 +232,12 @@ impl DictColumn {
             indices: Vec::new(),
             plain: Vec::new(),
             page_rows: 0,
-            fallback: false,
+            fallback,
             pages: TrackedWrite::new(Vec::new()),
             sizes: Sizes::default(),
             stats: StringStats::default(),
-            plain_min_max: None,
+            plain_min_max: MinMax::default(),
+            page_buf: Vec::new(),
             plain_values: 0,
             rows: 0,
             any_outer_nulls: false,
@@ -449,28 +453,20 @@ impl DictColumn {
         }
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn plain_value(&mut self, v: &[u8]) {
         self.plain_values += 1;
         self.plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
         self.plain.extend_from_slice(v);
-        match &mut self.plain_min_max {
-            None => self.plain_min_max = Some((v.to_vec(), v.to_vec())),
-            Some((lo, hi)) => {
-                if v < lo.as_slice() {
-                    *lo = v.to_vec();
-                } else if v > hi.as_slice() {
-                    *hi = v.to_vec();
-                }
-            }
-        }
+        self.plain_min_max.add(v);
     }
 
     fn flush_page(&mut self) -> Result<(), ParquetError> {
         if self.page_rows == 0 {
             return Ok(());
         }
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.page_buf);
+        buf.clear();
         let levels = |max: i16, levels: &[u8], buf: &mut Vec<u8>| {
             if max > 0 {
                 let at = buf.len();
@@ -503,6 +499,7 @@ impl DictColumn {
             statistics: None,
         };
         let spec = SerializedPageWriter::new(&mut self.pages).write_page(CompressedPage::new(page, buf.len()))?;
+        self.page_buf = buf;
         self.sizes.compressed += spec.compressed_size as u64;
         self.sizes.uncompressed += spec.uncompressed_size as u64;
         self.defs.clear();
@@ -533,7 +530,7 @@ impl DictColumn {
         if let Some((lo, hi)) = self.dict.min_max() {
             self.stats.add_min_max(lo, hi);
         }
-        if let Some((lo, hi)) = &self.plain_min_max {
+        if let Some((lo, hi)) = self.plain_min_max.get() {
             self.stats.add_min_max(lo, hi);
         }
         self.stats.add_nulls(levels - self.dict.values_seen - self.plain_values);
