@@ -9,7 +9,8 @@
 //! names, column statistics, dictionary encoding, row groups cut by
 //! in-memory size (`row_group_bytes`, ~128 MiB like Athena's default).
 //! A table buffer's rows are mostly encoded before it is sealed (see
-//! [`RowBuffer`]); chunk statistics of flat string columns come from [`stats`].
+//! [`RowBuffer`]); string columns are encoded by [`string_columns`], the
+//! others by parquet-rs.
 //! Key-value metadata: `lakehose.schema_version`, `lakehose.table`,
 //! `lakehose.shard`, `lakehose.first_position`, `lakehose.last_position`.
 
@@ -20,9 +21,9 @@ use flate2::write::GzEncoder;
 use parquet::file::metadata::KeyValue;
 use std::io::Write;
 
-mod string_columns;
 mod parquet_file;
 mod stats;
+mod string_columns;
 
 pub use parquet_file::RowBuffer;
 

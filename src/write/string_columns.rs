@@ -1,5 +1,4 @@
-//! Dictionary-encoded string column chunks, written here instead of by
-//! parquet-rs.
+//! String column chunks, written here instead of by parquet-rs.
 //!
 //! Input: the parts of a row group (consecutive slices of record batches),
 //! for each string leaf that [`string_leaves`] takes: a string column or
@@ -10,20 +9,25 @@
 //! dictionary page, then snappy data pages v1 (RLE repetition and
 //! definition levels, RLE_DICTIONARY indices) — as bytes and the
 //! [`ColumnCloseResult`] that splices them into the row group
-//! (`SerializedRowGroupWriter::append_column`). Chunk statistics are those
-//! parquet-rs writes (null count = levels without a value; min and max
-//! truncated as [`StringStats`] does); there is no page index for these
-//! columns. A dictionary past [`DICT_LIMIT`] bytes falls back to PLAIN
-//! pages for the rest of the chunk, as parquet-rs does.
+//! (`SerializedRowGroupWriter::append_column`). Leaves judged mostly
+//! distinct (`plain`: ids, URLs) get PLAIN data pages and no dictionary; a
+//! dictionary past [`DICT_LIMIT`] bytes falls back to PLAIN pages for the
+//! rest of the chunk, as parquet-rs does. Pages hold at most 20k rows and
+//! about 1 MiB. Chunk statistics are those parquet-rs writes (null count =
+//! levels without a value; min and max truncated as [`StringStats`] does);
+//! there is no page index for these columns.
 //! Failure: a [`ParquetError`] from building the page headers or the
 //! metadata, which would be a bug.
 //!
 //! Why: parquet-rs interns every value in a hash table keyed by a
-//! general-purpose hash, compares through `memcmp` and walks its generic
-//! level machinery: 44 M of the 368 M instructions `convert` spent on 20k
-//! clickstream records. Here the levels come from one pass over the
-//! arrays and the dictionary is a small open-addressing table of short
-//! word hashes.
+//! general-purpose hash, compares through `memcmp`, walks its generic
+//! level machinery and grows fresh page buffers (page faults): its string
+//! columns took 44 M of the 368 M instructions `convert` spent on 20k
+//! clickstream records in the interner alone. Here the levels come from
+//! one pass over the arrays, the dictionary is a small open-addressing
+//! table of word hashes, and page buffers are reused: 368.9 → 334.6 M
+//! instructions, page faults 21.5k → 14.7k for 200k records, CPU time
+//! −11% (median of 15 interleaved runs).
 
 use super::stats::{MinMax, StringStats};
 use arrow_array::cast::AsArray;
@@ -211,6 +215,8 @@ pub struct StringColumn {
 #[derive(Default)]
 struct Sizes {
     levels: u64,
+    /// `levels` when the current page began.
+    levels_flushed: u64,
     compressed: u64,
     uncompressed: u64,
     dict_pages: i32,
@@ -478,7 +484,8 @@ impl StringColumn {
         };
         levels(self.max_rep, &self.reps, &mut buf);
         levels(self.max_def, &self.defs, &mut buf);
-        let num_values = self.defs.len().max(self.reps.len()).max(self.indices.len()) as u32;
+        // levels in the page (a required flat column has no level vectors)
+        let num_values = (self.sizes.levels - self.sizes.levels_flushed) as u32;
         let encoding = if self.fallback {
             buf.extend_from_slice(&self.plain);
             self.sizes.plain_pages += 1;
@@ -500,6 +507,7 @@ impl StringColumn {
         };
         let spec = SerializedPageWriter::new(&mut self.pages).write_page(CompressedPage::new(page, buf.len()))?;
         self.page_buf = buf;
+        self.sizes.levels_flushed = self.sizes.levels;
         self.sizes.compressed += spec.compressed_size as u64;
         self.sizes.uncompressed += spec.uncompressed_size as u64;
         self.defs.clear();
