@@ -126,7 +126,7 @@ struct ParquetFile {
 
 /// A closed column chunk of a row group, before it is appended.
 enum Chunk {
-    Strings((bytes::Bytes, parquet::column::writer::ColumnCloseResult)),
+    Strings((super::string_columns::Pages, parquet::column::writer::ColumnCloseResult)),
     Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
 }
 
@@ -259,7 +259,7 @@ impl ParquetFile {
         let mut row_group = self.writer.next_row_group()?;
         for chunk in chunks {
             match chunk {
-                Chunk::Strings((bytes, close)) => row_group.append_column(&bytes, close)?,
+                Chunk::Strings((pages, close)) => row_group.append_column(&pages, close)?,
                 Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
             }
         }

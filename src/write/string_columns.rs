@@ -197,8 +197,9 @@ pub struct StringColumn {
     plain: Vec<u8>,
     page_rows: usize,
     fallback: bool,
-    /// Data pages written so far.
-    pages: TrackedWrite<Vec<u8>>,
+    /// Data pages written so far (header and body each).
+    pages: Pages,
+    snappy: Snappy,
     sizes: Sizes,
     stats: StringStats,
     /// Min and max of the PLAIN values.
@@ -239,7 +240,8 @@ impl StringColumn {
             plain: Vec::new(),
             page_rows: 0,
             fallback,
-            pages: TrackedWrite::new(Vec::new()),
+            pages: Pages::default(),
+            snappy: Snappy::default(),
             sizes: Sizes::default(),
             stats: StringStats::default(),
             plain_min_max: MinMax::default(),
@@ -256,7 +258,7 @@ impl StringColumn {
 
     /// Bytes held: pages written, the dictionary and the current page.
     pub fn memory_size(&self) -> usize {
-        self.pages.bytes_written()
+        self.pages.len as usize
             + self.dict.memory_size()
             + self.defs.capacity()
             + self.reps.capacity()
@@ -498,14 +500,14 @@ impl StringColumn {
             Encoding::RLE_DICTIONARY
         };
         let page = Page::DataPage {
-            buf: Bytes::from(snappy(&buf)?),
+            buf: self.snappy.compress(&buf)?,
             num_values,
             encoding,
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
-        let spec = SerializedPageWriter::new(&mut self.pages).write_page(CompressedPage::new(page, buf.len()))?;
+        let spec = self.pages.write(CompressedPage::new(page, buf.len()))?;
         self.page_buf = buf;
         self.sizes.levels_flushed = self.sizes.levels;
         self.sizes.compressed += spec.compressed_size as u64;
@@ -520,21 +522,19 @@ impl StringColumn {
 
     /// The chunk's bytes (dictionary page first) and what splices them
     /// into the row group.
-    pub fn close(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+    pub fn close(mut self) -> Result<(Pages, ColumnCloseResult), ParquetError> {
         self.flush_page()?;
         let levels = self.sizes.levels;
-        let mut head = TrackedWrite::new(Vec::new());
         let mut dict_len = 0;
         if self.sizes.dict_pages > 0 {
             let plain = self.dict.plain();
-            let page = Page::DictionaryPage { buf: Bytes::from(snappy(&plain)?), num_values: self.dict.len() as u32, encoding: Encoding::PLAIN, is_sorted: false };
-            let spec = SerializedPageWriter::new(&mut head).write_page(CompressedPage::new(page, plain.len()))?;
+            let page = Page::DictionaryPage { buf: self.snappy.compress(&plain)?, num_values: self.dict.len() as u32, encoding: Encoding::PLAIN, is_sorted: false };
+            let spec = self.pages.write(CompressedPage::new(page, plain.len()))?;
+            self.pages.parts.rotate_right(1); // the dictionary page comes first
             self.sizes.compressed += spec.compressed_size as u64;
             self.sizes.uncompressed += spec.uncompressed_size as u64;
             dict_len = spec.compressed_size as i64;
         }
-        let mut bytes = head.into_inner()?;
-        bytes.extend_from_slice(&self.pages.into_inner()?);
         if let Some((lo, hi)) = self.dict.min_max() {
             self.stats.add_min_max(lo, hi);
         }
@@ -565,14 +565,14 @@ impl StringColumn {
             .set_statistics(self.stats.finish())
             .build()?;
         let close = ColumnCloseResult {
-            bytes_written: bytes.len() as u64,
+            bytes_written: self.pages.len,
             rows_written: self.rows,
             metadata,
             bloom_filter: None,
             column_index: None,
             offset_index: None,
         };
-        Ok((Bytes::from(bytes), close))
+        Ok((self.pages, close))
     }
 }
 
@@ -660,8 +660,97 @@ fn bits(max: u64) -> u8 {
     (64 - max.leading_zeros()) as u8
 }
 
-fn snappy(data: &[u8]) -> Result<Vec<u8>, ParquetError> {
-    snap::raw::Encoder::new().compress_vec(data).map_err(|e| ParquetError::External(Box::new(e)))
+/// A snappy encoder and an output buffer kept from page to page (a fresh
+/// one per page was zero-filled and faulted in each time).
+struct Snappy {
+    encoder: snap::raw::Encoder,
+    out: Vec<u8>,
+}
+
+impl Default for Snappy {
+    fn default() -> Self {
+        Snappy { encoder: snap::raw::Encoder::new(), out: Vec::new() }
+    }
+}
+
+impl Snappy {
+    fn compress(&mut self, data: &[u8]) -> Result<Bytes, ParquetError> {
+        let max = snap::raw::max_compress_len(data.len());
+        if self.out.len() < max {
+            self.out.resize(max, 0);
+        }
+        let n = self.encoder.compress(data, &mut self.out).map_err(|e| ParquetError::External(Box::new(e)))?;
+        Ok(Bytes::copy_from_slice(&self.out[..n]))
+    }
+}
+
+/// A column chunk's pages (header and body each), in file order; read back
+/// in one pass when the chunk is appended to its row group, without being
+/// copied into one buffer first.
+#[derive(Default)]
+pub struct Pages {
+    parts: Vec<Bytes>,
+    len: u64,
+}
+
+impl Pages {
+    fn write(&mut self, page: CompressedPage) -> Result<parquet::column::page::PageWriteSpec, ParquetError> {
+        let mut sink = TrackedWrite::new(Vec::with_capacity(page.data().len() + 64));
+        let spec = SerializedPageWriter::new(&mut sink).write_page(page)?;
+        let bytes = Bytes::from(sink.into_inner()?);
+        self.len += bytes.len() as u64;
+        self.parts.push(bytes);
+        Ok(spec)
+    }
+}
+
+impl parquet::file::reader::Length for Pages {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl parquet::file::reader::ChunkReader for Pages {
+    type T = PagesRead;
+
+    fn get_read(&self, start: u64) -> Result<PagesRead, ParquetError> {
+        let mut read = PagesRead { parts: self.parts.clone().into(), skip: start as usize };
+        while let Some(first) = read.parts.front() {
+            if read.skip < first.len() {
+                break;
+            }
+            read.skip -= first.len();
+            read.parts.pop_front();
+        }
+        Ok(read)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
+        let mut out = Vec::with_capacity(length);
+        std::io::Read::read_to_end(&mut std::io::Read::take(self.get_read(start)?, length as u64), &mut out)?;
+        Ok(out.into())
+    }
+}
+
+/// Reads [`Pages`] from an offset.
+pub struct PagesRead {
+    parts: std::collections::VecDeque<Bytes>,
+    /// Bytes of the first part already read.
+    skip: usize,
+}
+
+impl std::io::Read for PagesRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(first) = self.parts.front() else { return Ok(0) };
+        let n = buf.len().min(first.len() - self.skip);
+        buf[..n].copy_from_slice(&first[self.skip..self.skip + n]);
+        self.skip += n;
+        if self.skip == first.len() {
+            self.parts.pop_front();
+            self.skip = 0;
+        }
+        Ok(n)
+    }
 }
 
 /// A chunk's dictionary: distinct values in first-seen order.
