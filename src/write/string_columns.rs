@@ -199,7 +199,6 @@ pub struct StringColumn {
     fallback: bool,
     /// Data pages written so far (header and body each).
     pages: Pages,
-    snappy: Snappy,
     sizes: Sizes,
     stats: StringStats,
     /// Min and max of the PLAIN values.
@@ -241,7 +240,6 @@ impl StringColumn {
             page_rows: 0,
             fallback,
             pages: Pages::default(),
-            snappy: Snappy::default(),
             sizes: Sizes::default(),
             stats: StringStats::default(),
             plain_min_max: MinMax::default(),
@@ -500,7 +498,7 @@ impl StringColumn {
             Encoding::RLE_DICTIONARY
         };
         let page = Page::DataPage {
-            buf: self.snappy.compress(&buf)?,
+            buf: snappy(&buf)?,
             num_values,
             encoding,
             def_level_encoding: Encoding::RLE,
@@ -528,7 +526,7 @@ impl StringColumn {
         let mut dict_len = 0;
         if self.sizes.dict_pages > 0 {
             let plain = self.dict.plain();
-            let page = Page::DictionaryPage { buf: self.snappy.compress(&plain)?, num_values: self.dict.len() as u32, encoding: Encoding::PLAIN, is_sorted: false };
+            let page = Page::DictionaryPage { buf: snappy(&plain)?, num_values: self.dict.len() as u32, encoding: Encoding::PLAIN, is_sorted: false };
             let spec = self.pages.write(CompressedPage::new(page, plain.len()))?;
             self.pages.parts.rotate_right(1); // the dictionary page comes first
             self.sizes.compressed += spec.compressed_size as u64;
@@ -660,8 +658,17 @@ fn bits(max: u64) -> u8 {
     (64 - max.leading_zeros()) as u8
 }
 
-/// A snappy encoder and an output buffer kept from page to page (a fresh
-/// one per page was zero-filled and faulted in each time).
+/// `data` compressed by this thread's [`Snappy`].
+fn snappy(data: &[u8]) -> Result<Bytes, ParquetError> {
+    thread_local! {
+        static SNAPPY: std::cell::RefCell<Snappy> = std::cell::RefCell::new(Snappy::default());
+    }
+    SNAPPY.with_borrow_mut(|s| s.compress(data))
+}
+
+/// A snappy encoder and an output buffer kept from page to page and from
+/// column to column (a fresh one per page was zero-filled and faulted in
+/// each time).
 struct Snappy {
     encoder: snap::raw::Encoder,
     out: Vec<u8>,
