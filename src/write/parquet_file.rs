@@ -22,7 +22,7 @@
 //! batches are built against the file's schema). A chunk that fails to
 //! encode makes `finish` fail.
 
-use super::string_columns::{string_leaves, leaf_count, StringColumn, LeafPath};
+use super::string_columns::{leaf_count, string_leaves, LeafPath, StringColumn};
 use super::stats::StringStats;
 use super::{ParquetOptions, WriteError};
 use crate::decode::Columns;
@@ -116,7 +116,7 @@ struct ParquetFile {
     own_stats: Vec<(usize, Vec<usize>)>,
     /// Leaves written by [`StringColumn`]s, not parquet-rs: leaf index, path
     /// and descriptor.
-    dict: Vec<(usize, LeafPath, ColumnDescPtr)>,
+    strings: Vec<(usize, LeafPath, ColumnDescPtr)>,
     /// Leaves per top-level column.
     leaves: Vec<usize>,
     group: Option<Group>,
@@ -135,8 +135,8 @@ struct Group {
     columns: Vec<ArrowColumnWriter>,
     /// One per entry of `own_stats`.
     stats: Vec<StringStats>,
-    /// One per entry of `ParquetFile::dict`.
-    dict: Vec<StringColumn>,
+    /// One per entry of `ParquetFile::strings`.
+    strings: Vec<StringColumn>,
     /// Arrow bytes written so far (estimated from the batches' row sizes).
     bytes: usize,
 }
@@ -148,9 +148,9 @@ impl ParquetFile {
         let schema = first.schema();
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
         let plain = high_cardinality_columns(first);
-        let dict: Vec<_> = string_leaves(&parquet_schema, &schema, &plain).into_iter().map(|(l, p)| (l, p, parquet_schema.column(l))).collect();
+        let strings: Vec<_> = string_leaves(&parquet_schema, &schema, &plain).into_iter().map(|(l, p)| (l, p, parquet_schema.column(l))).collect();
         let mut own_stats = flat_string_leaves(&parquet_schema, &schema);
-        own_stats.retain(|(l, _)| !dict.iter().any(|(d, _, _)| d == l));
+        own_stats.retain(|(l, _)| !strings.iter().any(|(d, _, _)| d == l));
         let leaves = schema.fields().iter().map(|f| leaf_count(f.data_type())).collect();
         let mut props = WriterProperties::builder();
         for path in plain {
@@ -169,7 +169,7 @@ impl ParquetFile {
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
         let writer = SerializedFileWriter::new(Vec::new(), parquet_schema.root_schema_ptr(), Arc::new(props))?;
         let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
-        Ok(ParquetFile { writer, factory, schema, own_stats, dict, leaves, group: None, groups: 0, row_group_bytes: opts.row_group_bytes.max(1) })
+        Ok(ParquetFile { writer, factory, schema, own_stats, strings, leaves, group: None, groups: 0, row_group_bytes: opts.row_group_bytes.max(1) })
     }
 
     /// Appends `batch`'s rows: to the open row group while it has room for
@@ -188,7 +188,7 @@ impl ParquetFile {
                 None => self.group.insert(Group {
                     columns: self.factory.create_column_writers(self.groups)?,
                     stats: self.own_stats.iter().map(|_| StringStats::default()).collect(),
-                    dict: self.dict.iter().map(|(_, p, d)| StringColumn::new(p.clone(), d.clone())).collect(),
+                    strings: self.strings.iter().map(|(_, p, d)| StringColumn::new(p.clone(), d.clone())).collect(),
                     bytes: 0,
                 }),
             };
@@ -200,7 +200,7 @@ impl ParquetFile {
             let take = fit.clamp(1, remaining); // a group holds at least one row
             let part = batch.slice(start, take);
             // parquet-rs writes the leaves that are not a StringColumn's
-            let mut own = self.dict.iter().map(|(l, _, _)| *l).peekable();
+            let mut own = self.strings.iter().map(|(l, _, _)| *l).peekable();
             let mut first = 0;
             for ((field, array), &n) in self.schema.fields().iter().zip(part.columns()).zip(&self.leaves) {
                 let mine: Vec<usize> = std::iter::from_fn(|| own.next_if(|l| *l < first + n)).collect();
@@ -214,7 +214,7 @@ impl ParquetFile {
                 }
                 first += n;
             }
-            for d in &mut group.dict {
+            for d in &mut group.strings {
                 d.write(part.column(d.path().column))?;
             }
             for ((_, path), stats) in self.own_stats.iter().zip(&mut group.stats) {
@@ -233,10 +233,10 @@ impl ParquetFile {
     fn close_group(&mut self) -> Result<(), WriteError> {
         let Some(group) = self.group.take() else { return Ok(()) };
         let mut own = self.own_stats.iter().zip(group.stats).peekable();
-        let mut dict = self.dict.iter().zip(group.dict).peekable();
+        let mut strings = self.strings.iter().zip(group.strings).peekable();
         let mut chunks = Vec::with_capacity(group.columns.len());
         for (leaf, column) in group.columns.into_iter().enumerate() {
-            if let Some((_, d)) = dict.next_if(|((l, _, _), _)| *l == leaf) {
+            if let Some((_, d)) = strings.next_if(|((l, _, _), _)| *l == leaf) {
                 chunks.push(Chunk::Strings(d.close()?));
                 continue;
             }
@@ -271,7 +271,7 @@ impl ParquetFile {
     /// Bytes held: closed row groups plus the open group's pages.
     fn memory_size(&self) -> usize {
         let open = self.group.as_ref().map_or(0, |g| {
-            g.columns.iter().map(ArrowColumnWriter::memory_size).sum::<usize>() + g.dict.iter().map(StringColumn::memory_size).sum::<usize>()
+            g.columns.iter().map(ArrowColumnWriter::memory_size).sum::<usize>() + g.strings.iter().map(StringColumn::memory_size).sum::<usize>()
         });
         self.writer.inner().capacity() + open
     }

@@ -1,9 +1,12 @@
-//! Column-chunk statistics for flat string columns, computed here instead
-//! of by parquet-rs.
+//! Column-chunk statistics for string columns, computed here instead of
+//! by parquet-rs.
 //!
-//! Input: a string leaf of a row group (a top-level column or a field of
-//! structs, never inside a list or map), whole or in consecutive parts, and
-//! the nulls of its ancestors.
+//! Input: a flat string leaf of a row group (a top-level column or a field
+//! of structs), whole or in consecutive parts, with the nulls of its
+//! ancestors ([`StringStats::add`]); or the min and max and null count a
+//! writer found itself ([`StringStats::add_min_max`], [`StringStats::add_nulls`],
+//! and [`MinMax`] for values taken one at a time, as
+//! [`string_columns`](super::string_columns) does).
 //! Output: the chunk's [`Statistics`] — null count and byte-wise min and
 //! max, as parquet-rs would write them (values longer than
 //! [`TRUNCATE`] bytes are cut, and such a max is raised so it stays an
