@@ -218,6 +218,115 @@ fn second_example_schema_formats_nested_and_extra_keys() {
     assert_eq!(by_id["o3"]["created_at"], "2026-11-21 23:00:00+00:00", "offset applied");
 }
 
+/// String columns of every shape lakehose encodes itself (dictionary or
+/// PLAIN, nested in structs, in lists and maps, a dictionary that
+/// overflows into PLAIN pages, a required mostly-distinct column, a
+/// column of one value) read back by pyarrow and DuckDB as the input had them.
+#[test]
+fn string_columns_of_every_shape_read_back_in_pyarrow_and_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("shapes.toml");
+    std::fs::write(
+        &schema,
+        r#"table = "shapes"
+[[columns]]
+name = "id"
+type = "string"
+required = true
+[[columns]]
+name = "one"
+type = "string"
+[[columns]]
+name = "kind"
+type = "string"
+[[columns]]
+name = "outer"
+type = "struct<inner:struct<s:string>,t:string>"
+[[columns]]
+name = "tags"
+type = "array<string>"
+[[columns]]
+name = "props"
+type = "map<string,string>"
+[[columns]]
+name = "big"
+type = "array<string>"
+[partition]
+time = { column = "arrival", granularity = "day" }
+"#,
+    )
+    .unwrap();
+    let input = dir.path().join("shapes.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    let word = |i: usize| ["view", "click", "", "é-ü", "https://shop.example.com/p/1234?ref=home"][i % 5];
+    for i in 0..30_000usize {
+        let mut r = serde_json::Map::new();
+        r.insert("id".into(), format!("id-{i:06}").into());
+        r.insert("one".into(), "only".into());
+        if i % 7 != 0 {
+            r.insert("kind".into(), word(i).into());
+        }
+        match i % 6 {
+            0 => {}
+            1 => {
+                r.insert("outer".into(), Value::Null);
+            }
+            2 => {
+                r.insert("outer".into(), serde_json::json!({"t": word(i + 1)}));
+            }
+            _ => {
+                r.insert("outer".into(), serde_json::json!({"inner": {"s": if i % 4 == 0 { Value::Null } else { word(i + 2).into() }}, "t": word(i)}));
+            }
+        }
+        if i % 9 != 4 {
+            let tags: Vec<Value> = (0..i % 4).map(|j| if j == 2 { Value::Null } else { word(i + j).into() }).collect();
+            r.insert("tags".into(), tags.into());
+        }
+        if i % 8 != 3 {
+            let props: serde_json::Map<String, Value> =
+                (0..i % 3).map(|j| (["campaign", "ab", "locale"][j].to_string(), if (i + j) % 5 == 0 { Value::Null } else { word(i * 7 + j).into() })).collect();
+            r.insert("props".into(), props.into());
+        }
+        // 60k distinct 24-byte values: 1.7 MB of dictionary, past its 1 MiB limit
+        r.insert("big".into(), serde_json::json!([format!("big-value-{:014}", 2 * i), format!("big-value-{:014}", 2 * i + 1)]));
+        writeln!(f, "{}", Value::Object(r)).unwrap();
+    }
+    drop(f);
+    let lake = dir.path().join("lake");
+    run_ok(bin().args(["convert", "--schema"]).arg(&schema).arg("--out").arg(&lake).arg(&input));
+    let out = run_ok(Command::new(py()).arg(root().join("tests/py/same_rows.py")).arg(&input).arg(&lake).arg("id"));
+    let facts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(facts["rows"], 30_000);
+    assert_eq!(facts["pyarrow_mismatches"], serde_json::json!([]), "pyarrow");
+    assert_eq!(facts["duckdb_mismatches"], serde_json::json!([]), "DuckDB");
+    let enc = &facts["encodings"];
+    assert_eq!(enc["id"], serde_json::json!(["PLAIN", "RLE"]), "mostly distinct: no dictionary");
+    assert_eq!(enc["one"], serde_json::json!(["PLAIN", "RLE", "RLE_DICTIONARY"]));
+    // `big`: dictionary pages first, PLAIN pages once the dictionary is full
+    let file = walk(&lake).into_iter().find(|p| p.extension().is_some_and(|e| e == "parquet")).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+    use parquet::file::reader::{FileReader, RowGroupReader};
+    let group = reader.get_row_group(0).unwrap();
+    let big = (0..group.num_columns()).find(|&c| group.metadata().column(c).column_path().string() == "big.list.element").unwrap();
+    let pages: Vec<_> = group.get_column_page_reader(big).unwrap().map(|p| p.unwrap()).filter(|p| p.page_type() == parquet::basic::PageType::DATA_PAGE).map(|p| p.encoding()).collect();
+    assert_eq!(pages.first(), Some(&parquet::basic::Encoding::RLE_DICTIONARY), "{pages:?}");
+    assert_eq!(pages.last(), Some(&parquet::basic::Encoding::PLAIN), "{pages:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// A process under test. Its stderr, when piped, is drained by a thread
 /// as it comes: a chatty process must never block on a full pipe (64 KiB)
 /// that nobody reads — it would stop flushing and look like a lost record.
