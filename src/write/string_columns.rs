@@ -92,10 +92,11 @@ pub fn string_leaves(parquet: &SchemaDescriptor, arrow: &Schema, plain: &[Vec<St
     if leaf != parquet.num_columns() {
         return Vec::new(); // a layout this walk does not know: parquet-rs writes everything
     }
-    // the levels this module writes must be the schema's
+    // the levels this module writes must be the schema's (and fit the
+    // bytes it keeps them in)
     out.retain(|(l, p)| {
         let d = parquet.column(*l);
-        d.physical_type() == parquet::basic::Type::BYTE_ARRAY && (d.max_def_level(), d.max_rep_level()) == p.max_levels()
+        d.physical_type() == parquet::basic::Type::BYTE_ARRAY && (d.max_def_level(), d.max_rep_level()) == p.max_levels() && d.max_def_level() <= u8::MAX as i16
     });
     out
 }
