@@ -260,19 +260,30 @@ impl<'a> Cur<'a, '_> {
         loop {
             each(self, j)?;
             j += 1;
-            self.ws();
-            if self.eat(b',') {
-                self.ws();
-            } else {
-                return self.expect(close);
+            // compact JSON: the separator or the bracket comes right after the value
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(c) if c == close => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => {
+                    self.ws();
+                    if !self.eat(b',') {
+                        return self.expect(close);
+                    }
+                }
             }
+            self.ws();
         }
     }
     /// The colon after an object key, with the whitespace around it.
     #[inline(always)]
     fn colon(&mut self) -> Option<()> {
-        self.ws();
-        self.expect(b':')?;
+        if !self.eat(b':') {
+            self.ws();
+            self.expect(b':')?;
+        }
         self.ws();
         Some(())
     }
