@@ -393,8 +393,26 @@ impl<'a> Cur<'a, '_> {
         Some(())
     }
 
-    /// One value into one column buffer.
+    /// One value into one column buffer. A string into a string column (the
+    /// most common value) is taken here, inlined into the loops over
+    /// members; everything else in [`Cur::any_value`], which is a call.
+    #[inline(always)]
     fn value(&mut self, shape: &Shape, buf: &mut ColBuf, depth: usize) -> Option<()> {
+        if let (Shape::Str, ColBuf::Bytes { offsets, data, valid }, Some(b'"')) = (shape, &mut *buf, self.peek()) {
+            self.string_into(data)?;
+            if data.len() > i32::MAX as usize {
+                return None;
+            }
+            offsets.push(data.len() as i32);
+            valid.append(true);
+            return Some(());
+        }
+        self.any_value(shape, buf, depth)
+    }
+
+    /// One value into one column buffer.
+    #[inline(never)]
+    fn any_value(&mut self, shape: &Shape, buf: &mut ColBuf, depth: usize) -> Option<()> {
         let c = self.peek()?;
         if c == b'n' {
             self.lit(b"null")?;
