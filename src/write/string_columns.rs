@@ -271,6 +271,12 @@ impl StringColumn {
     /// given up when it is too large.
     pub fn write(&mut self, column: &ArrayRef) -> Result<(), ParquetError> {
         let rows = column.len();
+        if self.rows == 0 {
+            // room for the first part's levels at once (they are kept from page to page)
+            let first = rows.min(PAGE_ROWS);
+            self.defs.reserve(first * usize::from(self.max_def > 0));
+            self.reps.reserve(first * usize::from(self.max_rep > 0));
+        }
         let mut start = 0;
         while start < rows {
             let n = (PAGE_ROWS - self.page_rows).min(BLOCK).min(rows - start);
@@ -633,12 +639,17 @@ fn bit_packed<T: Copy + Into<u64>>(buf: &mut Vec<u8>, width: u8, values: &[T]) {
             g[k] = v.into();
         }
         // eight values are `width` bytes
+        // (whole words appended, then cut: a fixed-size copy, not a memcpy call)
         if w <= 8 {
             let acc = (0..8).fold(0u64, |acc, k| acc | g[k] << (k * w));
-            buf.extend_from_slice(&acc.to_le_bytes()[..w]);
+            let at = buf.len();
+            buf.extend_from_slice(&acc.to_le_bytes());
+            buf.truncate(at + w);
         } else if w <= 16 {
             let acc = (0..8).fold(0u128, |acc, k| acc | (g[k] as u128) << (k * w));
-            buf.extend_from_slice(&acc.to_le_bytes()[..w]);
+            let at = buf.len();
+            buf.extend_from_slice(&acc.to_le_bytes());
+            buf.truncate(at + w);
         } else {
             let (mut acc, mut bits) = (0u64, 0);
             for v in g {
