@@ -10,6 +10,23 @@ mod tests {
     use std::hash::BuildHasher;
 
     #[test]
+    fn byte_hashes_spread_sequential_values_in_their_high_and_low_bits() {
+        for values in [
+            (0..4096).map(|i| format!("big-value-{i:014}")).collect::<Vec<_>>(),
+            (0..4096).map(|i| format!("id{i:04}")).collect(), // 6 bytes
+            (0..4096).map(|i| format!("{i}")).collect(),      // 1 to 4 bytes
+        ] {
+            let hashes: Vec<u64> = values.iter().map(|v| bytes(v.as_bytes())).collect();
+            let high: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 52).collect();
+            let low: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 0xfff).collect();
+            // 4096 random values fill ~2590 of 4096 buckets
+            assert!(high.len() > 2300 && low.len() > 2300, "{}: {} high, {} low", values[1], high.len(), low.len());
+        }
+        let all: std::collections::HashSet<u64> = ["", "a", "a\0", "\0", "abcdefgh", "abcdefgh\0", "abcdefghi"].iter().map(|v| bytes(v.as_bytes())).collect();
+        assert_eq!(all.len(), 7, "lengths and tails count");
+    }
+
+    #[test]
     fn distinguishes_lengths_and_tails() {
         let b = BuildHasherDefault::<Fast>::default();
         let hs: std::collections::HashSet<u64> =
@@ -59,3 +76,35 @@ impl Hasher for Fast {
 }
 
 pub type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fast>>;
+
+/// The hash of a byte string (its length included, so "a" and "a\0"
+/// differ): [`Fast`]'s rounds, with overlapping loads for the last word
+/// instead of a copied tail (a few instructions for short values), then
+/// murmur3's finalizer, so that every bit of the result depends on every
+/// byte: open-addressing tables index by the high bits, and values that
+/// differ only in their last byte (sequential ids) must spread there too.
+#[inline(always)]
+pub fn bytes(v: &[u8]) -> u64 {
+    let n = v.len();
+    let w8 = |at: usize| u64::from_le_bytes(v[at..at + 8].try_into().expect("8 bytes"));
+    let w4 = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().expect("4 bytes")) as u64;
+    let mut h = Fast(0);
+    h.add(n as u64);
+    match n {
+        0 => {}
+        1..=3 => h.add(v[0] as u64 | (v[n / 2] as u64) << 8 | (v[n - 1] as u64) << 16),
+        4..=7 => h.add(w4(0) | w4(n - 4) << 32),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                h.add(w8(at));
+                at += 8;
+            }
+            h.add(w8(n - 8));
+        }
+    }
+    let mut x = h.0;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}

@@ -14,30 +14,25 @@
 //! Output: [`RowBuffer::finish`] gives the bytes of one snappy Parquet file:
 //! row groups of about `row_group_bytes` of Arrow data each. String leaves
 //! are written by [`string_columns`](super::string_columns) (dictionary or
-//! PLAIN), every other leaf by parquet-rs's column writers; should a schema
-//! have a string leaf of a shape that module does not take, parquet-rs
-//! writes it, with chunk statistics from [`stats`](super::stats) when it
-//! is a flat one.
+//! PLAIN), every other leaf by parquet-rs's column writers (and a string
+//! leaf of a shape that module does not take, should a schema have one).
 //! Failure: [`WriteError`] (an encoding error, which would be a bug: the
 //! batches are built against the file's schema). A chunk that fails to
 //! encode makes `finish` fail.
 
 use super::string_columns::{leaf_count, string_leaves, LeafPath, StringColumn};
-use super::stats::StringStats;
 use super::{ParquetOptions, WriteError};
 use crate::decode::Columns;
 use crate::schema::TableSchema;
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
-use arrow_buffer::NullBuffer;
-use arrow_schema::{DataType, Schema, SchemaRef};
+use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnDescPtr, ColumnPath, SchemaDescriptor};
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,8 +107,6 @@ struct ParquetFile {
     writer: SerializedFileWriter<Vec<u8>>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    /// Leaves whose statistics are ours (see [`flat_string_leaves`]).
-    own_stats: Vec<(usize, Vec<usize>)>,
     /// Leaves written by [`StringColumn`]s, not parquet-rs: leaf index, path
     /// and descriptor.
     strings: Vec<(usize, LeafPath, ColumnDescPtr)>,
@@ -133,8 +126,6 @@ enum Chunk {
 /// A row group being written.
 struct Group {
     columns: Vec<ArrowColumnWriter>,
-    /// One per entry of `own_stats`.
-    stats: Vec<StringStats>,
     /// One per entry of `ParquetFile::strings`.
     strings: Vec<StringColumn>,
     /// Arrow bytes written so far (estimated from the batches' row sizes).
@@ -149,15 +140,10 @@ impl ParquetFile {
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
         let plain = high_cardinality_columns(first);
         let strings: Vec<_> = string_leaves(&parquet_schema, &schema, &plain).into_iter().map(|(l, p)| (l, p, parquet_schema.column(l))).collect();
-        let mut own_stats = flat_string_leaves(&parquet_schema, &schema);
-        own_stats.retain(|(l, _)| !strings.iter().any(|(d, _, _)| d == l));
         let leaves = schema.fields().iter().map(|f| leaf_count(f.data_type())).collect();
         let mut props = WriterProperties::builder();
         for path in plain {
             props = props.set_column_dictionary_enabled(ColumnPath::from(path), false);
-        }
-        for (leaf, _) in &own_stats {
-            props = props.set_column_statistics_enabled(parquet_schema.column(*leaf).path().clone(), EnabledStatistics::None);
         }
         let mut props = props
             .set_compression(Compression::SNAPPY)
@@ -169,7 +155,7 @@ impl ParquetFile {
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
         let writer = SerializedFileWriter::new(Vec::new(), parquet_schema.root_schema_ptr(), Arc::new(props))?;
         let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
-        Ok(ParquetFile { writer, factory, schema, own_stats, strings, leaves, group: None, groups: 0, row_group_bytes: opts.row_group_bytes.max(1) })
+        Ok(ParquetFile { writer, factory, schema, strings, leaves, group: None, groups: 0, row_group_bytes: opts.row_group_bytes.max(1) })
     }
 
     /// Appends `batch`'s rows: to the open row group while it has room for
@@ -187,7 +173,6 @@ impl ParquetFile {
                 Some(g) => g,
                 None => self.group.insert(Group {
                     columns: self.factory.create_column_writers(self.groups)?,
-                    stats: self.own_stats.iter().map(|_| StringStats::default()).collect(),
                     strings: self.strings.iter().map(|(_, p, d)| StringColumn::new(p.clone(), d.clone())).collect(),
                     bytes: 0,
                 }),
@@ -217,10 +202,6 @@ impl ParquetFile {
             for d in &mut group.strings {
                 d.write(part.column(d.path().column))?;
             }
-            for ((_, path), stats) in self.own_stats.iter().zip(&mut group.stats) {
-                let (values, nulls) = string_leaf(&part, path);
-                stats.add(values, nulls.as_ref());
-            }
             group.bytes += (take as f64 * per_row) as usize;
             start += take;
             if fit < remaining {
@@ -232,7 +213,6 @@ impl ParquetFile {
 
     fn close_group(&mut self) -> Result<(), WriteError> {
         let Some(group) = self.group.take() else { return Ok(()) };
-        let mut own = self.own_stats.iter().zip(group.stats).peekable();
         let mut strings = self.strings.iter().zip(group.strings).peekable();
         let mut chunks = Vec::with_capacity(group.columns.len());
         for (leaf, column) in group.columns.into_iter().enumerate() {
@@ -240,12 +220,7 @@ impl ParquetFile {
                 chunks.push(Chunk::Strings(d.close()?));
                 continue;
             }
-            let mut chunk = column.close()?;
-            if let Some((_, stats)) = own.next_if(|((l, _), _)| *l == leaf) {
-                let close = chunk.close_mut();
-                close.metadata = close.metadata.clone().into_builder().set_statistics(stats.finish()).build()?;
-            }
-            chunks.push(Chunk::Arrow(chunk));
+            chunks.push(Chunk::Arrow(column.close()?));
         }
         // room for the whole group at once, instead of the file growing by doubling
         let size: i64 = chunks
@@ -283,38 +258,6 @@ impl ParquetFile {
         }
         Ok(self.writer.into_inner()?) // writes the footer
     }
-}
-
-/// String leaves outside lists and maps (top-level columns and struct
-/// fields at any depth): their leaf index in `parquet` (leaves with no
-/// repetition level) and the child indices that lead to them in `arrow`.
-fn flat_string_leaves(parquet: &SchemaDescriptor, arrow: &Schema) -> Vec<(usize, Vec<usize>)> {
-    let at = |names: &[String]| {
-        let (mut fields, mut path, mut dt) = (arrow.fields(), Vec::new(), None);
-        for name in names {
-            let (i, f) = fields.find(name)?;
-            path.push(i);
-            dt = Some(f.data_type());
-            if let DataType::Struct(inner) = f.data_type() {
-                fields = inner;
-            }
-        }
-        matches!(dt, Some(DataType::Utf8)).then_some(path)
-    };
-    let leaves = parquet.columns().iter().enumerate().filter(|(_, c)| c.max_rep_level() == 0);
-    leaves.filter_map(|(leaf, c)| Some((leaf, at(c.path().parts())?))).collect()
-}
-
-/// The string array at `path` (see [`flat_string_leaves`]) and the nulls
-/// of it and every struct around it.
-fn string_leaf<'a>(batch: &'a RecordBatch, path: &[usize]) -> (&'a arrow_array::StringArray, Option<NullBuffer>) {
-    let mut array: &ArrayRef = batch.column(path[0]);
-    let mut nulls = array.nulls().cloned();
-    for &i in &path[1..] {
-        array = array.as_struct().column(i);
-        nulls = NullBuffer::union(nulls.as_ref(), array.nulls());
-    }
-    (array.as_string::<i32>(), nulls)
 }
 
 /// Dotted paths of string, binary and fixed-width leaves (top level and
@@ -371,15 +314,11 @@ const SAMPLE: usize = 256;
 /// only make the count one lower; this is a heuristic). It runs once per
 /// string column per file, so it must cost little next to a small file.
 fn distinct_hashes<'a>(values: impl Iterator<Item = &'a [u8]>) -> usize {
-    use std::hash::Hasher;
     const SLOTS: usize = 2 * SAMPLE;
     let mut table = [0u64; SLOTS];
     let mut distinct = 0;
     for v in values.take(SAMPLE) {
-        let mut h = crate::hash::Fast::default();
-        h.write(v);
-        h.write_usize(v.len());
-        let h = h.finish() | 1; // 0 marks an empty slot
+        let h = crate::hash::bytes(v) | 1; // 0 marks an empty slot
         // the high bits of a multiplicative hash are the well-mixed ones
         let mut i = (h >> (64 - SLOTS.trailing_zeros())) as usize;
         while table[i] != 0 && table[i] != h {
@@ -396,6 +335,8 @@ fn distinct_hashes<'a>(values: impl Iterator<Item = &'a [u8]>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_buffer::NullBuffer;
+    use arrow_schema::Schema;
     use bytes::Bytes;
 
     #[test]
@@ -514,8 +455,9 @@ mod tests {
     fn chunk_statistics_are_those_parquet_rs_writes() {
         let batch = mixed_batch(1000);
         let parquet_schema = ArrowSchemaConverter::new().convert(&batch.schema()).unwrap();
-        // top, outer.deep.s and outer.t are ours; outer.n is no string, tags and props repeat
-        assert_eq!(flat_string_leaves(&parquet_schema, &batch.schema()), vec![(0, vec![0]), (2, vec![1, 1, 0]), (3, vec![1, 2])]);
+        // every string leaf is a StringColumn's: top, outer.deep.s, outer.t, tags, props key and value
+        let leaves: Vec<usize> = string_leaves(&parquet_schema, &batch.schema(), &[]).into_iter().map(|(l, _)| l).collect();
+        assert_eq!(leaves, vec![0, 2, 3, 4, 5, 6]);
         let mut theirs = Vec::new();
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
         w.write(&batch).unwrap();
@@ -592,7 +534,7 @@ mod tests {
             list.append(i % 7 != 3);
             map.append(i % 9 != 4).unwrap();
         }
-        let list = list.finish();
+        let (list, map) = (list.finish(), map.finish());
         let st = StructArray::try_new(
             vec![Field::new("tags", list.data_type().clone(), true)].into(),
             vec![Arc::new(list) as ArrayRef],
@@ -606,26 +548,16 @@ mod tests {
                 Field::new("id", DataType::Utf8, false),
                 Field::new("one", DataType::Utf8, true),
                 Field::new("st", st.data_type().clone(), true),
-                Field::new("m", map.finish().data_type().clone(), true),
+                Field::new("m", map.data_type().clone(), true),
             ])),
-            {
-                let mut map = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-                for i in 0..rows {
-                    for j in 0..(i % 4) {
-                        map.keys().append_value(word(i + j + 1));
-                        map.values().append_option(((i + j) % 5 != 0).then(|| word(i * 7 + j)));
-                    }
-                    map.append(i % 9 != 4).unwrap();
-                }
-                vec![
-                    Arc::new(a) as ArrayRef,
-                    Arc::new(StringArray::from_iter_values((0..rows).map(|i| word(i + 1)))),
-                    Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("id-{i}")))),
-                    Arc::new(StringArray::from_iter_values((0..rows).map(|_| "only"))),
-                    Arc::new(st),
-                    Arc::new(map.finish()),
-                ]
-            },
+            vec![
+                Arc::new(a) as ArrayRef,
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| word(i + 1)))),
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("id-{i}")))),
+                Arc::new(StringArray::from_iter_values((0..rows).map(|_| "only"))),
+                Arc::new(st),
+                Arc::new(map),
+            ],
         )
         .unwrap()
     }

@@ -1,12 +1,10 @@
 //! Column-chunk statistics for string columns, computed here instead of
 //! by parquet-rs.
 //!
-//! Input: a flat string leaf of a row group (a top-level column or a field
-//! of structs), whole or in consecutive parts, with the nulls of its
-//! ancestors ([`StringStats::add`]); or the min and max and null count a
-//! writer found itself ([`StringStats::add_min_max`], [`StringStats::add_nulls`],
-//! and [`MinMax`] for values taken one at a time, as
-//! [`string_columns`](super::string_columns) does).
+//! Input: the values of a string column chunk, one at a time ([`MinMax`]),
+//! and the min and max and null count of each part of it
+//! ([`StringStats::add_min_max`], [`StringStats::add_nulls`]), as
+//! [`string_columns`](super::string_columns) finds them.
 //! Output: the chunk's [`Statistics`] — null count and byte-wise min and
 //! max, as parquet-rs would write them (values longer than
 //! [`TRUNCATE`] bytes are cut, and such a max is raised so it stays an
@@ -15,10 +13,9 @@
 //! Why: parquet-rs compares every value with the running min and max by
 //! `memcmp` (a call per comparison); that was 7% of `convert`. Here a
 //! comparison is decided by the first eight bytes in registers, which
-//! separates most values, and falls back to a word-by-word walk.
+//! separates most values, and falls back to a word-by-word walk (the
+//! dictionary's min and max are found among its distinct values only).
 
-use arrow_array::{Array, StringArray};
-use arrow_buffer::NullBuffer;
 use parquet::data_type::ByteArray;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use std::cmp::Ordering;
@@ -26,8 +23,8 @@ use std::cmp::Ordering;
 /// Longest min or max kept, as parquet-rs's default `statistics_truncate_length`.
 pub const TRUNCATE: usize = 64;
 
-/// The statistics of a chunk written in parts: [`StringStats::add`] each
-/// part, then [`StringStats::finish`].
+/// The statistics of a chunk written in parts: the min and max and nulls
+/// of each part, then [`StringStats::finish`].
 #[derive(Debug, Default)]
 pub struct StringStats {
     null_count: u64,
@@ -36,35 +33,6 @@ pub struct StringStats {
 }
 
 impl StringStats {
-    /// Takes in a part of the chunk: `values`, where `nulls` (the leaf's
-    /// own nulls joined with its ancestors') marks the rows without a value.
-    pub fn add(&mut self, values: &StringArray, nulls: Option<&NullBuffer>) {
-        let offsets = values.value_offsets();
-        let data = values.value_data();
-        let at = |i: usize| &data[offsets[i] as usize..offsets[i + 1] as usize];
-        let mut best: Option<(&[u8], u64, &[u8], u64)> = None; // min, its key, max, its key
-        for i in 0..values.len() {
-            if nulls.is_some_and(|n| n.is_null(i)) {
-                self.null_count += 1;
-                continue;
-            }
-            let v = at(i);
-            let k = key(data, offsets[i] as usize, v.len());
-            match &mut best {
-                None => best = Some((v, k, v, k)),
-                Some((min, kmin, max, kmax)) => {
-                    if k < *kmin || (k == *kmin && cmp_tail(v, min) == Ordering::Less) {
-                        (*min, *kmin) = (v, k);
-                    } else if k > *kmax || (k == *kmax && cmp_tail(v, max) == Ordering::Greater) {
-                        (*max, *kmax) = (v, k);
-                    }
-                }
-            }
-        }
-        let Some((min, _, max, _)) = best else { return };
-        self.add_min_max(min, max);
-    }
-
     /// Takes in a part's min and max (untruncated).
     pub fn add_min_max(&mut self, min: &[u8], max: &[u8]) {
         match &mut self.min_max {
@@ -208,10 +176,27 @@ fn truncate_max(v: &[u8]) -> (Vec<u8>, bool) {
 mod tests {
     use super::*;
 
-    fn string_chunk(values: &StringArray, nulls: Option<&NullBuffer>) -> Statistics {
+    /// Statistics of `values` (None: null) taken in parts cut at `cuts`,
+    /// each part through a [`MinMax`], as a string column writes them.
+    fn chunk_in_parts(values: &[Option<&str>], cuts: &[usize]) -> Statistics {
         let mut s = StringStats::default();
-        s.add(values, nulls);
+        for w in cuts.windows(2) {
+            let mut part = MinMax::default();
+            for v in &values[w[0]..w[1]] {
+                match v {
+                    Some(v) => part.add(v.as_bytes()),
+                    None => s.add_nulls(1),
+                }
+            }
+            if let Some((lo, hi)) = part.get() {
+                s.add_min_max(lo, hi);
+            }
+        }
         s.finish()
+    }
+
+    fn string_chunk(values: &[Option<&str>]) -> Statistics {
+        chunk_in_parts(values, &[0, values.len()])
     }
 
     fn minmax(s: &Statistics) -> (Option<Vec<u8>>, Option<Vec<u8>>, u64) {
@@ -245,8 +230,8 @@ mod tests {
     fn min_max_and_nulls_match_a_plain_sort() {
         for seed in 1..40u64 {
             let rows = corpus(300, seed);
-            let arr = StringArray::from(rows.clone());
-            let got = minmax(&string_chunk(&arr, arr.nulls()));
+            let values: Vec<Option<&str>> = rows.iter().map(|v| v.as_deref()).collect();
+            let got = minmax(&string_chunk(&values));
             let present: Vec<&[u8]> = rows.iter().flatten().map(|s| s.as_bytes()).collect();
             let nulls = rows.len() - present.len();
             let want_min = present.iter().min().map(|v| truncate_min(v).0);
@@ -258,36 +243,26 @@ mod tests {
     #[test]
     fn a_chunk_added_in_parts_has_the_statistics_of_the_whole() {
         for seed in 1..40u64 {
-            let arr = StringArray::from(corpus(300, seed));
-            let whole = minmax(&string_chunk(&arr, arr.nulls()));
+            let rows = corpus(300, seed);
+            let values: Vec<Option<&str>> = rows.iter().map(|v| v.as_deref()).collect();
+            let whole = minmax(&string_chunk(&values));
             let (a, b) = (seed as usize * 7 % 300, seed as usize * 13 % 300);
             let cuts = [0, a.min(b), a.max(b), 300];
-            let mut parts = StringStats::default();
-            for w in cuts.windows(2) {
-                let part = arr.slice(w[0], w[1] - w[0]);
-                parts.add(&part, part.nulls());
-            }
-            assert_eq!(minmax(&parts.finish()), whole, "seed {seed}, cuts {cuts:?}");
+            assert_eq!(minmax(&chunk_in_parts(&values, &cuts)), whole, "seed {seed}, cuts {cuts:?}");
         }
     }
 
     #[test]
-    fn ancestor_nulls_hide_values() {
-        // the struct around the leaf is null in rows 0 and 2: "a" and "zz" do not count
-        let arr = StringArray::from(vec![Some("a"), Some("m"), Some("zz"), None]);
-        let parent = NullBuffer::from(vec![false, true, false, true]);
-        let joined = NullBuffer::union(Some(&parent), arr.nulls());
-        assert_eq!(minmax(&string_chunk(&arr, joined.as_ref())), (Some(b"m".to_vec()), Some(b"m".to_vec()), 3));
-        let none = StringArray::from(vec![None::<&str>, None]);
-        assert_eq!(minmax(&string_chunk(&none, none.nulls())), (None, None, 2));
+    fn an_all_null_chunk_has_no_min_or_max() {
+        assert_eq!(minmax(&chunk_in_parts(&[None, None, None], &[0, 1, 3])), (None, None, 3));
+        assert_eq!(minmax(&chunk_in_parts(&[None, Some("m"), None], &[0, 1, 3])), (Some(b"m".to_vec()), Some(b"m".to_vec()), 2));
     }
 
     #[test]
     fn long_values_are_cut_to_bounds() {
         let long_max = format!("{}b{}", "z".repeat(70), "c");
         let long_min = format!("{}{}", "a".repeat(63), "ééé");
-        let arr = StringArray::from(vec![long_min.as_str(), "m", long_max.as_str()]);
-        let Statistics::ByteArray(v) = string_chunk(&arr, None) else { panic!() };
+        let Statistics::ByteArray(v) = string_chunk(&[Some(long_min.as_str()), Some("m"), Some(long_max.as_str())]) else { panic!() };
         // min: cut before the two-byte character that straddles byte 64
         assert_eq!(v.min_opt().unwrap().data(), "a".repeat(63).as_bytes());
         assert!(!v.min_is_exact() && !v.max_is_exact());

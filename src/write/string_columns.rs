@@ -811,7 +811,7 @@ impl Dict {
         if self.ends.len() * 2 >= self.slots.len() {
             self.grow();
         }
-        let h = hash(v);
+        let h = crate::hash::bytes(v);
         let mask = self.slots.len() - 1;
         let mut i = (h >> 40) as usize & mask;
         loop {
@@ -868,32 +868,6 @@ impl Dict {
         let first = entries.next()?;
         Some(entries.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v))))
     }
-}
-
-/// Word-at-a-time multiply hash; the length goes in, so "a" and "a\0"
-/// differ. Short values take overlapping loads instead of a tail copy.
-#[inline(always)]
-fn hash(v: &[u8]) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let n = v.len();
-    let w8 = |at: usize| u64::from_le_bytes(v[at..at + 8].try_into().expect("8 bytes"));
-    let w4 = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().expect("4 bytes")) as u64;
-    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(29);
-    let mut h = (n as u64).wrapping_mul(K);
-    match n {
-        0 => {}
-        1..=3 => h = mix(h, v[0] as u64 | (v[n / 2] as u64) << 8 | (v[n - 1] as u64) << 16),
-        4..=7 => h = mix(h, w4(0) | w4(n - 4) << 32),
-        _ => {
-            let mut at = 0;
-            while at + 8 < n {
-                h = mix(h, w8(at));
-                at += 8;
-            }
-            h = mix(h, w8(n - 8));
-        }
-    }
-    h ^ (h >> 32)
 }
 
 #[cfg(test)]
