@@ -642,4 +642,62 @@ mod tests {
         assert_eq!(pages.last().unwrap().0, Encoding::PLAIN, "{pages:?}");
         assert!(pages.iter().map(|p| p.1).sum::<i32>() >= 3, "pages of at most 20k rows: {pages:?}");
     }
+
+    /// String columns carry a page index: per page the min, max and nulls of
+    /// exactly the rows the offset index gives it; a reader skipping pages
+    /// by it reads the right rows.
+    #[test]
+    fn string_columns_have_a_page_index_that_bounds_each_page() {
+        use arrow_array::cast::AsArray;
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+        use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+        use parquet::file::page_index::column_index::ColumnIndexMetaData;
+        let rows = 45_000;
+        let batch = nested_batch(rows);
+        let file = file_of(&[batch.slice(0, 10_000), batch.slice(10_000, rows - 10_000)], &ParquetOptions::default());
+        let md = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional).parse_and_finish(&file).unwrap();
+        let index = md.page_index().expect("a page index");
+        // a.b.s (leaf 0: null when b or s is), req, id and one (leaves 1-3)
+        fn value(batch: &RecordBatch, leaf: usize, i: usize) -> Option<&[u8]> {
+            if leaf == 0 {
+                let b = batch.column(0).as_struct().column(0).as_struct();
+                return (b.is_valid(i) && b.column(0).is_valid(i)).then(|| b.column(0).as_string::<i32>().value(i).as_bytes());
+            }
+            Some(batch.column(leaf).as_string::<i32>().value(i).as_bytes())
+        }
+        for leaf in 0..4 {
+            let Some(ColumnIndexMetaData::BYTE_ARRAY(ci)) = index.column_index(0, leaf) else { panic!("leaf {leaf}: no column index") };
+            let locations = &index.offset_index(0, leaf).expect("an offset index").page_locations;
+            assert!(locations.len() >= 3, "pages of at most 20k rows");
+            for (p, loc) in locations.iter().enumerate() {
+                let start = loc.first_row_index as usize;
+                let end = locations.get(p + 1).map_or(rows, |l| l.first_row_index as usize);
+                let page: Vec<Option<&[u8]>> = (start..end).map(|i| value(&batch, leaf, i)).collect();
+                let present = page.iter().flatten();
+                assert_eq!(ci.min_value(p), present.clone().min().copied(), "leaf {leaf} page {p}");
+                assert_eq!(ci.max_value(p), present.clone().max().copied(), "leaf {leaf} page {p}");
+                assert_eq!(ci.null_count(p), Some(page.iter().filter(|v| v.is_none()).count() as i64), "leaf {leaf} page {p}");
+            }
+        }
+        // every string leaf: pages cover the rows from the first, nulls add up to the chunk's
+        let chunk = md.row_group(0);
+        for leaf in 0..7 {
+            let ci = index.column_index(0, leaf).expect("a column index");
+            let first_rows: Vec<i64> = index.offset_index(0, leaf).unwrap().page_locations.iter().map(|l| l.first_row_index).collect();
+            assert_eq!(first_rows[0], 0);
+            assert!(first_rows.windows(2).all(|w| w[0] < w[1]), "leaf {leaf}: {first_rows:?}");
+            let nulls: i64 = ci.null_counts().unwrap().iter().sum();
+            assert_eq!(Some(nulls as u64), chunk.column(leaf).statistics().unwrap().null_count_opt(), "leaf {leaf}");
+        }
+        // a reader that skips pages by the offset index reads the right rows
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let selection = RowSelection::from(vec![RowSelector::skip(25_000), RowSelector::select(100), RowSelector::skip(rows - 25_100)]);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap().with_row_selection(selection).build().unwrap();
+        let mut at = 25_000;
+        for got in reader.map(|b| b.unwrap()) {
+            assert_eq!(got, batch.slice(at, got.num_rows()));
+            at += got.num_rows();
+        }
+        assert_eq!(at, 25_100);
+    }
 }

@@ -143,7 +143,7 @@ fn cmp_tail(a: &[u8], b: &[u8]) -> Ordering {
 
 /// A prefix of at most [`TRUNCATE`] bytes cut at a character boundary (a
 /// prefix is never greater than the value), and whether it is the value.
-fn truncate_min(v: &[u8]) -> (Vec<u8>, bool) {
+pub(super) fn truncate_min(v: &[u8]) -> (Vec<u8>, bool) {
     if v.len() <= TRUNCATE {
         return (v.to_vec(), true);
     }
@@ -158,7 +158,7 @@ fn truncate_min(v: &[u8]) -> (Vec<u8>, bool) {
 /// prefix of at most [`TRUNCATE`] bytes that ends in an ASCII byte below
 /// 0x7f, with that byte raised by one (still UTF-8, and greater than every
 /// value that starts with the prefix). Without such a byte, the value.
-fn truncate_max(v: &[u8]) -> (Vec<u8>, bool) {
+pub(super) fn truncate_max(v: &[u8]) -> (Vec<u8>, bool) {
     if v.len() <= TRUNCATE {
         return (v.to_vec(), true);
     }

@@ -14,8 +14,9 @@
 //! dictionary past [`DICT_LIMIT`] bytes falls back to PLAIN pages for the
 //! rest of the chunk, as parquet-rs does. Pages hold at most 20k rows and
 //! about 1 MiB. Chunk statistics are those parquet-rs writes (null count =
-//! levels without a value; min and max truncated as [`StringStats`] does);
-//! there is no page index for these columns.
+//! levels without a value; min and max truncated as [`StringStats`] does),
+//! and so is the page index: per page its min and max (of the dictionary
+//! entries it used, or of its PLAIN values), nulls, place and first row.
 //! Failure: a [`ParquetError`] from building the page headers or the
 //! metadata, which would be a bug.
 //!
@@ -202,8 +203,13 @@ pub struct StringColumn {
     pages: Pages,
     sizes: Sizes,
     stats: StringStats,
-    /// Min and max of the PLAIN values.
+    /// Min and max of the current page's PLAIN values.
     plain_min_max: MinMax,
+    /// Values in the current page.
+    page_values: u64,
+    /// The page index: per data page its min and max (truncated), nulls
+    /// and place.
+    index: PageIndex,
     /// The uncompressed page, kept for the next one.
     page_buf: Vec<u8>,
     plain_values: u64,
@@ -244,6 +250,8 @@ impl StringColumn {
             sizes: Sizes::default(),
             stats: StringStats::default(),
             plain_min_max: MinMax::default(),
+            page_values: 0,
+            index: PageIndex::default(),
             page_buf: Vec::new(),
             plain_values: 0,
             rows: 0,
@@ -450,11 +458,13 @@ impl StringColumn {
             let idx = self.dict.intern(v);
             self.indices.push(idx);
         }
+        self.page_values += 1;
     }
 
     /// Several values: one fallback check.
     #[inline(always)]
     fn values<'v>(&mut self, vs: impl ExactSizeIterator<Item = &'v [u8]>) {
+        self.page_values += vs.len() as u64;
         if self.fallback {
             vs.for_each(|v| self.plain_value(v));
         } else {
@@ -466,6 +476,7 @@ impl StringColumn {
         }
     }
 
+    /// A PLAIN value (its count is kept by the caller).
     #[inline(always)]
     fn plain_value(&mut self, v: &[u8]) {
         self.plain_values += 1;
@@ -512,7 +523,22 @@ impl StringColumn {
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
+        // the page's min and max: of its PLAIN values, or of the dictionary
+        // entries it used
+        let min_max = match self.fallback {
+            true => self.plain_min_max.get().map(|(lo, hi)| (lo.to_vec(), hi.to_vec())),
+            false => self.dict.page_min_max().map(|(lo, hi)| (lo.to_vec(), hi.to_vec())),
+        };
+        if let Some((lo, hi)) = &min_max {
+            self.stats.add_min_max(lo, hi);
+        }
+        self.plain_min_max = MinMax::default();
+        self.dict.next_page();
+        let nulls = num_values as u64 - self.page_values;
+        let offset = self.pages.len;
         let spec = self.pages.write(CompressedPage::new(page, buf.len()))?;
+        self.index.page(offset, spec.compressed_size, self.page_rows, nulls, min_max);
+        self.page_values = 0;
         self.page_buf = buf;
         self.sizes.levels_flushed = self.sizes.levels;
         self.sizes.compressed += spec.compressed_size as u64;
@@ -539,12 +565,6 @@ impl StringColumn {
             self.sizes.compressed += spec.compressed_size as u64;
             self.sizes.uncompressed += spec.uncompressed_size as u64;
             dict_len = spec.compressed_size as i64;
-        }
-        if let Some((lo, hi)) = self.dict.min_max() {
-            self.stats.add_min_max(lo, hi);
-        }
-        if let Some((lo, hi)) = self.plain_min_max.get() {
-            self.stats.add_min_max(lo, hi);
         }
         self.stats.add_nulls(levels - self.dict.values_seen - self.plain_values);
         let mut encodings = vec![Encoding::RLE];
@@ -574,8 +594,8 @@ impl StringColumn {
             rows_written: self.rows,
             metadata,
             bloom_filter: None,
-            column_index: None,
-            offset_index: None,
+            column_index: Some(self.index.column_index()?),
+            offset_index: Some(self.index.offset_index(dict_len)),
         };
         Ok((self.pages, close))
     }
@@ -668,6 +688,55 @@ fn bit_packed<T: Copy + Into<u64>>(buf: &mut Vec<u8>, width: u8, values: &[T]) {
 /// Bits to write values up to `max` (0 for 0), as parquet-rs counts them.
 fn bits(max: u64) -> u8 {
     (64 - max.leading_zeros()) as u8
+}
+
+/// A chunk's page index as its data pages are written: the column index
+/// (min and max truncated as the chunk statistics are, null counts, null
+/// pages, whether the pages' bounds ascend or descend) and the offset index
+/// (place and first row of each page).
+#[derive(Default)]
+struct PageIndex {
+    /// Per page: offset among the data pages, size with header, rows.
+    places: Vec<(u64, usize, usize)>,
+    /// Per page: nulls, and min and max (None: no value in the page).
+    stats: Vec<(u64, Option<(Vec<u8>, Vec<u8>)>)>,
+}
+
+impl PageIndex {
+    fn page(&mut self, offset: u64, size: usize, rows: usize, nulls: u64, min_max: Option<(Vec<u8>, Vec<u8>)>) {
+        self.places.push((offset, size, rows));
+        self.stats.push((nulls, min_max));
+    }
+
+    fn column_index(&self) -> Result<parquet::file::page_index::column_index::ColumnIndexMetaData, ParquetError> {
+        use parquet::file::metadata::ColumnIndexBuilder;
+        let mut b = ColumnIndexBuilder::new(parquet::basic::Type::BYTE_ARRAY);
+        let bounds: Vec<&(Vec<u8>, Vec<u8>)> = self.stats.iter().filter_map(|(_, mm)| mm.as_ref()).collect();
+        let ascending = bounds.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1);
+        let descending = bounds.windows(2).all(|w| w[0].0 >= w[1].0 && w[0].1 >= w[1].1);
+        for (nulls, mm) in &self.stats {
+            match mm {
+                Some((lo, hi)) => b.append(false, super::stats::truncate_min(lo).0, super::stats::truncate_max(hi).0, *nulls as i64, None),
+                None => b.append(true, Vec::new(), Vec::new(), *nulls as i64, None),
+            }
+        }
+        b.set_boundary_order(match (ascending, descending) {
+            (true, _) => parquet::basic::BoundaryOrder::ASCENDING,
+            (false, true) => parquet::basic::BoundaryOrder::DESCENDING,
+            (false, false) => parquet::basic::BoundaryOrder::UNORDERED,
+        });
+        b.build()
+    }
+
+    /// The offset index, the data pages placed after `dict_len` bytes of dictionary page.
+    fn offset_index(&self, dict_len: i64) -> parquet::file::page_index::offset_index::OffsetIndexMetaData {
+        let mut b = parquet::file::metadata::OffsetIndexBuilder::new();
+        for &(offset, size, rows) in &self.places {
+            b.append_offset_and_size(dict_len + offset as i64, size as i32);
+            b.append_row_count(rows as i64);
+        }
+        b.build()
+    }
 }
 
 /// `data` compressed by this thread's [`Snappy`].
@@ -783,6 +852,11 @@ struct Dict {
     bytes: Vec<u8>,
     /// Values interned (with repeats).
     values_seen: u64,
+    /// Per entry, the last page that used it (`page`); the entries the
+    /// current page used.
+    marks: Vec<u32>,
+    page: u32,
+    used: Vec<u32>,
 }
 
 impl Dict {
@@ -796,7 +870,7 @@ impl Dict {
     }
 
     fn memory_size(&self) -> usize {
-        self.slots.capacity() * 4 + self.hashes.capacity() * 8 + self.ends.capacity() * 4 + self.bytes.capacity()
+        self.slots.capacity() * 4 + self.hashes.capacity() * 8 + self.ends.capacity() * 4 + self.bytes.capacity() + self.marks.capacity() * 4 + self.used.capacity() * 4
     }
 
     fn entry(&self, e: usize) -> &[u8] {
@@ -821,6 +895,10 @@ impl Dict {
             }
             let e = s as usize - 1;
             if self.hashes[e] == h && crate::decode::convert::bytes_eq(self.entry(e), v) {
+                if self.marks[e] != self.page {
+                    self.marks[e] = self.page;
+                    self.used.push(e as u32);
+                }
                 return e as u32;
             }
             i = (i + 1) & mask;
@@ -830,6 +908,8 @@ impl Dict {
         self.hashes.push(h);
         self.bytes.extend_from_slice(v);
         self.ends.push(self.bytes.len() as u32);
+        self.marks.push(self.page);
+        self.used.push(e as u32);
         e as u32
     }
 
@@ -863,10 +943,16 @@ impl Dict {
         out
     }
 
-    fn min_max(&self) -> Option<(&[u8], &[u8])> {
-        let mut entries = (0..self.len()).map(|e| self.entry(e));
+    /// Min and max of the entries the current page used.
+    fn page_min_max(&self) -> Option<(&[u8], &[u8])> {
+        let mut entries = self.used.iter().map(|&e| self.entry(e as usize));
         let first = entries.next()?;
         Some(entries.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v))))
+    }
+
+    fn next_page(&mut self) {
+        self.page += 1;
+        self.used.clear();
     }
 }
 
