@@ -212,7 +212,6 @@ pub struct StringColumn {
     index: PageIndex,
     /// The uncompressed page, kept for the next one.
     page_buf: Vec<u8>,
-    plain_values: u64,
     rows: u64,
     /// Whether a struct above has nulls in the rows being written.
     any_outer_nulls: bool,
@@ -253,7 +252,6 @@ impl StringColumn {
             page_values: 0,
             index: PageIndex::default(),
             page_buf: Vec::new(),
-            plain_values: 0,
             rows: 0,
             any_outer_nulls: false,
         }
@@ -479,7 +477,6 @@ impl StringColumn {
     /// A PLAIN value (its count is kept by the caller).
     #[inline(always)]
     fn plain_value(&mut self, v: &[u8]) {
-        self.plain_values += 1;
         self.plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
         self.plain.extend_from_slice(v);
         self.plain_min_max.add(v);
@@ -535,6 +532,7 @@ impl StringColumn {
         self.plain_min_max = MinMax::default();
         self.dict.next_page();
         let nulls = num_values as u64 - self.page_values;
+        self.stats.add_nulls(nulls);
         let offset = self.pages.len;
         let spec = self.pages.write(CompressedPage::new(page, buf.len()))?;
         self.index.page(offset, spec.compressed_size, self.page_rows, nulls, min_max);
@@ -566,7 +564,6 @@ impl StringColumn {
             self.sizes.uncompressed += spec.uncompressed_size as u64;
             dict_len = spec.compressed_size as i64;
         }
-        self.stats.add_nulls(levels - self.dict.values_seen - self.plain_values);
         let mut encodings = vec![Encoding::RLE];
         let mut page_stats = Vec::new();
         if self.sizes.dict_pages > 0 {
@@ -850,8 +847,6 @@ struct Dict {
     hashes: Vec<u64>,
     ends: Vec<u32>,
     bytes: Vec<u8>,
-    /// Values interned (with repeats).
-    values_seen: u64,
     /// Per entry, the last page that used it (`page`); the entries the
     /// current page used.
     marks: Vec<u32>,
@@ -881,7 +876,6 @@ impl Dict {
     /// The index of `v`, added when new.
     #[inline(always)]
     fn intern(&mut self, v: &[u8]) -> u32 {
-        self.values_seen += 1;
         if self.ends.len() * 2 >= self.slots.len() {
             self.grow();
         }
