@@ -261,7 +261,8 @@ impl StringColumn {
         &self.path
     }
 
-    /// Bytes held: pages written, the dictionary and the current page.
+    /// Bytes held: pages written, the dictionary, the current page and the
+    /// buffer kept for the next one.
     pub fn memory_size(&self) -> usize {
         self.pages.len as usize
             + self.dict.memory_size()
@@ -269,6 +270,7 @@ impl StringColumn {
             + self.reps.capacity()
             + self.indices.capacity() * 4
             + self.plain.capacity()
+            + self.page_buf.capacity()
     }
 
     /// Appends the leaf's values of `column` (the top-level column of a
