@@ -400,12 +400,7 @@ impl<'a> Cur<'a, '_> {
     fn value(&mut self, shape: &Shape, buf: &mut ColBuf, depth: usize) -> Option<()> {
         if let (Shape::Str, ColBuf::Bytes { offsets, data, valid }, Some(b'"')) = (shape, &mut *buf, self.peek()) {
             self.string_into(data)?;
-            if data.len() > i32::MAX as usize {
-                return None;
-            }
-            offsets.push(data.len() as i32);
-            valid.append(true);
-            return Some(());
+            return end_text(offsets, data, valid);
         }
         self.any_value(shape, buf, depth)
     }
@@ -422,11 +417,7 @@ impl<'a> Cur<'a, '_> {
         match (shape, buf) {
             (Shape::Str, ColBuf::Bytes { offsets, data, valid }) => {
                 self.text_into(data, depth)?;
-                if data.len() > i32::MAX as usize {
-                    return None;
-                }
-                offsets.push(data.len() as i32);
-                valid.append(true);
+                end_text(offsets, data, valid)?;
             }
             (Shape::Varchar(max), ColBuf::Bytes { offsets, data, valid }) => {
                 let at = data.len();
@@ -551,6 +542,18 @@ impl<'a> Cur<'a, '_> {
         }
         fields.iter().position(|(name, _)| key_matches(key, name, self.ci))
     }
+}
+
+/// Ends the text value just appended to `data`: its end offset (refused
+/// past what i32 offsets hold) and its validity.
+#[inline(always)]
+fn end_text(offsets: &mut Vec<i32>, data: &[u8], valid: &mut super::columns::Validity) -> Option<()> {
+    if data.len() > i32::MAX as usize {
+        return None;
+    }
+    offsets.push(data.len() as i32);
+    valid.append(true);
+    Some(())
 }
 
 /// Whether a partition-key column's text reads back from the appended row
