@@ -213,8 +213,6 @@ pub struct StringColumn {
     /// The uncompressed page, kept for the next one.
     page_buf: Vec<u8>,
     rows: u64,
-    /// Whether a struct above has nulls in the rows being written.
-    any_outer_nulls: bool,
 }
 
 /// Page counts and sizes of a chunk.
@@ -253,7 +251,6 @@ impl StringColumn {
             index: PageIndex::default(),
             page_buf: Vec::new(),
             rows: 0,
-            any_outer_nulls: false,
         }
     }
 
@@ -328,7 +325,6 @@ impl StringColumn {
         };
         let levels = to - from;
         self.defs.reserve(levels);
-        self.any_outer_nulls = !nulls.is_empty();
         match self.path.end {
             End::Leaf(nullable) => {
                 let strings = array.as_string::<i32>();
@@ -384,40 +380,6 @@ impl StringColumn {
         let elem_nulls = strings.nulls().filter(|n| elem_nullable && n.null_count() > 0);
         let (value_offsets, data) = (strings.value_offsets(), strings.value_data());
         self.reps.reserve(rows.len());
-        let (top, all_valid) = outer(rows.start);
-        if all_valid && !self.any_outer_nulls && elem_nulls.is_none() {
-            // no nulls but the lists' own: the common case. A row of k
-            // values has levels (full, 0), (full, 1) x (k - 1); an empty
-            // row (top + 1, 0), a null one (top, 0).
-            let (full, empty) = (self.max_def as u8, (top + i16::from(nullable)) as u8);
-            for i in rows.clone() {
-                if nulls.is_some_and(|n| n.is_null(i)) {
-                    self.defs.push(top as u8);
-                    self.reps.push(0);
-                    self.sizes.levels += 1;
-                    continue;
-                }
-                let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
-                if start == end {
-                    self.defs.push(empty);
-                    self.reps.push(0);
-                    self.sizes.levels += 1;
-                    continue;
-                }
-                self.defs.resize(self.defs.len() + (end - start), full);
-                self.reps.push(0);
-                self.reps.resize(self.reps.len() + (end - start - 1), 1);
-                self.sizes.levels += (end - start) as u64;
-                if nulls.is_some() {
-                    self.values((start..end).map(|j| &data[value_offsets[j] as usize..value_offsets[j + 1] as usize]));
-                }
-            }
-            if nulls.is_none() {
-                let values = offsets[rows.start] as usize..offsets[rows.end] as usize;
-                self.values(values.map(|j| &data[value_offsets[j] as usize..value_offsets[j + 1] as usize]));
-            }
-            return;
-        }
         for i in rows {
             let (mut d, mut valid) = outer(i);
             if valid && nullable {
