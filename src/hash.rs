@@ -77,6 +77,17 @@ impl Hasher for Fast {
 
 pub type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fast>>;
 
+/// Seeded xorshift64 numbers for tests that want many varied inputs.
+#[cfg(test)]
+pub fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
 /// The hash of a byte string (its length included, so "a" and "a\0"
 /// differ): [`Fast`]'s rounds, with overlapping loads for the last word
 /// instead of a copied tail (a few instructions for short values), then

@@ -637,13 +637,7 @@ mod tests {
     /// the decimals it takes, and declines the rest.
     #[test]
     fn doubles_parse_as_the_standard_parser_does() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::hash::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut taken = 0;
         for _ in 0..200_000 {
             let r = next();

@@ -437,6 +437,15 @@ mod tests {
             .collect()
     }
 
+    /// The chunk statistics parquet-rs's ArrowWriter gives `batch`.
+    fn arrow_writer_stats(batch: &RecordBatch) -> Vec<Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>, Option<u64>)>> {
+        let mut file = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut file, batch.schema(), None).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+        chunk_stats(file)
+    }
+
     /// A file of `parts` written one after another.
     fn file_of(parts: &[RecordBatch], opts: &ParquetOptions) -> Bytes {
         let mut f = ParquetFile::new(&parts[0], opts).unwrap();
@@ -458,11 +467,7 @@ mod tests {
         // every string leaf is a StringColumn's: top, outer.deep.s, outer.t, tags, props key and value
         let leaves: Vec<usize> = string_leaves(&parquet_schema, &batch.schema(), &[]).into_iter().map(|(l, _)| l).collect();
         assert_eq!(leaves, vec![0, 2, 3, 4, 5, 6]);
-        let mut theirs = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        let theirs = chunk_stats(theirs);
+        let theirs = arrow_writer_stats(&batch);
         // whole, and in parts of uneven sizes as a buffer encodes its chunks
         let cuts = [0, 1, 97, 98, 640, 1000];
         let parts: Vec<RecordBatch> = cuts.windows(2).map(|w| batch.slice(w[0], w[1] - w[0])).collect();
@@ -595,11 +600,7 @@ mod tests {
         // every string leaf is a StringColumn's: a.b.s, req, id, one, st.tags, m key, m value
         let leaves: Vec<usize> = string_leaves(&parquet_schema, &batch.schema(), &[]).into_iter().map(|(l, _)| l).collect();
         assert_eq!(leaves, vec![0, 1, 2, 3, 4, 5, 6]);
-        let mut theirs = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        let theirs = chunk_stats(theirs);
+        let theirs = arrow_writer_stats(&batch);
         let cuts = [0, 1, 333, 334, 1500, 2000];
         let parts: Vec<RecordBatch> = cuts.windows(2).map(|w| batch.slice(w[0], w[1] - w[0])).collect();
         // (the whole batch, whose rows judge `id` mostly distinct; parts, of which the first has one row)
@@ -630,12 +631,8 @@ mod tests {
         let batch = RecordBatch::try_from_iter([("l", Arc::new(list.finish()) as ArrayRef)]).unwrap();
         let parquet_schema = ArrowSchemaConverter::new().convert(&batch.schema()).unwrap();
         assert_eq!(string_leaves(&parquet_schema, &batch.schema(), &[]).len(), 1);
-        let mut theirs = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut theirs, batch.schema(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
         let file = file_of(&[batch.slice(0, 25_000), batch.slice(25_000, 35_000)], &ParquetOptions::default());
-        assert_eq!(chunk_stats(file.to_vec()), chunk_stats(theirs));
+        assert_eq!(chunk_stats(file.to_vec()), arrow_writer_stats(&batch));
         assert_eq!(read_back(file.clone(), rows), vec![batch]);
         let pages = &data_page_encodings(file)[0];
         assert_eq!(pages[0].0, Encoding::RLE_DICTIONARY);

@@ -208,13 +208,7 @@ mod tests {
     /// and multi-byte characters, so ties past eight bytes and pads are common.
     fn corpus(n: usize, seed: u64) -> Vec<Option<String>> {
         let parts = ["", "a", "ab", "https://shop.example.com/p/", "\0", "é", "z", "ab\0", "abcdefgh", "abcdefghi"];
-        let mut x = seed;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::hash::xorshift(seed);
         (0..n)
             .map(|_| {
                 if next() % 7 == 0 {

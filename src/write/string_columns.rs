@@ -962,13 +962,7 @@ mod tests {
 
     #[test]
     fn the_hybrid_encoding_decodes_to_its_values() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::hash::xorshift(0x2545_f491_4f6c_dd1d);
         for width in [0u8, 1, 2, 3, 7, 8, 9, 16, 20, 32] {
             let max = if width == 0 { 0 } else { (1u64 << width) - 1 };
             for case in 0..300 {
