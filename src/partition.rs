@@ -71,6 +71,9 @@ pub struct TimeCache {
     hours: crate::hash::FastMap<i64, Vec<String>>,
     /// Parts of the last record when the layout cannot be cached.
     fresh: Vec<String>,
+    /// The hour and whole prefix of the last record, when the layout has
+    /// no value keys: consecutive records of one hour copy it.
+    last: Option<(i64, String)>,
 }
 
 impl TimeCache {
@@ -103,8 +106,18 @@ fn time_parts(spec: &PartitionSpec, time_ms: i64, parts: &mut Vec<String>) {
 
 /// As [`render`], reusing the formatted time parts of hours seen before.
 pub fn render_cached(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::borrow::Cow<str>>], out: &mut String, cache: &mut TimeCache) {
+    let hour = time_ms.div_euclid(3_600_000);
+    let whole = spec.hourly && spec.keys.is_empty();
+    if whole {
+        if let Some((h, prefix)) = &cache.last {
+            if *h == hour {
+                out.clear();
+                out.push_str(prefix);
+                return;
+            }
+        }
+    }
     let parts: &Vec<String> = if spec.hourly {
-        let hour = time_ms.div_euclid(3_600_000);
         if cache.hours.len() >= TimeCache::MAX && !cache.hours.contains_key(&hour) {
             cache.hours.clear();
         }
@@ -128,6 +141,9 @@ pub fn render_cached(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::bor
                 None => out.push_str(DEFAULT_PARTITION),
             },
         }
+    }
+    if whole {
+        cache.last = Some((hour, out.clone()));
     }
 }
 
@@ -183,5 +199,12 @@ keys = ["kind"]
         assert_eq!(out, "13:05");
         render_cached(&m.partition, 1_763_730_360_000, &[], &mut out, &mut cache);
         assert_eq!(out, "13:06", "minutes are not cached by the hour");
+        // a layout without keys copies the last record's whole prefix within its hour
+        let k = TableSchema::parse("k.toml", "table = \"t\"\n[[columns]]\nname = \"ts\"\ntype = \"timestamp\"\n[partition]\ntime = { column = \"ts\", granularity = \"hour\" }\n").unwrap();
+        let mut cache = TimeCache::default();
+        for (t, want) in [(1_763_730_300_000, "dt=2025-11-21/hr=13/"), (1_763_733_599_999, "dt=2025-11-21/hr=13/"), (1_763_733_600_000, "dt=2025-11-21/hr=14/"), (1_763_730_300_000, "dt=2025-11-21/hr=13/"), (-1, "dt=1969-12-31/hr=23/")] {
+            render_cached(&k.partition, t, &[], &mut out, &mut cache);
+            assert_eq!(out, want);
+        }
     }
 }

@@ -399,6 +399,7 @@ impl Pipeline {
         self.scratch = None;
         self.stage = None;
         self.table_ref.table = schema.table.clone();
+        self.time_cache = TimeCache::default();
         self.schema = schema;
     }
 
