@@ -52,8 +52,18 @@ enum Shape {
     List(Box<Shape>),
     /// String keys; the value shape.
     Map(Box<Shape>),
-    /// Field names (lowercase) and shapes.
-    Struct(Vec<(Box<str>, Shape)>),
+    /// Field names (lowercase), their [`quoted_key`]s and shapes.
+    Struct(Vec<(Box<str>, Box<[u8]>, Shape)>),
+}
+
+/// `"name":`, the bytes a compact record has where it names `name`, when
+/// those bytes can only mean that key (no quote, backslash, control or
+/// non-ASCII byte in it); empty otherwise (never matched: see [`Cur::eat_key`]).
+fn quoted_key(name: &str) -> Box<[u8]> {
+    if name.is_empty() || !name.bytes().all(|c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\') {
+        return Box::new([]);
+    }
+    format!("\"{name}\":").into_bytes().into_boxed_slice()
 }
 
 impl Shape {
@@ -82,7 +92,7 @@ impl Shape {
             ColType::Map(k, v) if **k == ColType::String => Shape::Map(Box::new(nested(v))),
             ColType::Map(..) => Shape::NullOnly,
             ColType::Struct(fs) if fs.len() <= 64 => {
-                Shape::Struct(fs.iter().map(|f| (f.name.as_str().into(), nested(&f.ty))).collect())
+                Shape::Struct(fs.iter().map(|f| (f.name.as_str().into(), quoted_key(&f.name), nested(&f.ty))).collect())
             }
             ColType::Struct(_) => Shape::NullOnly,
         }
@@ -93,6 +103,8 @@ impl Shape {
 pub struct Fused {
     /// Top-level key → column (one slot per column here).
     keys: KeyIndex,
+    /// [`quoted_key`] of each slot's source key.
+    quoted: Vec<Box<[u8]>>,
     shapes: Vec<Shape>,
     required: Vec<bool>,
     /// `seen[c] == stamp` when column c got its value in the current record.
@@ -124,8 +136,13 @@ impl Fused {
             return None;
         }
         let n = schema.columns.len();
+        let mut quoted = vec![Box::<[u8]>::default(); n];
+        for c in &schema.columns {
+            quoted[keys.slot_of_source(&c.source[0])] = quoted_key(&c.source[0]);
+        }
         Some(Fused {
             keys,
+            quoted,
             shapes: schema.columns.iter().map(|c| Shape::new(&c.ty, &c.formats)).collect(),
             required: schema.columns.iter().map(|c| c.required).collect(),
             seen: vec![0; n],
@@ -165,11 +182,18 @@ impl Fused {
         if p.peek() != Some(b'{') {
             return None;
         }
-        let (keys, seen, shapes, required, unknown) = (&mut self.keys, &mut self.seen, &self.shapes, &self.required, self.unknown);
+        let (keys, quoted, seen, shapes, required, unknown) = (&mut self.keys, &self.quoted, &mut self.seen, &self.shapes, &self.required, self.unknown);
         p.container(b'}', |p, j| {
-            let key = p.plain_key()?;
-            p.colon()?;
-            match keys.slot(key, j) {
+            // the key the previous record had at this position, as it wrote it
+            let slot = match keys.predicted(j) {
+                Some(s) if p.eat_key(&quoted[s]) => Some(s),
+                _ => {
+                    let key = p.plain_key()?;
+                    p.colon()?;
+                    keys.slot(key, j)
+                }
+            };
+            match slot {
                 Some(c) => {
                     if seen[c] == stamp || (required[c] && p.peek() == Some(b'n')) {
                         return None;
@@ -286,6 +310,17 @@ impl<'a> Cur<'a, '_> {
         }
         self.ws();
         Some(())
+    }
+    /// Takes `quoted` (a [`quoted_key`]: `"name":`) when the record has
+    /// exactly those bytes at the cursor, which then name that key and end
+    /// with its colon; false, moving nothing, otherwise or when it is empty.
+    #[inline(always)]
+    fn eat_key(&mut self, quoted: &[u8]) -> bool {
+        let hit = !quoted.is_empty() && self.b.get(self.i..self.i + quoted.len()).is_some_and(|s| bytes_eq(s, quoted));
+        if hit {
+            self.i += quoted.len();
+        }
+        hit
     }
     /// An object key without escapes or bytes above 0x7f.
     #[inline(always)]
@@ -510,13 +545,20 @@ impl<'a> Cur<'a, '_> {
             (Shape::Struct(fields), ColBuf::Struct { valid, children }) if c == b'{' => {
                 let mut seen = 0u64;
                 self.container(b'}', |p, j| {
-                    let key = p.plain_key()?;
-                    p.colon()?;
-                    match p.field(fields, key, j) {
+                    // the field at the key's position, written as its name
+                    let field = match fields.get(j) {
+                        Some((_, quoted, _)) if p.eat_key(quoted) => Some(j),
+                        _ => {
+                            let key = p.plain_key()?;
+                            p.colon()?;
+                            p.field(fields, key, j)
+                        }
+                    };
+                    match field {
                         Some(f) if seen & (1 << f) != 0 => None,
                         Some(f) => {
                             seen |= 1 << f;
-                            p.value(&fields[f].1, &mut children[f], depth + 1)
+                            p.value(&fields[f].2, &mut children[f], depth + 1)
                         }
                         None => p.skip(depth + 1),
                     }
@@ -536,11 +578,11 @@ impl<'a> Cur<'a, '_> {
     /// The struct field a key names, as [`key_matches`] decides; the field
     /// at the key's position is tried first.
     #[inline(always)]
-    fn field(&self, fields: &[(Box<str>, Shape)], key: &str, j: usize) -> Option<usize> {
-        if fields.get(j).is_some_and(|(name, _)| bytes_eq(key.as_bytes(), name.as_bytes())) {
+    fn field(&self, fields: &[(Box<str>, Box<[u8]>, Shape)], key: &str, j: usize) -> Option<usize> {
+        if fields.get(j).is_some_and(|(name, _, _)| bytes_eq(key.as_bytes(), name.as_bytes())) {
             return Some(j);
         }
-        fields.iter().position(|(name, _)| key_matches(key, name, self.ci))
+        fields.iter().position(|(name, _, _)| key_matches(key, name, self.ci))
     }
 }
 

@@ -43,6 +43,12 @@ impl KeyIndex {
         self.index[source.as_bytes()]
     }
 
+    /// The slot of the key at member position `j` in the previous record.
+    #[inline(always)]
+    pub fn predicted(&self, j: usize) -> Option<usize> {
+        self.last_order.get(j).copied().flatten()
+    }
+
     /// The slot the key at member position `j` names, if any.
     #[inline(always)]
     pub fn slot(&mut self, key: &str, j: usize) -> Option<usize> {
