@@ -570,6 +570,12 @@ impl StringColumn {
 /// value count).
 fn rle_into<T: Copy + Into<u64> + PartialEq>(buf: &mut Vec<u8>, width: u8, values: &[T]) {
     let n = values.len();
+    // one value throughout (the levels of a column without nulls or lists):
+    // one run, found by a loop the compiler vectorizes
+    if n >= 8 && values.iter().fold(true, |same, v| same & (*v == values[0])) {
+        rle_run(buf, width, values[0].into(), n);
+        return;
+    }
     let (mut lit, mut i) = (0, 0); // literals not yet written start at lit
     while i < n {
         if i + 8 > n || values[i + 7] != values[i] {
