@@ -503,15 +503,25 @@ impl Pipeline {
         // went to the same partition as its predecessor (so the guess is
         // likely right). A wrong guess moves the row to the one-row stage.
         // Everything else (and every refusal) takes the general path.
-        let staged = self.fuse_next
-            && self.decoder.has_fused()
-            && match self.push_fused_in_place(shard, pos, arrival_ms, data) {
-                InPlace::Landed => return Ok(RowIn::Landed),
-                InPlace::Staged => true,
-                InPlace::Declined => false,
+        let staged = self.decoder.has_fused()
+            && match self.fuse_next {
+                true => match self.push_fused_in_place(shard, pos, arrival_ms, data) {
+                    InPlace::Landed => return Ok(RowIn::Landed),
+                    InPlace::Staged => true,
+                    InPlace::Declined => false,
+                },
+                // rows of many partitions interleaved: decode into the stage,
+                // then move the row to its partition's buffer
+                false => {
+                    let stage = stage_for_row(&mut self.stage, &self.schema);
+                    self.decoder.decode_fused(data, stage)
+                }
             };
         let row = match staged {
-            true => Decoded::Staged(self.stage.as_ref().expect("staged above"), 0),
+            true => {
+                let stage = self.stage.as_ref().expect("staged above");
+                Decoded::Staged(stage, stage.rows - 1)
+            }
             false => Decoded::Parsed(self.decoder.parse(data)?),
         };
         render_partition(&row, &self.schema.partition, arrival_ms, &mut self.guess, &mut self.time_cache)?;
@@ -578,8 +588,7 @@ impl Pipeline {
         let fused = Decoded::Staged(cols, row);
         render_partition(&fused, &self.schema.partition, arrival_ms, &mut self.guess, &mut self.time_cache).expect("a fused row has its partition values");
         if self.guess != self.prefix {
-            let stage = self.stage.get_or_insert_with(|| Columns::new(&self.schema));
-            stage.clear();
+            let stage = stage_for_row(&mut self.stage, &self.schema);
             stage.push_row_from(cols, row);
             cols.truncate_rows(row);
             return InPlace::Staged;
@@ -852,6 +861,19 @@ enum RowIn {
     Landed,
     /// Into a buffer (or skipped as a durable replay) by the general path.
     Appended,
+}
+
+/// Rows the stage keeps before it is cleared: clearing walks every column
+/// buffer, so it is done once per this many staged rows, not per row.
+const STAGE_ROWS: usize = 256;
+
+/// The stage, ready for one more row (its last row is the staged one).
+fn stage_for_row<'a>(stage: &'a mut Option<Columns>, schema: &TableSchema) -> &'a mut Columns {
+    let stage = stage.get_or_insert_with(|| Columns::new(schema));
+    if stage.rows >= STAGE_ROWS {
+        stage.clear();
+    }
+    stage
 }
 
 /// A record that decoded: a row the fused decoder wrote (into the stage, or
@@ -1299,7 +1321,8 @@ keys = ["k"]
     /// rows, error lines and raw lines, whatever the batch ends.
     #[test]
     fn fused_and_general_decoding_seal_the_same_objects() {
-        let recs = records(300);
+        // enough rows for the stage to be cleared several times
+        let recs = records(1500);
         let shard = ShardId::new("s");
         let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
         let run = |fused: bool| {
@@ -1332,6 +1355,7 @@ keys = ["k"]
         assert_eq!(none, 0);
         assert_eq!((rows, fused_rows), (rows, rows));
         assert!(in_place > rows / 4 && in_place < rows, "in place {in_place} of {rows}: both paths are exercised");
+        assert!(rows - in_place > 3 * STAGE_ROWS as u64, "staged {} of {rows}", rows - in_place);
         let mut keys: Vec<_> = general.keys().collect();
         keys.sort();
         for k in keys {
