@@ -337,6 +337,8 @@ pub struct Pipeline {
     guess: String,
     /// The last two rows went to one partition: try the next in place.
     fuse_next: bool,
+    /// Rows in a row that went to one partition (see [`Pipeline::push_run`]).
+    same_partition: u32,
     hour_cache: (i64, String),
     stats: Stats,
     max_record_bytes: usize,
@@ -363,6 +365,7 @@ impl Pipeline {
             prefix: String::new(),
             guess: String::new(),
             fuse_next: true,
+            same_partition: 0,
             hour_cache: (i64::MIN, String::new()),
             stats: Stats::default(),
             max_record_bytes,
@@ -458,6 +461,67 @@ impl Pipeline {
         st.restored = Some(cp.resume.clone());
     }
 
+    /// Pushes records of one shard, in order, for as long as each lands in
+    /// place (see [`Pipeline::push_fused_in_place`]): what [`Pipeline::push`]
+    /// does with each, with the shard's state and the buffer looked up once
+    /// for the run instead of per record. Returns how many it took; the
+    /// caller pushes the next with `push`, which decides where it goes.
+    /// Takes none unless the last [`RUN_AFTER`] rows went to one partition, or
+    /// when raw backups are on (each record also has a raw line), the shard
+    /// replays flush intents, or a buffer is due; stops before a record
+    /// already written to the partition (a replay after a restart). It stops after a record that makes
+    /// a buffer due or the memory exceed its limit, and before a record of
+    /// another partition or one the fused decoder declines (a record of
+    /// another partition is decoded again by `push`: at most once per run).
+    pub fn push_run<'d, R>(&mut self, shard: &ShardId, arrival_ms: i64, records: &'d [R], record: impl Fn(&'d R) -> (Position, &'d [u8])) -> usize {
+        if self.same_partition < RUN_AFTER || self.raw_backup || !self.fuse_next || self.has_due() || self.known_shard.as_ref() != Some(shard) {
+            return 0;
+        }
+        let Pipeline { shards, decoder, schema, guess, prefix, time_cache, mem_total, stats, due, limits, same_partition, .. } = self;
+        let Some(st) = shards.get_mut(shard) else { return 0 };
+        if !st.replay.is_empty() {
+            return 0;
+        }
+        // rows up to here are in a written file: `push` skips their replay
+        let written_to = st.done.get(DestKind::Table, prefix).cloned();
+        let Some(buf) = st.bufs.get_mut(DestKind::Table, prefix) else { return 0 };
+        let mut taken = 0;
+        for r in records {
+            let (pos, data) = record(r);
+            if written_to.as_ref().is_some_and(|d| &pos <= d) {
+                break;
+            }
+            let Body::Rows(RowBuffer { cols, .. }) = &mut buf.body else { break };
+            let row = cols.rows;
+            if buf.due || !decoder.decode_fused(data, cols) {
+                break;
+            }
+            render_partition(&Decoded::Staged(cols, row), &schema.partition, arrival_ms, guess, time_cache).expect("a fused row has its partition values");
+            if guess != prefix {
+                cols.truncate_rows(row);
+                break;
+            }
+            stats.records_in += 1;
+            stats.bytes_in += data.len() as u64;
+            let Body::Rows(rows) = &buf.body else { unreachable!("matched above") };
+            let mem_now = (buf.records % 32 == 0).then(|| rows.mem_bytes());
+            let counts = Counts { mem_total: &mut *mem_total, stats: &mut *stats, due: &mut *due, limits, schema };
+            counts.row_added(buf, mem_now, &st.replay, shard, prefix, &pos, data.len());
+            st.read_to = Some(pos);
+            stats.fused_in_place += 1;
+            taken += 1;
+            if !due.items.is_empty() || mem_total.saturating_sub(due.mem) > limits.memory_limit {
+                break;
+            }
+        }
+        *same_partition = same_partition.saturating_add(taken as u32);
+        // as `push` after each record
+        if self.undue_mem() > self.limits.memory_limit {
+            self.shed_memory();
+        }
+        taken
+    }
+
     /// Routes one record. Never fails: a bad record becomes an error line.
     pub fn push(&mut self, shard: &ShardId, pos: Position, arrival_ms: i64, data: &[u8]) {
         self.stats.records_in += 1;
@@ -480,6 +544,7 @@ impl Pipeline {
         }
         let result = self.push_row(shard, &pos, arrival_ms, data);
         let landed = matches!(result, Ok(RowIn::Landed)); // `read_to` is set
+        self.same_partition += u32::from(landed);
         if let Err(e) = result {
             *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
             let hour = self.hour_cache.1.clone();
@@ -526,6 +591,7 @@ impl Pipeline {
         };
         render_partition(&row, &self.schema.partition, arrival_ms, &mut self.guess, &mut self.time_cache)?;
         self.fuse_next = self.guess == self.prefix;
+        self.same_partition = if self.fuse_next { self.same_partition.saturating_add(1) } else { 0 };
         std::mem::swap(&mut self.guess, &mut self.prefix);
         if !self.due.items.is_empty() {
             close_if_due(&mut self.shards, &mut self.mem_total, &mut self.due, &mut self.closed, shard, DestKind::Table, &self.prefix);
@@ -862,6 +928,11 @@ enum RowIn {
     /// Into a buffer (or skipped as a durable replay) by the general path.
     Appended,
 }
+
+/// Rows in a row of one partition before [`Pipeline::push_run`] takes
+/// records in runs: with partitions interleaved, runs would mostly stop at
+/// their first record, which `push` then decodes again.
+const RUN_AFTER: u32 = 16;
 
 /// Rows the stage keeps before it is cleared: clearing walks every column
 /// buffer, so it is done once per this many staged rows, not per row.
@@ -1362,6 +1433,65 @@ keys = ["k"]
             assert_eq!(fused.get(k), Some(&general[k]), "{k}");
         }
         assert_eq!(fused.len(), general.len());
+    }
+
+    /// Records pushed in runs ([`Pipeline::push_run`], as `convert` and
+    /// the stdin source do) seal the same objects, with the same rows and
+    /// error lines and the same read position, as records pushed one by
+    /// one: runs stop at a buffer coming due (`max_records`), at a record
+    /// of another partition, at a bad record and at the memory limit.
+    #[test]
+    fn records_pushed_in_runs_seal_what_records_pushed_one_by_one_seal() {
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        // partitions change every 60 records; every 37th record is malformed
+        let recs: Vec<(u64, Vec<u8>)> = (0..3000)
+            .map(|i| {
+                let line = if i % 37 == 36 { format!("{{\"id\":\"r{i}\" \"k\":1}}") } else { format!("{{\"id\":\"r{i}\",\"k\":\"p{}\"}}", i / 60 % 3) };
+                (i as u64 * 100, line.into_bytes())
+            })
+            .collect();
+        let shard = ShardId::new("s");
+        let run = |runs: bool, memory_limit: usize| {
+            let limits = Limits { max_records: 45, max_bytes: 1 << 20, max_age: Duration::from_secs(3600), memory_limit };
+            let mut p = Pipeline::new(schema.clone(), limits, 1000).with_parquet(small_chunks());
+            let mut lake = Lake::new();
+            let (mut i, mut by_runs) = (0, 0);
+            while i < recs.len() {
+                if runs {
+                    let n = p.push_run(&shard, 0, &recs[i..], |(off, d)| (Position::offset(*off), &d[..]));
+                    (i, by_runs) = (i + n, by_runs + n as u64);
+                }
+                if let Some((off, d)) = recs.get(i).filter(|_| !p.has_due()) {
+                    p.push(&shard, Position::offset(*off), 0, d);
+                    i += 1;
+                }
+                for mut s in p.take_due(Instant::now()) {
+                    store(&mut lake, &mut s);
+                    p.mark_durable(&s);
+                }
+            }
+            let read_to = p.shards[&shard].read_to.clone();
+            for mut s in p.take_all() {
+                store(&mut lake, &mut s);
+                p.mark_durable(&s);
+            }
+            lake.retain(|k, _| !k.starts_with("Errors/"));
+            let errors: u64 = p.stats().error_total();
+            (lake, p.stats().rows, errors, by_runs, read_to)
+        };
+        for memory_limit in [1 << 30, 6 << 10] {
+            let (one_by_one, rows, errors, _, read_to) = run(false, memory_limit);
+            let (in_runs, run_rows, run_errors, by_runs, run_read_to) = run(true, memory_limit);
+            assert_eq!((rows + errors, run_rows, run_errors), (3000, rows, errors), "memory limit {memory_limit}");
+            assert!(by_runs > rows / 2, "memory limit {memory_limit}: {by_runs} of {rows} rows pushed in runs");
+            assert_eq!(run_read_to, read_to);
+            let mut keys: Vec<_> = one_by_one.keys().collect();
+            keys.sort();
+            for k in keys {
+                assert_eq!(in_runs.get(k), Some(&one_by_one[k]), "memory limit {memory_limit}: {k}");
+            }
+            assert_eq!(in_runs.len(), one_by_one.len(), "memory limit {memory_limit}");
+        }
     }
 
     #[test]

@@ -303,8 +303,14 @@ impl Lines {
     async fn push(&mut self, p: &mut Pipeline, data: &[u8], base: u64, eof: bool, shard: &ShardId, arrival_ms: i64, ctx: &mut Ctx) -> Result<usize, RunError> {
         self.records.clear();
         let used = split_lines(data, base, eof, &mut self.records);
-        for (off, r) in &self.records {
-            p.push(shard, crate::ids::Position::offset(*off), arrival_ms, &data[r.clone()]);
+        let mut i = 0;
+        while i < self.records.len() {
+            // runs of records landing in place first, then one by one
+            i += p.push_run(shard, arrival_ms, &self.records[i..], |(off, r)| (crate::ids::Position::offset(*off), &data[r.clone()]));
+            if let Some((off, r)) = self.records.get(i).filter(|_| !p.has_due()) {
+                p.push(shard, crate::ids::Position::offset(*off), arrival_ms, &data[r.clone()]);
+                i += 1;
+            }
             if p.has_due() {
                 let due = p.take_due(Instant::now());
                 flush(p, &mut Unreplayable, ctx, due).await?;
