@@ -485,6 +485,9 @@ impl Pipeline {
         // rows up to here are in a written file: `push` skips their replay
         let written_to = st.done.get(DestKind::Table, prefix).cloned();
         let Some(buf) = st.bufs.get_mut(DestKind::Table, prefix) else { return 0 };
+        // a partition of the arrival time alone is the same for every record
+        // of the run once the first is placed
+        let by_arrival = matches!(schema.partition.time, TimeSource::Arrival) && schema.partition.keys.is_empty();
         let mut taken = 0;
         for r in records {
             let (pos, data) = record(r);
@@ -496,10 +499,12 @@ impl Pipeline {
             if buf.due || !decoder.decode_fused(data, cols) {
                 break;
             }
-            render_partition(&Decoded::Staged(cols, row), &schema.partition, arrival_ms, guess, time_cache).expect("a fused row has its partition values");
-            if guess != prefix {
-                cols.truncate_rows(row);
-                break;
+            if taken == 0 || !by_arrival {
+                render_partition(&Decoded::Staged(cols, row), &schema.partition, arrival_ms, guess, time_cache).expect("a fused row has its partition values");
+                if guess != prefix {
+                    cols.truncate_rows(row);
+                    break;
+                }
             }
             stats.records_in += 1;
             stats.bytes_in += data.len() as u64;
@@ -1442,8 +1447,12 @@ keys = ["k"]
     /// of another partition, at a bad record and at the memory limit.
     #[test]
     fn records_pushed_in_runs_seal_what_records_pushed_one_by_one_seal() {
-        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
-        // partitions change every 60 records; every 37th record is malformed
+        let keyed = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let hourly = SCHEMA.replace("keys = [\"k\"]", "").replace("column = \"arrival\" }", "column = \"arrival\", granularity = \"hour\" }");
+        let hourly = Arc::new(TableSchema::parse("t.toml", &hourly).unwrap());
+        assert!(hourly.partition.keys.is_empty());
+        // partitions change every 60 records (the key) or 250 (the arrival
+        // hour, which a run shares); every 37th record is malformed
         let recs: Vec<(u64, Vec<u8>)> = (0..3000)
             .map(|i| {
                 let line = if i % 37 == 36 { format!("{{\"id\":\"r{i}\" \"k\":1}}") } else { format!("{{\"id\":\"r{i}\",\"k\":\"p{}\"}}", i / 60 % 3) };
@@ -1451,18 +1460,20 @@ keys = ["k"]
             })
             .collect();
         let shard = ShardId::new("s");
-        let run = |runs: bool, memory_limit: usize| {
+        let arrival = |i: usize| (i / 250) as i64 * 3_600_000;
+        let run = |schema: &Arc<TableSchema>, runs: bool, memory_limit: usize| {
             let limits = Limits { max_records: 45, max_bytes: 1 << 20, max_age: Duration::from_secs(3600), memory_limit };
             let mut p = Pipeline::new(schema.clone(), limits, 1000).with_parquet(small_chunks());
             let mut lake = Lake::new();
             let (mut i, mut by_runs) = (0, 0);
             while i < recs.len() {
                 if runs {
-                    let n = p.push_run(&shard, 0, &recs[i..], |(off, d)| (Position::offset(*off), &d[..]));
+                    let same_hour = &recs[i..(i / 250 + 1) * 250];
+                    let n = p.push_run(&shard, arrival(i), same_hour, |(off, d)| (Position::offset(*off), &d[..]));
                     (i, by_runs) = (i + n, by_runs + n as u64);
                 }
                 if let Some((off, d)) = recs.get(i).filter(|_| !p.has_due()) {
-                    p.push(&shard, Position::offset(*off), 0, d);
+                    p.push(&shard, Position::offset(*off), arrival(i), d);
                     i += 1;
                 }
                 for mut s in p.take_due(Instant::now()) {
@@ -1479,11 +1490,12 @@ keys = ["k"]
             let errors: u64 = p.stats().error_total();
             (lake, p.stats().rows, errors, by_runs, read_to)
         };
-        for memory_limit in [1 << 30, 6 << 10] {
-            let (one_by_one, rows, errors, _, read_to) = run(false, memory_limit);
-            let (in_runs, run_rows, run_errors, by_runs, run_read_to) = run(true, memory_limit);
+        for (schema, memory_limit) in [(&keyed, 1 << 30), (&keyed, 6 << 10), (&hourly, 1 << 30), (&hourly, 6 << 10)] {
+            let (one_by_one, rows, errors, _, read_to) = run(schema, false, memory_limit);
+            let (in_runs, run_rows, run_errors, by_runs, run_read_to) = run(schema, true, memory_limit);
+            assert!(one_by_one.keys().any(|k| k.contains("hr=11/")), "{:?}", one_by_one.keys());
             assert_eq!((rows + errors, run_rows, run_errors), (3000, rows, errors), "memory limit {memory_limit}");
-            assert!(by_runs > rows / 2, "memory limit {memory_limit}: {by_runs} of {rows} rows pushed in runs");
+            assert!(by_runs > rows / 4, "memory limit {memory_limit}: {by_runs} of {rows} rows pushed in runs");
             assert_eq!(run_read_to, read_to);
             let mut keys: Vec<_> = one_by_one.keys().collect();
             keys.sort();
