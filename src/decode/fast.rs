@@ -183,6 +183,7 @@ impl Fused {
             return None;
         }
         let (keys, quoted, seen, shapes, required, unknown) = (&mut self.keys, &self.quoted, &mut self.seen, &self.shapes, &self.required, self.unknown);
+        let mut filled = 0;
         p.container(b'}', |p, j| {
             // the key the previous record had at this position, as it wrote it
             let slot = match keys.predicted(j) {
@@ -199,6 +200,7 @@ impl Fused {
                         return None;
                     }
                     seen[c] = stamp;
+                    filled += 1;
                     p.value(&shapes[c], &mut cols.bufs[c], 1)
                 }
                 None if unknown == UnknownKeys::Drop => p.skip(1),
@@ -209,12 +211,16 @@ impl Fused {
         if p.i != data.len() {
             return None;
         }
-        for (c, buf) in cols.bufs.iter_mut().enumerate().take(self.shapes.len()) {
-            if self.seen[c] != stamp {
-                if self.required[c] {
-                    return None;
+        // columns the record did not name are null (when it named them all,
+        // as most records do, there is nothing to look for)
+        if filled < self.shapes.len() {
+            for (c, buf) in cols.bufs.iter_mut().enumerate().take(self.shapes.len()) {
+                if self.seen[c] != stamp {
+                    if self.required[c] {
+                        return None;
+                    }
+                    buf.push_null();
                 }
-                buf.push_null();
             }
         }
         if self.unknown == UnknownKeys::Keep {
