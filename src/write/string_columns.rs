@@ -431,8 +431,9 @@ impl StringColumn {
             vs.for_each(|v| self.plain_value(v));
         } else {
             self.indices.reserve(vs.len());
+            self.dict.reserve(vs.len());
             for v in vs {
-                let idx = self.dict.intern(v);
+                let idx = self.dict.intern_reserved(v);
                 self.indices.push(idx);
             }
         }
@@ -846,9 +847,21 @@ impl Dict {
     /// The index of `v`, added when new.
     #[inline(always)]
     fn intern(&mut self, v: &[u8]) -> u32 {
-        if self.ends.len() * 2 >= self.slots.len() {
+        self.reserve(1);
+        self.intern_reserved(v)
+    }
+
+    /// Room for `n` new entries with the table at most half full.
+    #[inline(always)]
+    fn reserve(&mut self, n: usize) {
+        while (self.ends.len() + n) * 2 > self.slots.len() {
             self.grow();
         }
+    }
+
+    /// [`Dict::intern`] after [`Dict::reserve`] made room for this value.
+    #[inline(always)]
+    fn intern_reserved(&mut self, v: &[u8]) -> u32 {
         let h = crate::hash::bytes(v);
         let mask = self.slots.len() - 1;
         let mut i = (h >> 40) as usize & mask;
