@@ -190,6 +190,10 @@ pub async fn convert(p: &mut Pipeline, inputs: &[String], ctx: &mut Ctx) -> Resu
 
 const READ_CHUNK: usize = 8 << 20;
 
+/// Bytes of input split into lines at a time (see [`Lines::push`]): well
+/// inside a core's L2 cache.
+const SPLIT_SLICE: usize = 256 << 10;
+
 /// How often open buffers are checked against `max_age` (a scan of all of
 /// them), whatever the rate of incoming reads.
 const AGE_CHECK: Duration = Duration::from_millis(500);
@@ -301,20 +305,38 @@ impl Lines {
     /// byte is at offset `base` of the input; returns the bytes consumed.
     #[allow(clippy::too_many_arguments)]
     async fn push(&mut self, p: &mut Pipeline, data: &[u8], base: u64, eof: bool, shard: &ShardId, arrival_ms: i64, ctx: &mut Ctx) -> Result<usize, RunError> {
-        self.records.clear();
-        let used = split_lines(data, base, eof, &mut self.records);
-        let mut i = 0;
-        while i < self.records.len() {
-            // runs of records landing in place first, then one by one
-            i += p.push_run(shard, arrival_ms, &self.records[i..], |(off, r)| (crate::ids::Position::offset(*off), &data[r.clone()]));
-            if let Some((off, r)) = self.records.get(i).filter(|_| !p.has_due()) {
-                p.push(shard, crate::ids::Position::offset(*off), arrival_ms, &data[r.clone()]);
-                i += 1;
+        // lines are split and pushed a slice at a time, so that a record is
+        // still in the CPU's cache when it is decoded after its newline was
+        // found (splitting the whole 8 MiB chunk first read it from memory twice)
+        let mut used = 0;
+        while used < data.len() {
+            let mut end = (used + SPLIT_SLICE).min(data.len());
+            let slice = loop {
+                self.records.clear();
+                let last = end == data.len();
+                let n = split_lines(&data[used..end], base + used as u64, eof && last, &mut self.records);
+                if n > 0 || last {
+                    break &data[used..used + n];
+                }
+                end = (end + SPLIT_SLICE.max(end - used)).min(data.len()); // a line longer than the slice
+            };
+            if slice.is_empty() {
+                break; // only part of a line is left: it comes with the next read
             }
-            if p.has_due() {
-                let due = p.take_due(Instant::now());
-                flush(p, &mut Unreplayable, ctx, due).await?;
+            let mut i = 0;
+            while i < self.records.len() {
+                // runs of records landing in place first, then one by one
+                i += p.push_run(shard, arrival_ms, &self.records[i..], |(off, r)| (crate::ids::Position::offset(*off), &slice[r.clone()]));
+                if let Some((off, r)) = self.records.get(i).filter(|_| !p.has_due()) {
+                    p.push(shard, crate::ids::Position::offset(*off), arrival_ms, &slice[r.clone()]);
+                    i += 1;
+                }
+                if p.has_due() {
+                    let due = p.take_due(Instant::now());
+                    flush(p, &mut Unreplayable, ctx, due).await?;
+                }
             }
+            used += slice.len();
         }
         if self.last_age_check.elapsed() >= AGE_CHECK {
             self.last_age_check = Instant::now();
