@@ -466,13 +466,13 @@ impl Pipeline {
     /// does with each, with the shard's state and the buffer looked up once
     /// for the run instead of per record. Returns how many it took; the
     /// caller pushes the next with `push`, which decides where it goes.
-    /// Takes none unless the last [`RUN_AFTER`] rows went to one partition, or
-    /// when raw backups are on (each record also has a raw line), the shard
-    /// replays flush intents, or a buffer is due; stops before a record
-    /// already written to the partition (a replay after a restart). It stops after a record that makes
-    /// a buffer due or the memory exceed its limit, and before a record of
-    /// another partition or one the fused decoder declines (a record of
-    /// another partition is decoded again by `push`: at most once per run).
+    /// Takes none unless the last [`RUN_AFTER`] rows went to one partition,
+    /// nor when raw backups are on (each record also has a raw line), the
+    /// shard replays flush intents, or a buffer is due. A run stops after a
+    /// record that makes a buffer due or the memory exceed its limit, and
+    /// before a record already written to the partition (a replay after a
+    /// restart), one of another partition (which `push` decodes again: at
+    /// most once per run) or one the fused decoder declines.
     pub fn push_run<'d, R>(&mut self, shard: &ShardId, arrival_ms: i64, records: &'d [R], record: impl Fn(&'d R) -> (Position, &'d [u8])) -> usize {
         if self.same_partition < RUN_AFTER || self.raw_backup || !self.fuse_next || self.has_due() || self.known_shard.as_ref() != Some(shard) {
             return 0;
@@ -508,10 +508,8 @@ impl Pipeline {
             }
             stats.records_in += 1;
             stats.bytes_in += data.len() as u64;
-            let Body::Rows(rows) = &buf.body else { unreachable!("matched above") };
-            let mem_now = (buf.records % 32 == 0).then(|| rows.mem_bytes());
             let counts = Counts { mem_total: &mut *mem_total, stats: &mut *stats, due: &mut *due, limits, schema };
-            counts.row_added(buf, mem_now, &st.replay, shard, prefix, &pos, data.len());
+            counts.row_added(buf, &st.replay, shard, prefix, &pos, data.len());
             st.read_to = Some(pos);
             stats.fused_in_place += 1;
             taken += 1;
@@ -549,7 +547,7 @@ impl Pipeline {
         }
         let result = self.push_row(shard, &pos, arrival_ms, data);
         let landed = matches!(result, Ok(RowIn::Landed)); // `read_to` is set
-        self.same_partition += u32::from(landed);
+        self.same_partition = self.same_partition.saturating_add(u32::from(landed));
         if let Err(e) = result {
             *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
             let hour = self.hour_cache.1.clone();
@@ -621,9 +619,8 @@ impl Pipeline {
         let Body::Rows(rows) = &mut buf.body else { unreachable!() };
         match row.append_to(&mut rows.cols) {
             Ok(()) => {
-                let mem_now = (buf.records % 32 == 0).then(|| rows.mem_bytes());
                 let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits, schema };
-                counts.row_added(buf, mem_now, &st.replay, shard, &self.prefix, pos, data.len());
+                counts.row_added(buf, &st.replay, shard, &self.prefix, pos, data.len());
                 Ok(RowIn::Appended)
             }
             Err(e) => {
@@ -664,10 +661,8 @@ impl Pipeline {
             cols.truncate_rows(row);
             return InPlace::Staged;
         }
-        let Body::Rows(rows) = &buf.body else { unreachable!("matched above") };
-        let mem_now = (buf.records % 32 == 0).then(|| rows.mem_bytes());
         let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits, schema: &self.schema };
-        counts.row_added(buf, mem_now, &st.replay, shard, &self.prefix, pos, data.len());
+        counts.row_added(buf, &st.replay, shard, &self.prefix, pos, data.len());
         st.read_to = Some(pos.clone());
         self.stats.fused_in_place += 1;
         InPlace::Landed
@@ -892,13 +887,16 @@ struct Counts<'a> {
 }
 
 impl Counts<'_> {
-    /// Counts a row just appended to `buf` (`mem_now`: the buffer's measured
-    /// memory, on every 32nd row; estimated from the input in between) and
-    /// queues the buffer when a limit or a replayed boundary makes it due.
-    /// A buffer not due encodes its rows every `chunk_in_bytes` of input
-    /// ([`RowBuffer::row_added`]).
-    #[allow(clippy::too_many_arguments)]
-    fn row_added(self, buf: &mut Buffer, mem_now: Option<usize>, replay: &DestMap<Vec<Position>>, shard: &ShardId, prefix: &str, pos: &Position, in_len: usize) {
+    /// Counts a row just appended to the table buffer `buf` (its memory is
+    /// measured on every 32nd row and estimated from the input in between)
+    /// and queues the buffer when a limit or a replayed boundary makes it
+    /// due. A buffer not due encodes its rows every `chunk_in_bytes` of
+    /// input ([`RowBuffer::row_added`]).
+    fn row_added(self, buf: &mut Buffer, replay: &DestMap<Vec<Position>>, shard: &ShardId, prefix: &str, pos: &Position, in_len: usize) {
+        let mem_now = match &buf.body {
+            Body::Rows(rows) if buf.records % 32 == 0 => Some(rows.mem_bytes()),
+            _ => None,
+        };
         buf.records += 1;
         buf.in_bytes += in_len;
         buf.last = pos.clone();
