@@ -143,7 +143,12 @@ pub fn render_cached(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::bor
         }
     }
     if whole {
-        cache.last = Some((hour, out.clone()));
+        // the hour's prefix, in the buffer of the last one (hours of event
+        // times in no order change with most records)
+        let (h, last) = cache.last.get_or_insert_with(|| (hour, String::new()));
+        *h = hour;
+        last.clear();
+        last.push_str(out);
     }
 }
 

@@ -493,8 +493,7 @@ mod tests {
         // valid instants across leap years and month ends, then every
         // single-byte mutation of each: the shortcut must give what the
         // general parser gives, and must take every valid value of its shape
-        let mut seeds = vec!["2024-02-29T23:59:59.999Z", "2025-11-21T13:05:00.123Z", "1970-01-01T00:00:00.000Z", "0001-01-01T00:00:00.000Z", "2100-12-31T12:30:45.007Z"];
-        seeds.push("1969-12-31T23:59:59.999Z");
+        let seeds = ["2024-02-29T23:59:59.999Z", "2025-11-21T13:05:00.123Z", "1970-01-01T00:00:00.000Z", "0001-01-01T00:00:00.000Z", "2100-12-31T12:30:45.007Z", "1969-12-31T23:59:59.999Z"];
         let mut checked = 0;
         for seed in seeds {
             let full = seed.as_bytes().try_into().unwrap();
