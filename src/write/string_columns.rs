@@ -809,11 +809,18 @@ impl std::io::Read for PagesRead {
     }
 }
 
+/// A [`Dict`] slot of entry `e` with hash `h`.
+fn slot(h: u64, e: usize) -> u64 {
+    h >> 32 << 32 | (e as u64 + 1)
+}
+
 /// A chunk's dictionary: distinct values in first-seen order.
 #[derive(Default)]
 struct Dict {
-    /// Open addressing: entry index + 1, 0 for an empty slot.
-    slots: Vec<u32>,
+    /// Open addressing: the entry's hash's upper half << 32 | entry index
+    /// + 1, 0 for an empty slot (a probe compares hashes without a load
+    /// from `hashes`).
+    slots: Vec<u64>,
     /// Per entry: its hash, and where its bytes end in `bytes`.
     hashes: Vec<u64>,
     ends: Vec<u32>,
@@ -836,7 +843,7 @@ impl Dict {
     }
 
     fn memory_size(&self) -> usize {
-        self.slots.capacity() * 4 + self.hashes.capacity() * 8 + self.ends.capacity() * 4 + self.bytes.capacity() + self.marks.capacity() * 4 + self.used.capacity() * 4
+        self.slots.capacity() * 8 + self.hashes.capacity() * 8 + self.ends.capacity() * 4 + self.bytes.capacity() + self.marks.capacity() * 4 + self.used.capacity() * 4
     }
 
     fn entry(&self, e: usize) -> &[u8] {
@@ -870,8 +877,8 @@ impl Dict {
             if s == 0 {
                 break;
             }
-            let e = s as usize - 1;
-            if self.hashes[e] == h && crate::decode::convert::bytes_eq(self.entry(e), v) {
+            let e = (s as u32) as usize - 1;
+            if s >> 32 == h >> 32 && crate::decode::convert::bytes_eq(self.entry(e), v) {
                 if self.marks[e] != self.page {
                     self.marks[e] = self.page;
                     self.used.push(e as u32);
@@ -881,7 +888,7 @@ impl Dict {
             i = (i + 1) & mask;
         }
         let e = self.ends.len();
-        self.slots[i] = e as u32 + 1;
+        self.slots[i] = slot(h, e);
         self.hashes.push(h);
         self.bytes.extend_from_slice(v);
         self.ends.push(self.bytes.len() as u32);
@@ -900,7 +907,7 @@ impl Dict {
             while self.slots[i] != 0 {
                 i = (i + 1) & mask;
             }
-            self.slots[i] = e as u32 + 1;
+            self.slots[i] = slot(h, e);
         }
     }
 
