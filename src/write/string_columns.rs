@@ -818,11 +818,10 @@ fn slot(h: u64, e: usize) -> u64 {
 #[derive(Default)]
 struct Dict {
     /// Open addressing: the entry's hash's upper half << 32 | entry index
-    /// + 1, 0 for an empty slot (a probe compares hashes without a load
-    /// from `hashes`).
+    /// + 1, 0 for an empty slot (a probe compares hashes within the slot;
+    /// the table grows from the slots, which hold the bits it indexes by).
     slots: Vec<u64>,
-    /// Per entry: its hash, and where its bytes end in `bytes`.
-    hashes: Vec<u64>,
+    /// Per entry: where its bytes end in `bytes`.
     ends: Vec<u32>,
     bytes: Vec<u8>,
     /// Per entry, the last page that used it (`page`); the entries the
@@ -843,7 +842,7 @@ impl Dict {
     }
 
     fn memory_size(&self) -> usize {
-        self.slots.capacity() * 8 + self.hashes.capacity() * 8 + self.ends.capacity() * 4 + self.bytes.capacity() + self.marks.capacity() * 4 + self.used.capacity() * 4
+        self.slots.capacity() * 8 + self.ends.capacity() * 4 + self.bytes.capacity() + self.marks.capacity() * 4 + self.used.capacity() * 4
     }
 
     fn entry(&self, e: usize) -> &[u8] {
@@ -889,7 +888,6 @@ impl Dict {
         }
         let e = self.ends.len();
         self.slots[i] = slot(h, e);
-        self.hashes.push(h);
         self.bytes.extend_from_slice(v);
         self.ends.push(self.bytes.len() as u32);
         self.marks.push(self.page);
@@ -900,14 +898,14 @@ impl Dict {
     #[inline(never)]
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(256);
-        self.slots = vec![0; size];
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
         let mask = size - 1;
-        for (e, &h) in self.hashes.iter().enumerate() {
-            let mut i = (h >> 40) as usize & mask;
+        for s in old.into_iter().filter(|&s| s != 0) {
+            let mut i = (s >> 40) as usize & mask;
             while self.slots[i] != 0 {
                 i = (i + 1) & mask;
             }
-            self.slots[i] = slot(h, e);
+            self.slots[i] = s;
         }
     }
 
