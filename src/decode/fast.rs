@@ -380,6 +380,26 @@ impl<'a> Cur<'a, '_> {
         }
         Some(())
     }
+    /// An integer of 1 to 18 digits (no leading zero, no fraction or
+    /// exponent), scanned and valued in one pass; `None` leaves the cursor
+    /// where it was, for [`number`](Self::number) and the full grammar.
+    #[inline(always)]
+    fn plain_int(&mut self) -> Option<i64> {
+        let neg = self.b.get(self.i) == Some(&b'-');
+        let start = self.i + usize::from(neg);
+        let mut i = start;
+        let mut v: i64 = 0;
+        while let Some(d) = self.b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            v = v.wrapping_mul(10).wrapping_add(i64::from(d));
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 || n > 18 || (n > 1 && self.b[start] == b'0') || matches!(self.b.get(i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.i = i;
+        Some(if neg { -v } else { v })
+    }
     /// A number's text (the strict grammar).
     #[inline(always)]
     fn number(&mut self) -> Option<(&'a str, bool)> {
@@ -471,11 +491,17 @@ impl<'a> Cur<'a, '_> {
                 valid.append(true);
             }
             (Shape::Int { lo, hi }, buf) => {
-                let (text, int) = if c == b'-' || c.is_ascii_digit() { self.number()? } else { return None };
-                if !int {
-                    return None;
-                }
-                let v = parse_i64(text).filter(|v| (*lo..=*hi).contains(v))?;
+                let v = match self.plain_int() {
+                    Some(v) => v,
+                    None => {
+                        let (text, int) = if c == b'-' || c.is_ascii_digit() { self.number()? } else { return None };
+                        if !int {
+                            return None;
+                        }
+                        parse_i64(text)?
+                    }
+                };
+                let v = Some(v).filter(|v| (*lo..=*hi).contains(v))?;
                 match buf {
                     ColBuf::I8(p) => p.push(v as i8),
                     ColBuf::I16(p) => p.push(v as i16),
