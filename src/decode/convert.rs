@@ -152,7 +152,6 @@ pub(super) fn parse_f64(s: &str) -> Option<f64> {
 
 #[inline]
 fn fast_f64(b: &[u8]) -> Option<f64> {
-    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
     let neg = b.first() == Some(&b'-');
     let mut i = usize::from(neg);
     let (mut m, mut digits, mut frac) = (0u64, 0usize, 0usize);
@@ -174,8 +173,16 @@ fn fast_f64(b: &[u8]) -> Option<f64> {
     if i != b.len() || digits == 0 || digits > 15 {
         return None;
     }
+    Some(clinger(m, frac, neg))
+}
+
+/// `m / 10^frac`, negated when `neg`, correctly rounded: for `m < 2^53`
+/// and `frac <= 15` both operands are exact doubles (Clinger's fast path).
+#[inline(always)]
+pub(super) fn clinger(m: u64, frac: usize, neg: bool) -> f64 {
+    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
     let v = m as f64 / POW10[frac];
-    Some(if neg { -v } else { v })
+    if neg { -v } else { v }
 }
 
 /// Integer value of a node for an integer column of the given type name.

@@ -22,7 +22,7 @@
 //! paths on tens of thousands of mutated records.
 
 use super::columns::ColBuf;
-use super::convert::{bytes_eq, date_from_str, decimal_from_text, key_matches, parse_f64, parse_i64, timestamp_from_number, timestamp_from_str};
+use super::convert::{bytes_eq, clinger, date_from_str, decimal_from_text, key_matches, parse_f64, parse_i64, timestamp_from_number, timestamp_from_str};
 use super::json::{append_run, scan_number, skip_plain, unescape_into};
 use super::Columns;
 use super::keys::KeyIndex;
@@ -380,6 +380,43 @@ impl<'a> Cur<'a, '_> {
         }
         Some(())
     }
+    /// A number of at most 15 digits without an exponent (`-?int(.frac)?`,
+    /// JSON's grammar: no leading zero, digits after a point), scanned and
+    /// valued in one pass ([`clinger`]); `None` leaves the cursor where it
+    /// was, for [`number`](Self::number) and the full grammar.
+    #[inline(always)]
+    fn plain_f64(&mut self) -> Option<f64> {
+        let b = self.b;
+        let neg = b.get(self.i) == Some(&b'-');
+        let start = self.i + usize::from(neg);
+        let mut i = start;
+        let mut m: u64 = 0;
+        while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        let int = i - start;
+        if int == 0 || (int > 1 && b[start] == b'0') {
+            return None;
+        }
+        let mut frac = 0;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+                m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+                i += 1;
+                frac += 1;
+            }
+            if frac == 0 {
+                return None;
+            }
+        }
+        if int + frac > 15 || matches!(b.get(i), Some(b'e' | b'E')) {
+            return None;
+        }
+        self.i = i;
+        Some(clinger(m, frac, neg))
+    }
     /// An integer of 1 to 18 digits (no leading zero, no fraction or
     /// exponent), scanned and valued in one pass; `None` leaves the cursor
     /// where it was, for [`number`](Self::number) and the full grammar.
@@ -511,14 +548,22 @@ impl<'a> Cur<'a, '_> {
                 }
             }
             (Shape::F64, ColBuf::F64(p)) => {
-                let v: f64 = if c == b'-' || c.is_ascii_digit() { parse_f64(self.number()?.0)? } else { return None };
+                let v: f64 = match self.plain_f64() {
+                    Some(v) => v,
+                    None if c == b'-' || c.is_ascii_digit() => parse_f64(self.number()?.0)?,
+                    None => return None,
+                };
                 if !v.is_finite() {
                     return None;
                 }
                 p.push(v);
             }
             (Shape::F32, ColBuf::F32(p)) => {
-                let v: f64 = if c == b'-' || c.is_ascii_digit() { parse_f64(self.number()?.0)? } else { return None };
+                let v: f64 = match self.plain_f64() {
+                    Some(v) => v,
+                    None if c == b'-' || c.is_ascii_digit() => parse_f64(self.number()?.0)?,
+                    None => return None,
+                };
                 if !v.is_finite() || v.abs() > f32::MAX as f64 {
                     return None;
                 }
