@@ -477,8 +477,9 @@ impl StringColumn {
             self.sizes.dict_pages += 1;
             Encoding::RLE_DICTIONARY
         };
+        let body = snappy(&buf)?;
         let page = Page::DataPage {
-            buf: snappy(&buf)?,
+            buf: body.clone(),
             num_values,
             encoding,
             def_level_encoding: Encoding::RLE,
@@ -499,7 +500,7 @@ impl StringColumn {
         let nulls = num_values as u64 - self.page_values;
         self.stats.add_nulls(nulls);
         let offset = self.pages.len;
-        let spec = self.pages.write(CompressedPage::new(page, buf.len()))?;
+        let (spec, _) = self.pages.write(CompressedPage::new(page, buf.len()), body)?;
         self.index.page(offset, spec.compressed_size, self.page_rows, nulls, min_max);
         self.page_values = 0;
         self.page_buf = buf;
@@ -522,9 +523,10 @@ impl StringColumn {
         let mut dict_len = 0;
         if self.sizes.dict_pages > 0 {
             let plain = self.dict.plain();
-            let page = Page::DictionaryPage { buf: snappy(&plain)?, num_values: self.dict.len() as u32, encoding: Encoding::PLAIN, is_sorted: false };
-            let spec = self.pages.write(CompressedPage::new(page, plain.len()))?;
-            self.pages.parts.rotate_right(1); // the dictionary page comes first
+            let body = snappy(&plain)?;
+            let page = Page::DictionaryPage { buf: body.clone(), num_values: self.dict.len() as u32, encoding: Encoding::PLAIN, is_sorted: false };
+            let (spec, parts) = self.pages.write(CompressedPage::new(page, plain.len()), body)?;
+            self.pages.parts.rotate_right(parts); // the dictionary page comes first
             self.sizes.compressed += spec.compressed_size as u64;
             self.sizes.uncompressed += spec.uncompressed_size as u64;
             dict_len = spec.compressed_size as i64;
@@ -750,13 +752,48 @@ pub struct Pages {
 }
 
 impl Pages {
-    fn write(&mut self, page: CompressedPage) -> Result<parquet::column::page::PageWriteSpec, ParquetError> {
-        let mut sink = TrackedWrite::new(Vec::with_capacity(page.data().len() + 64));
+    /// Appends a page: its header, then its body. Returns the parts added.
+    fn write(&mut self, page: CompressedPage, body: Bytes) -> Result<(parquet::column::page::PageWriteSpec, usize), ParquetError> {
+        let before = self.parts.len();
+        let mut sink = TrackedWrite::new(PageSink { body, parts: &mut self.parts, pending: Vec::with_capacity(64) });
         let spec = SerializedPageWriter::new(&mut sink).write_page(page)?;
-        let bytes = Bytes::from(sink.into_inner()?);
-        self.len += bytes.len() as u64;
-        self.parts.push(bytes);
-        Ok(spec)
+        sink.into_inner()?.finish();
+        self.len = self.parts[before..].iter().fold(self.len, |n, p| n + p.len() as u64);
+        Ok((spec, self.parts.len() - before))
+    }
+}
+
+/// Where parquet-rs writes a page: the header is copied, the body is kept
+/// as the page's own `Bytes` when it comes in one piece with the body's
+/// address (as it does past `BufWriter`'s 8 KiB), not copied again (that
+/// copy put a fresh allocation the size of the column's compressed data
+/// under every page).
+struct PageSink<'a> {
+    body: Bytes,
+    parts: &'a mut Vec<Bytes>,
+    pending: Vec<u8>,
+}
+
+impl PageSink<'_> {
+    fn finish(&mut self) {
+        if !self.pending.is_empty() {
+            self.parts.push(Bytes::from(std::mem::take(&mut self.pending)));
+        }
+    }
+}
+
+impl std::io::Write for PageSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !buf.is_empty() && std::ptr::eq(buf, &self.body[..]) {
+            self.finish();
+            self.parts.push(self.body.clone());
+        } else {
+            self.pending.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
