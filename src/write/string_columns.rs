@@ -580,8 +580,15 @@ fn rle_into<T: Copy + Into<u64> + PartialEq>(buf: &mut Vec<u8>, width: u8, value
         return;
     }
     let (mut lit, mut i) = (0, 0); // literals not yet written start at lit
-    while i < n {
-        if i + 8 > n || values[i + 7] != values[i] {
+    // every run of eight starting in i..=i+7 covers i+7, and those starting
+    // before i+7 cover i+6 too: when those two differ, the next possible
+    // start is i+7 (dictionary indices of varied values skip 7 at a time)
+    while i + 8 <= n {
+        if values[i + 7] != values[i + 6] {
+            i += 7;
+            continue;
+        }
+        if values[i + 7] != values[i] {
             i += 1; // no run of eight starts here
             continue;
         }
@@ -1019,6 +1026,55 @@ mod tests {
         assert!(b.is_empty(), "bytes left over");
         out.truncate(n);
         out
+    }
+
+    /// The scan that steps one value at a time, which `rle_into` skips
+    /// ahead of: both must find the same runs, so write the same bytes.
+    fn rle_one_step(buf: &mut Vec<u8>, width: u8, values: &[u32]) {
+        let n = values.len();
+        if n >= 8 && values.iter().all(|v| *v == values[0]) {
+            rle_run(buf, width, values[0].into(), n);
+            return;
+        }
+        let (mut lit, mut i) = (0, 0);
+        while i < n {
+            if i + 8 > n || values[i + 7] != values[i] {
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < n && values[j] == values[i] {
+                j += 1;
+            }
+            if j - i >= 8 + (8 - (i - lit) % 8) % 8 {
+                let fill = (8 - (i - lit) % 8) % 8;
+                bit_packed(buf, width, &values[lit..i + fill]);
+                rle_run(buf, width, values[i].into(), j - i - fill);
+                lit = j;
+            }
+            i = j;
+        }
+        bit_packed(buf, width, &values[lit..]);
+    }
+
+    #[test]
+    fn the_hybrid_encoding_skips_ahead_to_the_runs_a_one_step_scan_finds() {
+        let mut next = crate::hash::xorshift(0x9e37_79b9_7f4a_7c15);
+        for case in 0..3000 {
+            // few distinct values and short runs: many near-runs of 6 to 9
+            let len = (next() % 300) as usize + case % 5;
+            let distinct = 1 + next() % 4;
+            let mut values: Vec<u32> = Vec::new();
+            while values.len() < len {
+                let v = (next() % distinct) as u32;
+                let run = (next() % 12) as usize + 1;
+                values.extend(std::iter::repeat_n(v, run.min(len - values.len())));
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            rle_into(&mut a, 2, &values);
+            rle_one_step(&mut b, 2, &values);
+            assert_eq!(a, b, "values {values:?}");
+        }
     }
 
     #[test]
