@@ -287,7 +287,7 @@ impl StringColumn {
             let n = (PAGE_ROWS - self.page_rows).min(BLOCK).min(rows - start);
             self.write_rows(column, start, start + n);
             (start, self.page_rows, self.rows) = (start + n, self.page_rows + n, self.rows + n as u64);
-            let bytes = self.indices.len() * 2 + self.plain.len();
+            let bytes = self.indices.len() * 2 + self.plain.len().saturating_sub(PLAIN_GAP);
             let dict_full = !self.fallback && self.dict.page_size() > DICT_LIMIT;
             if self.page_rows >= PAGE_ROWS || bytes >= PAGE_BYTES || dict_full {
                 self.flush_page()?;
@@ -442,6 +442,9 @@ impl StringColumn {
     /// A PLAIN value (its count is kept by the caller).
     #[inline(always)]
     fn plain_value(&mut self, v: &[u8]) {
+        if self.plain.is_empty() {
+            self.plain.resize(PLAIN_GAP, 0); // room for the page's levels
+        }
         self.plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
         self.plain.extend_from_slice(v);
         self.plain_min_max.add(v);
@@ -466,18 +469,24 @@ impl StringColumn {
         levels(self.max_def, &self.defs, &mut buf);
         // levels in the page (a required flat column has no level vectors)
         let num_values = (self.sizes.levels - self.sizes.levels_flushed) as u32;
-        let encoding = if self.fallback {
-            buf.extend_from_slice(&self.plain);
+        let (encoding, body, uncompressed) = if self.fallback {
             self.sizes.plain_pages += 1;
-            Encoding::PLAIN
+            if self.plain.len() >= PLAIN_GAP && buf.len() <= PLAIN_GAP {
+                // the levels go in the room before the values: no copy of the values
+                let at = PLAIN_GAP - buf.len();
+                self.plain[at..PLAIN_GAP].copy_from_slice(&buf);
+                (Encoding::PLAIN, snappy(&self.plain[at..])?, self.plain.len() - at)
+            } else {
+                buf.extend_from_slice(self.plain.get(PLAIN_GAP..).unwrap_or_default());
+                (Encoding::PLAIN, snappy(&buf)?, buf.len())
+            }
         } else {
             let width = self.dict.bit_width();
             buf.push(width);
             rle_into(&mut buf, width, &self.indices);
             self.sizes.dict_pages += 1;
-            Encoding::RLE_DICTIONARY
+            (Encoding::RLE_DICTIONARY, snappy(&buf)?, buf.len())
         };
-        let body = snappy(&buf)?;
         let page = Page::DataPage {
             buf: body.clone(),
             num_values,
@@ -500,7 +509,7 @@ impl StringColumn {
         let nulls = num_values as u64 - self.page_values;
         self.stats.add_nulls(nulls);
         let offset = self.pages.len;
-        let (spec, _) = self.pages.write(CompressedPage::new(page, buf.len()), body)?;
+        let (spec, _) = self.pages.write(CompressedPage::new(page, uncompressed), body)?;
         self.index.page(offset, spec.compressed_size, self.page_rows, nulls, min_max);
         self.page_values = 0;
         self.page_buf = buf;
@@ -748,6 +757,11 @@ impl Snappy {
         Ok(Bytes::copy_from_slice(&self.out[..n]))
     }
 }
+
+/// Bytes kept free before a page's PLAIN values for its levels, which are
+/// encoded when the page is cut (an RLE run of one level is 4 + 1–3 bytes;
+/// longer levels are copied with the values instead).
+const PLAIN_GAP: usize = 32;
 
 /// A column chunk's pages (header and body each), in file order; read back
 /// in one pass when the chunk is appended to its row group, without being
