@@ -114,7 +114,7 @@ pub async fn write_sealed(
                 DestKind::Raw => sinks.raw.as_ref().expect("raw buffers exist only with a raw store"),
             };
             tracing::debug!(shard = %s.shard, file = %key, records = s.records, trigger = s.trigger.as_str(), "flush");
-            out.objects.push((s.kind.as_str(), s.trigger.as_str(), bytes.len() as u64));
+            out.objects.push((s.kind.as_str(), s.trigger.as_str(), bytes.content_length() as u64));
             jobs.push(async move { store.put(&key, bytes).await });
             metas.push(s);
         }

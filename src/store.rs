@@ -9,7 +9,6 @@
 //! timeouts) are retried by object_store's client with exponential backoff
 //! and jitter before they surface here.
 
-use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
@@ -100,7 +99,7 @@ impl Store {
 
     /// The object at `key` (tests read back what was written).
     #[cfg(test)]
-    pub async fn get(&self, key: &str) -> Bytes {
+    pub async fn get(&self, key: &str) -> bytes::Bytes {
         let path = ObjPath::from(format!("{}{key}", self.prefix));
         self.inner.get(&path).await.unwrap().bytes().await.unwrap()
     }
@@ -110,15 +109,17 @@ impl Store {
     }
 
     /// Writes (or replaces) the object at `key` below this store's prefix.
-    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+    pub async fn put(&self, key: &str, data: PutPayload) -> Result<(), StoreError> {
         let path = ObjPath::from(format!("{}{key}", self.prefix));
         let err = |source| StoreError::Backend { url: format!("{}{key}", self.url), source };
-        if data.len() < MULTIPART_THRESHOLD {
-            self.inner.put(&path, PutPayload::from(data)).await.map_err(err)?;
+        if data.content_length() < MULTIPART_THRESHOLD {
+            self.inner.put(&path, data).await.map_err(err)?;
         } else {
             let upload = self.inner.put_multipart(&path).await.map_err(err)?;
             let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            w.put(data);
+            for part in data {
+                w.put(part);
+            }
             w.finish().await.map_err(err)?;
         }
         Ok(())

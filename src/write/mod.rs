@@ -16,7 +16,7 @@
 
 use crate::pipeline::{Sealed, SealedBody};
 use crate::schema::TableSchema;
-use bytes::Bytes;
+use object_store::PutPayload;
 use flate2::write::GzEncoder;
 use parquet::file::metadata::KeyValue;
 use std::io::Write;
@@ -49,8 +49,9 @@ impl Default for ParquetOptions {
     }
 }
 
-/// Encodes a sealed buffer's body (which is taken out of it) and returns its key and bytes.
-pub fn encode(s: &mut Sealed, schema: &TableSchema) -> Result<(String, Bytes), WriteError> {
+/// Encodes a sealed buffer's body (which is taken out of it) and returns
+/// its key and bytes (a Parquet file as its buffers, in order).
+pub fn encode(s: &mut Sealed, schema: &TableSchema) -> Result<(String, PutPayload), WriteError> {
     let key = s.key();
     let bytes = match std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) {
         SealedBody::Rows(rows) => {
@@ -63,9 +64,9 @@ pub fn encode(s: &mut Sealed, schema: &TableSchema) -> Result<(String, Bytes), W
             ];
             rows.finish(schema, meta)?
         }
-        SealedBody::Lines(lines) => gzip(&lines)?,
+        SealedBody::Lines(lines) => PutPayload::from(gzip(&lines)?),
     };
-    Ok((key, Bytes::from(bytes)))
+    Ok((key, bytes))
 }
 
 /// Gzip at a fast level: the output is ordinary gzip any tool reads.

@@ -773,6 +773,11 @@ pub struct Pages {
 }
 
 impl Pages {
+    /// The chunk's bytes, in file order.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
     /// Appends a page: its header, then its body. Returns the parts added.
     fn write(&mut self, page: CompressedPage, body: Bytes) -> Result<(parquet::column::page::PageWriteSpec, usize), ParquetError> {
         let before = self.parts.len();
