@@ -285,7 +285,10 @@ fn decimal_general(text: &str, precision: u8, scale: u8) -> Result<i128, Decimal
     };
     let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
     // value = digits * 10^(exp - frac.len()); we want value * 10^scale
-    let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|c| c - b'0').collect();
+    let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|c| c.wrapping_sub(b'0')).collect();
+    if digits.iter().any(|&d| d > 9) {
+        return Err(DecimalRefusal::Syntax);
+    }
     let mut shift = exp - frac.len() as i64 + scale as i64;
     while shift < 0 {
         match digits.pop() {
@@ -338,12 +341,12 @@ pub fn timestamp_value(doc: &Doc, n: u32, formats: &[TsFormat]) -> Result<i64, C
 
 /// Epoch millis of a JSON string's content, in the first format that takes it.
 #[inline]
-pub(super) fn timestamp_from_str(s: &str, formats: &[TsFormat]) -> Option<i64> {
+pub(crate) fn timestamp_from_str(s: &str, formats: &[TsFormat]) -> Option<i64> {
     formats.iter().find_map(|f| f.parse_str(s))
 }
 
 /// Epoch millis of a JSON number's text, in the first epoch format.
-pub(super) fn timestamp_from_number(s: &str, formats: &[TsFormat]) -> Option<i64> {
+pub(crate) fn timestamp_from_number(s: &str, formats: &[TsFormat]) -> Option<i64> {
     formats.iter().find_map(|f| match f {
         TsFormat::EpochMillis | TsFormat::EpochSeconds => f.parse_str(s),
         _ => None,

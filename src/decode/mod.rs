@@ -20,6 +20,7 @@ pub mod convert;
 pub mod fast;
 pub mod json;
 mod keys;
+pub mod peek;
 
 use crate::schema::{TableSchema, UnknownKeys};
 use arrow_array::{ArrayRef, RecordBatch};
