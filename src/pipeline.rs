@@ -15,7 +15,7 @@
 //! position already durable there; replayed records at or before that
 //! position are skipped for that destination only.
 
-use crate::decode::peek::Peek;
+use crate::decode::peek::{Guess, Peek};
 use crate::decode::{Columns, Decoder, RecordError, Row};
 use crate::ids::{Position, ShardId};
 use crate::partition::{hour_prefix, render_cached, TimeCache};
@@ -587,13 +587,13 @@ impl Pipeline {
         // to its partition's buffer.
         let staged = self.decoder.has_fused()
             && match self.fuse_next {
-                true => match self.push_fused_in_place(shard, pos, arrival_ms, data, false) {
+                true => match self.push_fused_in_place(shard, pos, arrival_ms, data, None) {
                     InPlace::Landed => return Ok(RowIn::Landed),
                     InPlace::Staged => true,
                     InPlace::Declined | InPlace::NoBuffer => false,
                 },
                 false => match self.guess_partition(arrival_ms, data) {
-                    true => match self.push_fused_in_place(shard, pos, arrival_ms, data, true) {
+                    Some(g) => match self.push_fused_in_place(shard, pos, arrival_ms, data, Some(&g)) {
                         InPlace::Landed => {
                             // as below: this row's partition against the previous row's
                             self.fuse_next = self.target == self.prefix;
@@ -607,7 +607,7 @@ impl Pipeline {
                         InPlace::Declined => false,
                         InPlace::NoBuffer => self.decoder.decode_fused(data, stage_for_row(&mut self.stage, &self.schema)),
                     },
-                    false => self.decoder.decode_fused(data, stage_for_row(&mut self.stage, &self.schema)),
+                    None => self.decoder.decode_fused(data, stage_for_row(&mut self.stage, &self.schema)),
                 },
             };
         let row = match staged {
@@ -666,8 +666,8 @@ impl Pipeline {
     /// such buffer or it is due ([`InPlace::NoBuffer`]), the record is a
     /// replay of a row already written there, or the fused decoder declines
     /// the record ([`InPlace::Declined`]).
-    fn push_fused_in_place(&mut self, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8], guessed: bool) -> InPlace {
-        let target = if guessed { &self.target } else { &self.prefix };
+    fn push_fused_in_place(&mut self, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8], guessed: Option<&Guess>) -> InPlace {
+        let target = if guessed.is_some() { &self.target } else { &self.prefix };
         let Some(st) = self.shards.get_mut(shard) else { return InPlace::NoBuffer };
         if !st.done.is_empty() && st.done.get(DestKind::Table, target).is_some_and(|d| pos <= d) {
             // a replay of rows already written, which the general path
@@ -681,9 +681,13 @@ impl Pipeline {
         if !self.decoder.decode_fused(data, cols) {
             return InPlace::Declined;
         }
-        let fused = Decoded::Staged(cols, row);
-        render_partition(&fused, &self.schema.partition, arrival_ms, &mut self.guess, &mut self.time_cache).expect("a fused row has its partition values");
-        if self.guess != *target {
+        // the row's partition values are the guessed ones, or its prefix is the target's
+        let holds = guessed.is_some_and(|g| g.holds(&self.schema.partition, cols, row, arrival_ms));
+        if !holds && {
+            let fused = Decoded::Staged(cols, row);
+            render_partition(&fused, &self.schema.partition, arrival_ms, &mut self.guess, &mut self.time_cache).expect("a fused row has its partition values");
+            self.guess != *target
+        } {
             let stage = stage_for_row(&mut self.stage, &self.schema);
             stage.push_row_from(cols, row);
             cols.truncate_rows(row);
@@ -696,13 +700,13 @@ impl Pipeline {
         InPlace::Landed
     }
 
-    /// Renders the partition [`Peek`] guesses for `data` into `target`;
-    /// false when there is no guess.
-    fn guess_partition(&mut self, arrival_ms: i64, data: &[u8]) -> bool {
-        let Some(g) = self.peek.as_ref().and_then(|p| p.guess(data)) else { return false };
+    /// The partition values [`Peek`] guesses for `data`, with their prefix
+    /// rendered into `target`.
+    fn guess_partition<'a>(&mut self, arrival_ms: i64, data: &'a [u8]) -> Option<Guess<'a>> {
+        let g = self.peek.as_ref()?.guess(data)?;
         let spec = &self.schema.partition;
         render_cached(spec, g.time.unwrap_or(arrival_ms), &g.keys[..spec.keys.len()], &mut self.target, &mut self.time_cache);
-        true
+        Some(g)
     }
 
     fn push_line(&mut self, shard: &ShardId, kind: DestKind, prefix: &str, pos: &Position, in_len: usize, write: impl FnOnce(&mut Vec<u8>)) {

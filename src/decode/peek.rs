@@ -13,7 +13,8 @@
 //! when it was. Never fails.
 
 use super::convert::{timestamp_from_number, timestamp_from_str};
-use crate::schema::{ColType, TableSchema, TimeSource};
+use super::Columns;
+use crate::schema::{ColType, PartitionSpec, TableSchema, TimeSource};
 use crate::timefmt::TsFormat;
 use memchr::memmem::Finder;
 use std::borrow::Cow;
@@ -79,6 +80,26 @@ impl Peek {
     }
 }
 
+impl Guess<'_> {
+    /// True when row `row` of `cols` has these partition values (`spec`'s
+    /// time within the same hour when its layout names nothing finer), so
+    /// that its prefix is the guess's without rendering it. False says
+    /// nothing: the prefixes may still be equal (an empty and a null key
+    /// both render as the default partition).
+    pub fn holds(&self, spec: &PartitionSpec, cols: &Columns, row: usize, arrival_ms: i64) -> bool {
+        let time = match spec.time {
+            TimeSource::Column(i) => cols.timestamp_at(i, row).unwrap_or(arrival_ms),
+            TimeSource::Arrival => arrival_ms,
+        };
+        let guessed = self.time.unwrap_or(arrival_ms);
+        let same_time = match spec.hourly {
+            true => time.div_euclid(3_600_000) == guessed.div_euclid(3_600_000),
+            false => time == guessed,
+        };
+        same_time && spec.keys.iter().zip(&self.keys).all(|(&k, g)| cols.key_text_at(k, row) == *g)
+    }
+}
+
 enum Value<'a> {
     Str(&'a str),
     Number(&'a str),
@@ -132,6 +153,29 @@ mod tests {
         assert_eq!((g.time, g.keys[0].as_deref()), (Some(1_795_288_248_178), Some("café")));
         for missing in [&br#"{"kind":"view"}"#[..], br#"{"timestamp":"2026-11-21T19:10:48Z"}"#, br#"{"kind":null,"timestamp":"2026-11-21T19:10:48Z"}"#, br#"{"kind":"x","timestamp":"yesterday"}"#] {
             assert!(p.guess(missing).is_none(), "{}", String::from_utf8_lossy(missing));
+        }
+    }
+
+    /// A guess holds for the decoded row when its values are the row's: the
+    /// same key and, with an hourly layout, the same hour; with a layout
+    /// naming minutes, the same instant.
+    #[test]
+    fn a_guess_holds_when_the_decoded_row_has_its_values() {
+        let hourly = schema("[partition]\ntime = { column = \"ts\", granularity = \"hour\" }\nkeys = [\"kind\"]\n");
+        let minutes = schema("[partition]\ntime = { column = \"ts\", granularity = \"hour\" }\nkeys = [\"kind\"]\nlayout = \"!{timestamp:yyyy-MM-dd-HH-mm}/!{partitionKeyFromQuery:kind}/\"\n");
+        assert!(hourly.partition.hourly && !minutes.partition.hourly);
+        let row = br#"{"id":"a","timestamp":"2026-11-21T19:10:48.178Z","kind":"view"}"#;
+        for (s, same_hour_holds) in [(&hourly, true), (&minutes, false)] {
+            let s = std::sync::Arc::new(s.clone());
+            let mut cols = Columns::new(&s);
+            let mut dec = super::super::Decoder::new(s.clone(), 1 << 20);
+            dec.parse(row).unwrap().append_to(&mut cols).unwrap();
+            let p = Peek::new(&s).unwrap();
+            let holds = |rec: &[u8]| p.guess(rec).unwrap().holds(&s.partition, &cols, 0, 0);
+            assert!(holds(row));
+            assert_eq!(holds(br#"{"timestamp":"2026-11-21T19:59:00Z","kind":"view"}"#), same_hour_holds);
+            assert!(!holds(br#"{"timestamp":"2026-11-21T20:10:48.178Z","kind":"view"}"#), "another hour");
+            assert!(!holds(br#"{"timestamp":"2026-11-21T19:10:48.178Z","kind":"click"}"#), "another key");
         }
     }
 
