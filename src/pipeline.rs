@@ -703,7 +703,7 @@ impl Pipeline {
     /// The partition values [`Peek`] guesses for `data`, with their prefix
     /// rendered into `target`.
     fn guess_partition<'a>(&mut self, arrival_ms: i64, data: &'a [u8]) -> Option<Guess<'a>> {
-        let g = self.peek.as_ref()?.guess(data)?;
+        let g = self.peek.as_mut()?.guess(data)?;
         let spec = &self.schema.partition;
         render_cached(spec, g.time.unwrap_or(arrival_ms), &g.keys[..spec.keys.len()], &mut self.target, &mut self.time_cache);
         Some(g)

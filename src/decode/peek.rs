@@ -22,9 +22,34 @@ use std::borrow::Cow;
 /// Finds the partition columns' values in a record's bytes.
 pub struct Peek {
     /// The time column's key and formats (`None`: the arrival time).
-    time: Option<(Finder<'static>, Vec<TsFormat>)>,
+    time: Option<(Key, Vec<TsFormat>)>,
     /// The value key columns' keys, in partition order.
-    keys: Vec<Finder<'static>>,
+    keys: Vec<Key>,
+}
+
+/// A column's key as `"source":`, and where it ended in the last record:
+/// records of one producer put it at the same offset.
+struct Key {
+    finder: Finder<'static>,
+    last: usize,
+}
+
+impl Key {
+    fn new(source: &str) -> Key {
+        Key { finder: Finder::new(format!("\"{source}\":").as_bytes()).into_owned(), last: 0 }
+    }
+
+    /// The offset just past an occurrence of the key in `data`: at the last
+    /// record's offset, else the first one.
+    #[inline]
+    fn find(&mut self, data: &[u8]) -> Option<usize> {
+        let needle = self.finder.needle();
+        if self.last >= needle.len() && data.get(self.last - needle.len()..self.last) == Some(needle) {
+            return Some(self.last);
+        }
+        self.last = self.finder.find(data)? + needle.len();
+        Some(self.last)
+    }
 }
 
 /// What a guess found: the time column's value (`None` for the arrival
@@ -39,9 +64,8 @@ impl Peek {
     /// nested, of another type, or when there is no column to look for.
     pub fn new(schema: &TableSchema) -> Option<Peek> {
         let finder = |i: usize| {
-            let c = &schema.columns[i];
-            let [key] = c.source.as_slice() else { return None };
-            Some(Finder::new(format!("\"{key}\":").as_bytes()).into_owned())
+            let [key] = schema.columns[i].source.as_slice() else { return None };
+            Some(Key::new(key))
         };
         let spec = &schema.partition;
         let time = match spec.time {
@@ -62,18 +86,16 @@ impl Peek {
 
     /// The partition values `data` seems to have, or `None` when a column's
     /// key or a plain value for it is not there.
-    pub fn guess<'a>(&self, data: &'a [u8]) -> Option<Guess<'a>> {
+    pub fn guess<'a>(&mut self, data: &'a [u8]) -> Option<Guess<'a>> {
         let mut g = Guess { time: None, keys: Default::default() };
-        if let Some((finder, formats)) = &self.time {
-            let at = finder.find(data)? + finder.needle().len();
-            g.time = Some(match value(data, at)? {
+        if let Some((key, formats)) = &mut self.time {
+            g.time = Some(match value(data, key.find(data)?)? {
                 Value::Str(s) => timestamp_from_str(s, formats)?,
                 Value::Number(s) => timestamp_from_number(s, formats)?,
             });
         }
-        for (slot, finder) in g.keys.iter_mut().zip(&self.keys) {
-            let at = finder.find(data)? + finder.needle().len();
-            let Value::Str(s) = value(data, at)? else { return None };
+        for (slot, key) in g.keys.iter_mut().zip(&mut self.keys) {
+            let Value::Str(s) = value(data, key.find(data)?)? else { return None };
             *slot = Some(Cow::Borrowed(s));
         }
         Some(g)
@@ -113,10 +135,21 @@ fn value(data: &[u8], mut at: usize) -> Option<Value<'_>> {
     }
     match *data.get(at)? {
         b'"' => {
-            let len = memchr::memchr2(b'"', b'\\', &data[at + 1..])?;
-            let s = &data[at + 1..at + 1 + len];
-            (data[at + 1 + len] == b'"').then_some(())?;
-            std::str::from_utf8(s).ok().map(Value::Str)
+            // partition values are short: a byte loop, not a search
+            let start = at + 1;
+            let len = data[start..].iter().position(|&c| c == b'"' || c == b'\\' || c >= 0x80)?;
+            match data[start + len] {
+                b'"' => Some(Value::Str(
+                    // SAFETY: ASCII up to the quote
+                    unsafe { std::str::from_utf8_unchecked(&data[start..start + len]) },
+                )),
+                b'\\' => None,
+                _ => {
+                    let len = memchr::memchr2(b'"', b'\\', &data[start..])?;
+                    (data[start + len] == b'"').then_some(())?;
+                    std::str::from_utf8(&data[start..start + len]).ok().map(Value::Str)
+                }
+            }
         }
         b'-' | b'0'..=b'9' => {
             let len = data[at..].iter().position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).unwrap_or(data.len() - at);
@@ -143,7 +176,7 @@ mod tests {
     #[test]
     fn finds_plain_values_of_top_level_partition_columns() {
         let s = schema("[partition]\ntime = { column = \"ts\", granularity = \"hour\" }\nkeys = [\"kind\"]\n");
-        let p = Peek::new(&s).expect("top-level timestamp and string");
+        let mut p = Peek::new(&s).expect("top-level timestamp and string");
         let g = p.guess(br#"{"id":"a","timestamp":"2026-11-21T19:10:48.178Z","kind":"view"}"#).unwrap();
         assert_eq!(g.time, Some(1_795_288_248_178));
         assert_eq!(g.keys[0].as_deref(), Some("view"));
@@ -170,8 +203,8 @@ mod tests {
             let mut cols = Columns::new(&s);
             let mut dec = super::super::Decoder::new(s.clone(), 1 << 20);
             dec.parse(row).unwrap().append_to(&mut cols).unwrap();
-            let p = Peek::new(&s).unwrap();
-            let holds = |rec: &[u8]| p.guess(rec).unwrap().holds(&s.partition, &cols, 0, 0);
+            let mut p = Peek::new(&s).unwrap();
+            let mut holds = |rec: &[u8]| p.guess(rec).unwrap().holds(&s.partition, &cols, 0, 0);
             assert!(holds(row));
             assert_eq!(holds(br#"{"timestamp":"2026-11-21T19:59:00Z","kind":"view"}"#), same_hour_holds);
             assert!(!holds(br#"{"timestamp":"2026-11-21T20:10:48.178Z","kind":"view"}"#), "another hour");
