@@ -576,15 +576,14 @@ impl Pipeline {
     }
 
     fn push_row(&mut self, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8]) -> Result<RowIn, RecordError> {
-        // The fused single-pass decoder writes a record straight into the
-        // buffer of the previous row's partition, when the row before it
-        // went to the same partition as its predecessor (so the guess is
-        // likely right). A wrong guess moves the row to the one-row stage.
+        // The fused single-pass decoder writes a record straight into a
+        // buffer: the previous row's partition's, when the row before it
+        // went to the same partition as its predecessor, else the one of
+        // the partition guessed from the record's bytes (rows of many
+        // partitions interleaved). A wrong guess moves the row to the stage;
+        // with no guess (or no open buffer for it) the record is decoded
+        // into the stage and its row moved to its partition's buffer.
         // Everything else (and every refusal) takes the general path.
-        // Rows of many partitions interleaved: the partition guessed from the
-        // record's bytes names the buffer to write into; without a guess (or
-        // its buffer), the record is decoded into the stage and its row moved
-        // to its partition's buffer.
         let staged = self.decoder.has_fused()
             && match self.fuse_next {
                 true => match self.push_fused_in_place(shard, pos, arrival_ms, data, None) {
@@ -682,16 +681,15 @@ impl Pipeline {
             return InPlace::Declined;
         }
         // the row's partition values are the guessed ones, or its prefix is the target's
-        let holds = guessed.is_some_and(|g| g.holds(&self.schema.partition, cols, row, arrival_ms));
-        if !holds && {
+        if !guessed.is_some_and(|g| g.holds(&self.schema.partition, cols, row, arrival_ms)) {
             let fused = Decoded::Staged(cols, row);
             render_partition(&fused, &self.schema.partition, arrival_ms, &mut self.guess, &mut self.time_cache).expect("a fused row has its partition values");
-            self.guess != *target
-        } {
-            let stage = stage_for_row(&mut self.stage, &self.schema);
-            stage.push_row_from(cols, row);
-            cols.truncate_rows(row);
-            return InPlace::Staged;
+            if self.guess != *target {
+                let stage = stage_for_row(&mut self.stage, &self.schema);
+                stage.push_row_from(cols, row);
+                cols.truncate_rows(row);
+                return InPlace::Staged;
+            }
         }
         let counts = Counts { mem_total: &mut self.mem_total, stats: &mut self.stats, due: &mut self.due, limits: &self.limits, schema: &self.schema };
         counts.row_added(buf, &st.replay, shard, target, pos, data.len());
