@@ -588,12 +588,19 @@ fn rle_into<T: Copy + Into<u64> + PartialEq>(buf: &mut Vec<u8>, width: u8, value
         rle_run(buf, width, values[0].into(), n);
         return;
     }
+    rle_runs::<T, true>(buf, width, values);
+}
+
+/// [`rle_into`]'s runs and literals. With `SKIP`, the scan for the next run
+/// skips ahead: every run of eight starting in i..=i+7 covers i+7, and those
+/// starting before i+7 cover i+6 too, so when those two differ the next
+/// possible start is i+7 (dictionary indices of varied values skip 7 at a
+/// time). Without, it steps one value at a time (the tests' reference).
+fn rle_runs<T: Copy + Into<u64> + PartialEq, const SKIP: bool>(buf: &mut Vec<u8>, width: u8, values: &[T]) {
+    let n = values.len();
     let (mut lit, mut i) = (0, 0); // literals not yet written start at lit
-    // every run of eight starting in i..=i+7 covers i+7, and those starting
-    // before i+7 cover i+6 too: when those two differ, the next possible
-    // start is i+7 (dictionary indices of varied values skip 7 at a time)
     while i + 8 <= n {
-        if values[i + 7] != values[i + 6] {
+        if SKIP && values[i + 7] != values[i + 6] {
             i += 7;
             continue;
         }
@@ -1047,35 +1054,8 @@ mod tests {
         out
     }
 
-    /// The scan that steps one value at a time, which `rle_into` skips
-    /// ahead of: both must find the same runs, so write the same bytes.
-    fn rle_one_step(buf: &mut Vec<u8>, width: u8, values: &[u32]) {
-        let n = values.len();
-        if n >= 8 && values.iter().all(|v| *v == values[0]) {
-            rle_run(buf, width, values[0].into(), n);
-            return;
-        }
-        let (mut lit, mut i) = (0, 0);
-        while i < n {
-            if i + 8 > n || values[i + 7] != values[i] {
-                i += 1;
-                continue;
-            }
-            let mut j = i + 1;
-            while j < n && values[j] == values[i] {
-                j += 1;
-            }
-            if j - i >= 8 + (8 - (i - lit) % 8) % 8 {
-                let fill = (8 - (i - lit) % 8) % 8;
-                bit_packed(buf, width, &values[lit..i + fill]);
-                rle_run(buf, width, values[i].into(), j - i - fill);
-                lit = j;
-            }
-            i = j;
-        }
-        bit_packed(buf, width, &values[lit..]);
-    }
-
+    /// The scan that skips ahead finds the runs the one-step scan finds, so
+    /// both write the same bytes.
     #[test]
     fn the_hybrid_encoding_skips_ahead_to_the_runs_a_one_step_scan_finds() {
         let mut next = crate::hash::xorshift(0x9e37_79b9_7f4a_7c15);
@@ -1090,8 +1070,8 @@ mod tests {
                 values.extend(std::iter::repeat_n(v, run.min(len - values.len())));
             }
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            rle_into(&mut a, 2, &values);
-            rle_one_step(&mut b, 2, &values);
+            rle_runs::<u32, true>(&mut a, 2, &values);
+            rle_runs::<u32, false>(&mut b, 2, &values);
             assert_eq!(a, b, "values {values:?}");
         }
     }
