@@ -281,6 +281,11 @@ async fn read_file(p: &mut Pipeline, mut file: std::fs::File, shard: &ShardId, a
         buf.copy_within(used..filled, 0);
         filled -= used;
         base += used as u64;
+        if buf.len() > FILE_READ && filled < FILE_READ {
+            // the long line is read: back to a buffer the cache holds
+            buf.truncate(FILE_READ);
+            buf.shrink_to_fit();
+        }
     }
 }
 
