@@ -56,6 +56,17 @@ enum Shape {
     Struct(Vec<(Box<str>, Box<[u8]>, Shape)>),
 }
 
+/// The decimal digits of `b` from `i`, accumulated onto `m` (wrapping):
+/// the index after them and the value.
+#[inline(always)]
+fn digits(b: &[u8], mut i: usize, mut m: u64) -> (usize, u64) {
+    while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    (i, m)
+}
+
 /// `"name":`, the bytes a compact record has where it names `name`, when
 /// those bytes can only mean that key (no quote, backslash, control or
 /// non-ASCII byte in it); empty otherwise (never matched: see [`Cur::eat_key`]).
@@ -386,32 +397,18 @@ impl<'a> Cur<'a, '_> {
     /// was, for [`number`](Self::number) and the full grammar.
     #[inline(always)]
     fn plain_f64(&mut self) -> Option<f64> {
-        let b = self.b;
-        let neg = b.get(self.i) == Some(&b'-');
-        let start = self.i + usize::from(neg);
-        let mut i = start;
-        let mut m: u64 = 0;
-        while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
-            i += 1;
-        }
-        let int = i - start;
-        if int == 0 || (int > 1 && b[start] == b'0') {
-            return None;
-        }
+        let (neg, int, mut m, mut i) = self.int_part()?;
         let mut frac = 0;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-                m = m.wrapping_mul(10).wrapping_add(u64::from(d));
-                i += 1;
-                frac += 1;
-            }
+        if self.b.get(i) == Some(&b'.') {
+            let end;
+            (end, m) = digits(self.b, i + 1, m);
+            frac = end - i - 1;
             if frac == 0 {
-                return None;
+                return None; // a point without digits
             }
+            i = end;
         }
-        if int + frac > 15 || matches!(b.get(i), Some(b'e' | b'E')) {
+        if int + frac > 15 || matches!(self.b.get(i), Some(b'e' | b'E')) {
             return None;
         }
         self.i = i;
@@ -422,20 +419,29 @@ impl<'a> Cur<'a, '_> {
     /// where it was, for [`number`](Self::number) and the full grammar.
     #[inline(always)]
     fn plain_int(&mut self) -> Option<i64> {
-        let neg = self.b.get(self.i) == Some(&b'-');
-        let start = self.i + usize::from(neg);
-        let mut i = start;
-        let mut v: i64 = 0;
-        while let Some(d) = self.b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-            v = v.wrapping_mul(10).wrapping_add(i64::from(d));
-            i += 1;
-        }
-        let n = i - start;
-        if n == 0 || n > 18 || (n > 1 && self.b[start] == b'0') || matches!(self.b.get(i), Some(b'.' | b'e' | b'E')) {
+        let (neg, n, v, i) = self.int_part()?;
+        if n > 18 || matches!(self.b.get(i), Some(b'.' | b'e' | b'E')) {
             return None;
         }
         self.i = i;
-        Some(if neg { -v } else { v })
+        // at most 18 digits: the value fits an i64
+        Some(if neg { -(v as i64) } else { v as i64 })
+    }
+    /// The sign and integer digits of a number at the cursor, valued
+    /// (wrapping past 19 digits: callers bound the count): whether it is
+    /// negative, the digit count, the value and the index after the
+    /// digits. `None` without a digit or with a leading zero (JSON's
+    /// grammar). The cursor does not move.
+    #[inline(always)]
+    fn int_part(&self) -> Option<(bool, usize, u64, usize)> {
+        let neg = self.b.get(self.i) == Some(&b'-');
+        let start = self.i + usize::from(neg);
+        let (end, v) = digits(self.b, start, 0);
+        let n = end - start;
+        if n == 0 || (n > 1 && self.b[start] == b'0') {
+            return None;
+        }
+        Some((neg, n, v, end))
     }
     /// A number's text (the strict grammar).
     #[inline(always)]
