@@ -1183,6 +1183,17 @@ keys = ["k"]
         lake.insert(format!("{:?}/{}", s.kind, s.key()), ids);
     }
 
+    /// `got` holds exactly `want`'s objects, each with the same content
+    /// (checked key by key, in order, so a failure names the first object).
+    fn assert_same_lake(got: &Lake, want: &Lake, what: &str) {
+        let mut keys: Vec<_> = want.keys().collect();
+        keys.sort();
+        for k in keys {
+            assert_eq!(got.get(k), Some(&want[k]), "{what}: {k}");
+        }
+        assert_eq!(got.len(), want.len(), "{what}");
+    }
+
     /// Whether record `i` of [`records`] is bad (malformed, or missing its required id).
     fn is_bad(i: usize) -> bool {
         i % 7 == 3 || i % 11 == 5
@@ -1498,14 +1509,8 @@ keys = ["k"]
         // guessing takes most rows that changed partition in place; the
         // misleading records (and the first row of each buffer) are staged
         assert!(in_place > in_place_by_order + rows / 6 && in_place < rows - 50, "in place {in_place} (by order {in_place_by_order}) of {rows}");
-        for (name, lake) in [("staging", &staging), ("guessing", &guessing)] {
-            let mut keys: Vec<_> = general.keys().collect();
-            keys.sort();
-            for k in keys {
-                assert_eq!(lake.get(k), Some(&general[k]), "{name}: {k}");
-            }
-            assert_eq!(lake.len(), general.len(), "{name}");
-        }
+        assert_same_lake(&staging, &general, "staging");
+        assert_same_lake(&guessing, &general, "guessing");
     }
 
     /// Records pushed in runs ([`Pipeline::push_run`], as `convert` and
@@ -1565,12 +1570,7 @@ keys = ["k"]
             assert_eq!((rows + errors, run_rows, run_errors), (3000, rows, errors), "memory limit {memory_limit}");
             assert!(by_runs > rows / 4, "memory limit {memory_limit}: {by_runs} of {rows} rows pushed in runs");
             assert_eq!(run_read_to, read_to);
-            let mut keys: Vec<_> = one_by_one.keys().collect();
-            keys.sort();
-            for k in keys {
-                assert_eq!(in_runs.get(k), Some(&one_by_one[k]), "memory limit {memory_limit}: {k}");
-            }
-            assert_eq!(in_runs.len(), one_by_one.len(), "memory limit {memory_limit}");
+            assert_same_lake(&in_runs, &one_by_one, &format!("memory limit {memory_limit}"));
         }
     }
 
