@@ -6,7 +6,7 @@
 //! file's directory. Failure: [`ConfigError`] naming the file, line (when
 //! the key is in the file), key and the fix; the CLI exits with code 2.
 
-use crate::pipeline::Limits;
+use crate::buffers::Limits;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

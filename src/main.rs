@@ -4,8 +4,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lakehose::config::Config;
-use lakehose::pipeline::{Limits, Pipeline};
-use lakehose::run::{self, Sinks};
+use lakehose::buffers::Limits;
+use lakehose::commit::Sinks;
+use lakehose::pipeline::Pipeline;
+use lakehose::run;
 use lakehose::schema::{evolve, infer, TableSchema};
 use lakehose::store::StoreOptions;
 use std::path::PathBuf;
@@ -175,7 +177,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let opts = StoreOptions { endpoint, region: None, kms_key_id };
             let sinks = Sinks::open(&out, raw_backup.as_deref(), &errors, &opts).map_err(usage)?;
             let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some());
-            let summary = run::convert(&mut p, &inputs, &mut run::Ctx::new(sinks)).await?;
+            let summary = run::convert(&mut p, &inputs, sinks).await?;
             eprintln!("lakehose convert: {summary}");
             Ok(ExitCode::SUCCESS)
         }

@@ -10,7 +10,6 @@
 //! twice `max_age` plus a minute (a stuck flush). Failure: binding the
 //! listen address fails at startup with the address in the message.
 
-use crate::pipeline::Stats;
 use crate::source::kinesis::KinesisStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -18,6 +17,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// Counters of the record path, for the summary line and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub records_in: u64,
+    pub bytes_in: u64,
+    pub rows: u64,
+    pub errors: BTreeMap<&'static str, u64>,
+    pub skipped_replay: u64,
+    /// Records the fused decoder wrote into their buffer in place (the
+    /// rest were staged or took the general path).
+    pub fused_in_place: u64,
+    /// Time spent turning sealed buffers into object bytes (Parquet, gzip).
+    pub encode_time: Duration,
+}
+
+impl Stats {
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
 
 /// What the runner publishes.
 #[derive(Debug, Clone, Default)]

@@ -97,11 +97,11 @@ impl Store {
         keys
     }
 
-    /// The object at `key` (tests read back what was written).
-    #[cfg(test)]
+    /// The object at `key` (tests read back what was written); panics when
+    /// it cannot be read.
     pub async fn get(&self, key: &str) -> bytes::Bytes {
         let path = ObjPath::from(format!("{}{key}", self.prefix));
-        self.inner.get(&path).await.unwrap().bytes().await.unwrap()
+        self.inner.get(&path).await.expect("object exists").bytes().await.expect("object reads")
     }
 
     pub fn url(&self) -> &str {

@@ -15,6 +15,8 @@ mod kinesis;
 mod glue;
 #[path = "it/types.rs"]
 mod types;
+#[path = "it/edges.rs"]
+mod edges;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -305,7 +307,7 @@ time = { column = "arrival", granularity = "day" }
     // `big`: dictionary pages first, PLAIN pages once the dictionary is full
     let file = walk(&lake).into_iter().find(|p| p.extension().is_some_and(|e| e == "parquet")).unwrap();
     let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
-    use parquet::file::reader::{FileReader, RowGroupReader};
+    use parquet::file::reader::FileReader;
     let group = reader.get_row_group(0).unwrap();
     let big = (0..group.num_columns()).find(|&c| group.metadata().column(c).column_path().string() == "big.list.element").unwrap();
     let pages: Vec<_> = group.get_column_page_reader(big).unwrap().map(|p| p.unwrap()).filter(|p| p.page_type() == parquet::basic::PageType::DATA_PAGE).map(|p| p.encoding()).collect();

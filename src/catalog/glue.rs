@@ -12,7 +12,8 @@
 //! each column); Glue errors are retried with backoff and jitter, then
 //! returned.
 
-use super::{CatalogError, Known};
+use super::{Catalog, CatalogError, Known, TableFile};
+use futures::future::BoxFuture;
 use crate::partition::prefix_values;
 use crate::retry::backoff;
 use crate::schema::evolve::{type_change, Change};
@@ -35,8 +36,8 @@ pub struct GlueCatalog {
     sd: StorageDescriptor,
     known: Known,
     /// Glue calls and failed calls, for metrics.
-    pub calls: u64,
-    pub errors: u64,
+    calls: u64,
+    errors: u64,
 }
 
 fn gerr(what: &str, e: impl std::error::Error) -> CatalogError {
@@ -270,14 +271,14 @@ impl GlueCatalog {
     }
 
     /// Updates the table to a new (already checked) schema.
-    pub async fn update_schema(&mut self, s: &TableSchema) -> Result<(), CatalogError> {
+    async fn update(&mut self, s: &TableSchema) -> Result<(), CatalogError> {
         let cols = self.current_columns().await?.unwrap_or_default();
         self.apply(&cols, s).await
     }
 
-    /// Registers the partitions of `prefixes` not known yet.
-    pub async fn register(&mut self, prefixes: &[String]) -> Result<(), CatalogError> {
-        let new = self.known.new_ones(prefixes.iter().map(String::as_str));
+    /// Registers the partitions of `files` not known yet.
+    async fn register_files(&mut self, files: &[TableFile]) -> Result<(), CatalogError> {
+        let new = self.known.new_ones(files.iter().map(|f| f.prefix.as_str()));
         if new.is_empty() {
             return Ok(());
         }
@@ -330,6 +331,18 @@ impl GlueCatalog {
         }
         tracing::debug!(partitions = new.len(), ms = started.elapsed().as_millis() as u64, "partitions registered");
         Ok(())
+    }
+}
+
+impl Catalog for GlueCatalog {
+    fn register<'a>(&'a mut self, files: &'a [TableFile]) -> BoxFuture<'a, Result<(), CatalogError>> {
+        Box::pin(self.register_files(files))
+    }
+    fn update_schema<'a>(&'a mut self, s: &'a TableSchema) -> BoxFuture<'a, Result<(), CatalogError>> {
+        Box::pin(self.update(s))
+    }
+    fn calls(&self) -> (u64, u64) {
+        (self.calls, self.errors)
     }
 }
 

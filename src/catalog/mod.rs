@@ -1,18 +1,21 @@
-//! Catalog: making new partitions visible to query engines.
+//! Catalog: making new table files visible to query engines (an I/O edge).
 //!
-//! Input: the partition prefixes of Parquet files just uploaded. Output:
-//! each prefix registered as a partition of the table (Glue), once — a
-//! cache of known partitions keeps steady state free of catalog calls.
-//! The runner calls it after each group of uploads (a shard's Parquet files
-//! come before its error and raw-backup files, so a partition is visible
-//! right after its own file lands, not after the whole flush) and before the checkpoint, so a checkpointed
-//! record's partition is always registered. Failure:
-//! [`CatalogError`] after retries; the run stops without checkpointing, and
-//! the replay registers again (registration is idempotent).
+//! Input: the table files of each group of uploads, after they landed.
+//! Output: their partitions registered with the table (Glue), once — a
+//! cache of known partitions keeps steady state free of catalog calls; and
+//! the table brought to a new schema when a compatible edit is applied.
+//! The commit stage calls [`Catalog::register`] after each group of
+//! uploads (a shard's Parquet files come before its error and raw-backup
+//! files, so a partition is visible right after its own file lands, not
+//! after the whole flush) and before the checkpoint, so a checkpointed
+//! record's partition is always registered. Registering again is harmless.
+//! Failure: [`CatalogError`] after retries; the run stops without
+//! checkpointing, and the replay registers again.
 
 pub mod glue;
 
 use crate::schema::TableSchema;
+use futures::future::BoxFuture;
 use std::collections::HashSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +26,40 @@ pub enum CatalogError {
     Incompatible { table: String, changes: Vec<String> },
 }
 
-/// Where partitions are registered.
-pub enum Catalog {
-    /// No catalog: files only (a crawler or MSCK REPAIR finds them).
-    None,
-    Glue(Box<glue::GlueCatalog>),
-    /// The in-memory twin for unit tests: each register call's new
-    /// partitions, in order.
-    Memory { known: Known, calls: Vec<Vec<String>> },
+/// A table file just written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableFile {
+    /// Its partition prefix (`dt=…/hr=…/…/`).
+    pub prefix: String,
+    /// Its key below the lake URL.
+    pub key: String,
+    pub records: usize,
+    pub bytes: u64,
+}
+
+/// Where table files are made visible.
+pub trait Catalog: Send {
+    /// Registers the partitions of freshly written table files.
+    fn register<'a>(&'a mut self, files: &'a [TableFile]) -> BoxFuture<'a, Result<(), CatalogError>>;
+    /// Brings the table to a new schema (already checked compatible with the old one).
+    fn update_schema<'a>(&'a mut self, s: &'a TableSchema) -> BoxFuture<'a, Result<(), CatalogError>>;
+    /// (calls, failed calls) made so far, for metrics.
+    fn calls(&self) -> (u64, u64);
+}
+
+/// No catalog: files only (a crawler or MSCK REPAIR finds them).
+pub struct NoCatalog;
+
+impl Catalog for NoCatalog {
+    fn register<'a>(&'a mut self, _: &'a [TableFile]) -> BoxFuture<'a, Result<(), CatalogError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn update_schema<'a>(&'a mut self, _: &'a TableSchema) -> BoxFuture<'a, Result<(), CatalogError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn calls(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// Partitions registered so far, so each is registered once per process.
@@ -38,7 +67,7 @@ pub enum Catalog {
 pub struct Known(HashSet<String>);
 
 impl Known {
-    /// The prefixes of `prefixes` not yet registered (deduplicated).
+    /// The prefixes of `prefixes` not yet registered (deduplicated, sorted).
     pub fn new_ones<'a>(&self, prefixes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         let mut out: Vec<String> = prefixes.into_iter().filter(|p| !self.0.contains(*p)).map(str::to_string).collect();
         out.sort();
@@ -47,43 +76,5 @@ impl Known {
     }
     pub fn insert_all(&mut self, ps: &[String]) {
         self.0.extend(ps.iter().cloned());
-    }
-}
-
-impl Catalog {
-    /// Registers the partitions of freshly uploaded table files.
-    pub async fn register(&mut self, prefixes: &[String]) -> Result<(), CatalogError> {
-        match self {
-            Catalog::None => {
-                let _ = prefixes;
-                Ok(())
-            }
-            Catalog::Glue(g) => g.register(prefixes).await,
-            Catalog::Memory { known, calls } => {
-                let new = known.new_ones(prefixes.iter().map(String::as_str));
-                if !new.is_empty() {
-                    known.insert_all(&new);
-                    calls.push(new);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Updates the table to a new schema (already checked compatible with the old one).
-    pub async fn update_schema(&mut self, s: &TableSchema) -> Result<(), CatalogError> {
-        match self {
-            Catalog::None | Catalog::Memory { .. } => Ok(()),
-            Catalog::Glue(g) => g.update_schema(s).await,
-        }
-    }
-
-    /// (calls, failed calls) made so far.
-    pub fn calls(&self) -> (u64, u64) {
-        match self {
-            Catalog::None => (0, 0),
-            Catalog::Glue(g) => (g.calls, g.errors),
-            Catalog::Memory { calls, .. } => (calls.len() as u64, 0),
-        }
     }
 }

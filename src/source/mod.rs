@@ -1,18 +1,21 @@
-//! Sources: where records come from, with a position per record.
+//! Sources: where records come from, with a position per record (an I/O edge).
 //!
-//! Every source hands the pipeline [`Batch`]es: records of one shard in
-//! position order, each with its [`Position`] (sequence and sub-sequence
+//! Every source hands the ingestion loop [`Batch`]es: records of one shard
+//! in position order, each with its [`Position`] (sequence and sub-sequence
 //! number; a byte offset for files), its arrival time and its bytes.
-//! Replayable sources implement [`Source`]: they hand over each shard's
-//! stored [`ShardCheckpoint`] before reading, and store a new one durably
-//! when the runner commits it (after the objects it covers are written).
+//! Replayable sources (spool, Kinesis) hand over each shard's stored
+//! [`ShardCheckpoint`] before reading, and store a new one durably when the
+//! commit stage commits it (after the objects it covers are written);
+//! one-shot sources (`convert`'s files, stdin) store nothing and end with
+//! [`SourceEvent::Finished`].
 
+pub mod files;
 pub mod kinesis;
-pub mod memory;
+pub mod lines;
 pub mod spool;
 
+use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use crate::ids::{Position, ShardId};
-use crate::pipeline::{FlushIntent, ShardCheckpoint};
 use std::future::Future;
 use std::ops::Range;
 
@@ -30,11 +33,6 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// A batch of NDJSON lines whose positions are their byte offsets.
-    pub fn from_lines(shard: ShardId, arrival_ms: i64, buf: Vec<u8>, lines: Vec<(u64, Range<usize>)>) -> Batch {
-        let records = lines.into_iter().map(|(off, range)| SourceRecord { pos: Position::offset(off), arrival_ms, range }).collect();
-        Batch { shard, buf, records }
-    }
     pub fn iter(&self) -> impl Iterator<Item = (&Position, i64, &[u8])> {
         self.records.iter().map(|r| (&r.pos, r.arrival_ms, &self.buf[r.range.clone()]))
     }
@@ -46,6 +44,8 @@ pub enum SourceError {
     Spool(#[from] spool::SpoolError),
     #[error(transparent)]
     Kinesis(#[from] kinesis::KinesisError),
+    #[error("{path}: {source}")]
+    Input { path: String, source: std::io::Error },
 }
 
 /// What a source hands the runner.
@@ -60,11 +60,14 @@ pub enum SourceEvent {
     Revoked(ShardId),
     /// The shard was read to its end: flush it, then call [`Source::end_shard`].
     Ended(ShardId),
+    /// The source has nothing more, ever (the end of `convert`'s inputs,
+    /// of stdin): flush everything and stop.
+    Finished,
 }
 
-/// A replayable source: spool files or Kinesis shards.
+/// A source of records.
 ///
-/// The runner's commit order per shard is [`Source::begin_flush`] (the
+/// The commit stage's order per shard is [`Source::begin_flush`] (the
 /// intent) → uploads, each only while [`Source::may_write`] → catalog →
 /// [`Source::commit`] (the checkpoint, which clears the intent).
 pub trait Source {
@@ -99,12 +102,15 @@ pub trait Source {
     fn close(&mut self) -> impl Future<Output = Result<(), SourceError>> {
         async { Ok(()) }
     }
+    /// Takes back a batch the loop is done with, to reuse its buffers.
+    fn recycle(&mut self, _batch: Batch) {}
 }
 
-/// Splits complete lines of `buf` (which starts at shard offset `base`) into
-/// records; blank lines are skipped. Returns the bytes consumed (up to the
-/// last newline, or everything when `eof`).
-pub fn split_lines(buf: &[u8], base: u64, eof: bool, out: &mut Vec<(u64, Range<usize>)>) -> usize {
+/// Splits complete lines of `buf` (which starts at shard offset `base`):
+/// `each(offset, range)` for every line but blank ones, without its `\n`
+/// or `\r\n`. Returns the bytes consumed (up to the last newline, or
+/// everything when `eof`).
+pub fn split_lines(buf: &[u8], base: u64, eof: bool, mut each: impl FnMut(u64, Range<usize>)) -> usize {
     let mut start = 0;
     while start < buf.len() {
         let end = match memchr::memchr(b'\n', &buf[start..]) {
@@ -117,7 +123,7 @@ pub fn split_lines(buf: &[u8], base: u64, eof: bool, out: &mut Vec<(u64, Range<u
             stop -= 1;
         }
         if buf[start..stop].iter().any(|b| !b.is_ascii_whitespace()) {
-            out.push((base + start as u64, start..stop));
+            each(base + start as u64, start..stop);
         }
         start = (end + 1).min(buf.len());
         if end == buf.len() {
@@ -138,11 +144,11 @@ mod tests {
     #[test]
     fn splits_complete_lines_only() {
         let mut out = Vec::new();
-        let n = split_lines(b"{\"a\":1}\n\n  \r\n{\"b\":2}\r\n{\"c\"", 100, false, &mut out);
+        let n = split_lines(b"{\"a\":1}\n\n  \r\n{\"b\":2}\r\n{\"c\"", 100, false, |o, r| out.push((o, r)));
         assert_eq!(n, 22);
         assert_eq!(out, vec![(100, 0..7), (113, 13..20)]);
         out.clear();
-        let n = split_lines(b"{\"c\":3}", 0, true, &mut out);
+        let n = split_lines(b"{\"c\":3}", 0, true, |o, r| out.push((o, r)));
         assert_eq!((n, out), (7, vec![(0, 0..7)]));
     }
 }

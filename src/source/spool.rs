@@ -11,16 +11,16 @@
 //! after a crash or kill -9 resumes from it, neither losing nor repeating a
 //! record. Segments are never modified or deleted by lakehose.
 
-use super::{now_ms, split_lines, Batch, Source, SourceError, SourceEvent};
-use crate::ids::ShardId;
-use crate::pipeline::{Resume, ShardCheckpoint};
+use super::lines::LineReader;
+use super::{now_ms, Batch, Source, SourceError, SourceEvent};
+use crate::checkpoint::{Resume, ShardCheckpoint};
+use crate::ids::{Position, ShardId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = ".lakehose-spool-state.json";
-const CHUNK: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -46,8 +46,17 @@ struct StateFile {
 struct Segment {
     path: PathBuf,
     shard: ShardId,
-    /// Next byte to read, once positioned.
-    offset: Option<u64>,
+    /// The segment's lines from its resume point on, once positioned.
+    lines: Option<LineReader>,
+    /// Open while the segment has unread bytes.
+    file: Option<std::fs::File>,
+    /// The position of a line read before the restart, the first to come.
+    skip: Option<Position>,
+}
+
+/// The byte offset a spool position stands for.
+fn offset_of(p: &Position) -> u64 {
+    p.seq.to_string().parse().unwrap_or(0)
 }
 
 pub struct SpoolSource {
@@ -55,6 +64,8 @@ pub struct SpoolSource {
     state_path: PathBuf,
     state: StateFile,
     segments: BTreeMap<String, Segment>,
+    /// The segment of the last batch, whose reader takes the batch back.
+    reading: Option<String>,
 }
 
 impl SpoolSource {
@@ -70,7 +81,7 @@ impl SpoolSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
             Err(e) => return Err(SpoolError::State { path: state_path.display().to_string(), message: e.to_string() }),
         };
-        Ok(SpoolSource { dir: dir.to_path_buf(), state_path, state, segments: BTreeMap::new() })
+        Ok(SpoolSource { dir: dir.to_path_buf(), state_path, state, segments: BTreeMap::new(), reading: None })
     }
 
 
@@ -86,7 +97,7 @@ impl SpoolSource {
                 self.state.segments.insert(name.clone(), SegState { arrival_ms: now_ms(), checkpoint: ShardCheckpoint::default() });
                 new = true;
             }
-            self.segments.insert(name.clone(), Segment { path: e.path(), shard: ShardId::new(&name), offset: None });
+            self.segments.insert(name.clone(), Segment { path: e.path(), shard: ShardId::new(&name), lines: None, file: None, skip: None });
         }
         if new {
             self.save()?;
@@ -100,56 +111,50 @@ impl SpoolSource {
         self.scan()?;
         let names: Vec<String> = self.segments.keys().cloned().collect();
         for name in names {
-            let arrival_ms = self.state.segments[&name].arrival_ms;
-            let resume = self.state.segments[&name].checkpoint.resume.clone();
-            let seg = self.segments.get_mut(&name).unwrap();
+            let st = &self.state.segments[&name];
+            let arrival_ms = st.arrival_ms;
+            let seg = self.segments.get_mut(&name).expect("scanned");
+            if seg.lines.is_none() {
+                // the line at an `After` position was read: its batch drops it
+                let (start, skip) = match &st.checkpoint.resume {
+                    Resume::Start => (0, None),
+                    Resume::At(p) => (offset_of(p), None),
+                    Resume::After(p) => (offset_of(p), Some(p.clone())),
+                };
+                seg.lines = Some(LineReader::new(start));
+                seg.skip = skip;
+            }
             let serr = |source| SpoolError::Segment { path: seg.path.display().to_string(), source };
-            let mut f = match std::fs::File::open(&seg.path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(serr(e)),
-            };
-            let len = f.metadata().map_err(serr)?.len();
-            let offset = match seg.offset {
-                Some(o) => o,
-                None => match resume {
-                    Resume::Start => 0,
-                    Resume::At(p) => p.seq.to_string().parse().unwrap_or(0),
-                    Resume::After(p) => {
-                        // skip the line that starts at p
-                        let start: u64 = p.seq.to_string().parse().unwrap_or(0);
-                        f.seek(SeekFrom::Start(start)).map_err(serr)?;
-                        let mut buf = Vec::new();
-                        (&mut f).take(len - start.min(len)).read_to_end(&mut buf).map_err(serr)?;
-                        match buf.iter().position(|&b| b == b'\n') {
-                            Some(i) => start + i as u64 + 1,
-                            None => continue, // the line is not complete yet
+            if seg.file.is_none() {
+                let mut f = match std::fs::File::open(&seg.path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(serr(e)),
+                };
+                let lines = seg.lines.as_ref().expect("made above");
+                f.seek(SeekFrom::Start(lines.read_pos())).map_err(serr)?;
+                seg.file = Some(f);
+            }
+            let (file, lines) = (seg.file.as_mut().expect("opened"), seg.lines.as_mut().expect("made"));
+            loop {
+                let n = lines.read_from(file).map_err(serr)?;
+                if let Some(mut b) = lines.batch(&seg.shard, arrival_ms, false) {
+                    if let Some(p) = seg.skip.take() {
+                        if b.records.first().is_some_and(|r| r.pos == p) {
+                            b.records.remove(0);
                         }
                     }
-                },
-            };
-            seg.offset = Some(offset);
-            if offset >= len {
-                continue;
+                    if b.records.is_empty() {
+                        continue;
+                    }
+                    self.reading = Some(name);
+                    return Ok(Some(b));
+                }
+                if n == 0 {
+                    break; // the segment is read to its end: its writer may append more later
+                }
             }
-            f.seek(SeekFrom::Start(offset)).map_err(serr)?;
-            let mut buf = Vec::with_capacity(CHUNK.min((len - offset) as usize));
-            (&mut f).take(CHUNK as u64).read_to_end(&mut buf).map_err(serr)?;
-            let mut records = Vec::new();
-            let mut used = split_lines(&buf, offset, false, &mut records);
-            if used == 0 && buf.len() == CHUNK {
-                // a line longer than the chunk: read it whole
-                let mut rest = Vec::new();
-                f.read_to_end(&mut rest).map_err(serr)?;
-                buf.extend_from_slice(&rest);
-                used = split_lines(&buf, offset, false, &mut records);
-            }
-            if used == 0 {
-                continue;
-            }
-            seg.offset = Some(offset + used as u64);
-            buf.truncate(used);
-            return Ok(Some(Batch::from_lines(seg.shard.clone(), arrival_ms, buf, records)));
+            seg.file = None; // no descriptor held for a segment at its end
         }
         Ok(None)
     }
@@ -193,5 +198,10 @@ impl Source for SpoolSource {
     async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, SourceError> {
         SpoolSource::commit(self, shard, cp)?;
         Ok(true)
+    }
+    fn recycle(&mut self, batch: Batch) {
+        if let Some(lines) = self.reading.as_ref().and_then(|n| self.segments.get_mut(n)).and_then(|s| s.lines.as_mut()) {
+            lines.recycle(batch);
+        }
     }
 }

@@ -1,9 +1,13 @@
-//! Writers: sealed buffers → object bytes.
+//! Writers: sealed buffers → objects in the lake, the raw backup and the
+//! error prefix.
 //!
-//! Input: a [`Sealed`] buffer. Output: the bytes of one object — snappy
-//! Parquet for table buffers, gzip NDJSON for raw backups and error lines —
-//! and its key. Failure: [`WriteError`] (an Arrow/Parquet encoding error,
-//! which would be a bug: the batch was built against the same schema).
+//! Input: a [`Sealed`] buffer. Output: one object stored under a key that
+//! comes only from the data (partition prefix, shard, first position), so a
+//! replay writes the same key and replaces the object: a table file through
+//! the table format's [`Sink`] ([`HiveParquet`]: snappy Parquet in
+//! Hive-style prefixes), raw and error lines through a [`LineSink`] (gzip
+//! NDJSON). Failure: [`WriteError`]: an Arrow/Parquet encoding error (a
+//! bug: the batch was built against the same schema) or the store's error.
 //!
 //! Parquet: timestamps INT64 TIMESTAMP(MILLIS, UTC-adjusted), lowercase
 //! names, column statistics, dictionary encoding, row groups cut by
@@ -14,17 +18,20 @@
 //! Key-value metadata: `lakehose.schema_version`, `lakehose.table`,
 //! `lakehose.shard`, `lakehose.first_position`, `lakehose.last_position`.
 
-use crate::pipeline::{Sealed, SealedBody};
+use crate::buffers::{Sealed, SealedBody};
 use crate::schema::TableSchema;
+use crate::store::{Store, StoreError};
+use futures::future::BoxFuture;
 use object_store::PutPayload;
-use flate2::write::GzEncoder;
 use parquet::file::metadata::KeyValue;
-use std::io::Write;
+use std::time::{Duration, Instant};
 
+mod lines;
 mod parquet_file;
 mod stats;
 mod string_columns;
 
+pub use lines::{error_line, gzip, TableRef};
 pub use parquet_file::RowBuffer;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,10 @@ pub enum WriteError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("gzip encoding failed: {0}")]
     Gzip(#[from] std::io::Error),
+    #[error("parquet file assembly failed: {0}; this is a bug, please report it")]
+    Assembly(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[derive(Debug, Clone)]
@@ -49,12 +60,37 @@ impl Default for ParquetOptions {
     }
 }
 
-/// Encodes a sealed buffer's body (which is taken out of it) and returns
-/// its key and bytes (a Parquet file as its buffers, in order).
-pub fn encode(s: &mut Sealed, schema: &TableSchema) -> Result<(String, PutPayload), WriteError> {
-    let key = s.key();
-    let bytes = match std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) {
-        SealedBody::Rows(rows) => {
+/// One object written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Key below the destination's URL.
+    pub key: String,
+    pub bytes: u64,
+    /// Time spent encoding it.
+    pub encode_time: Duration,
+}
+
+/// A table format: how sealed table buffers become objects (an I/O edge).
+/// Writing the same sealed content again writes the same key, replacing
+/// the object.
+pub trait Sink: Send + Sync {
+    /// Encodes `sealed` (its body is taken) under `schema` and stores it.
+    fn write<'a>(&'a self, sealed: &'a mut Sealed, schema: &'a TableSchema) -> BoxFuture<'a, Result<Written, WriteError>>;
+}
+
+/// Hive-style snappy Parquet: `<prefix><shard>-<firstSeq>-<firstSub>.snappy.parquet`.
+pub struct HiveParquet {
+    pub store: Store,
+}
+
+impl Sink for HiveParquet {
+    fn write<'a>(&'a self, s: &'a mut Sealed, schema: &'a TableSchema) -> BoxFuture<'a, Result<Written, WriteError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let key = format!("{}{}-{}.snappy.parquet", s.prefix, s.shard, s.first.key_part());
+            let SealedBody::Rows(rows) = std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) else {
+                unreachable!("a table buffer holds rows")
+            };
             let meta = vec![
                 KeyValue::new("lakehose.schema_version".into(), schema.version.clone()),
                 KeyValue::new("lakehose.table".into(), schema.table.clone()),
@@ -62,16 +98,35 @@ pub fn encode(s: &mut Sealed, schema: &TableSchema) -> Result<(String, PutPayloa
                 KeyValue::new("lakehose.first_position".into(), format!("{}/{}", s.first.seq, s.first.sub)),
                 KeyValue::new("lakehose.last_position".into(), format!("{}/{}", s.last.seq, s.last.sub)),
             ];
-            rows.finish(schema, meta)?
-        }
-        SealedBody::Lines(lines) => PutPayload::from(gzip(&lines)?),
-    };
-    Ok((key, bytes))
+            let payload = rows.finish(schema, meta)?;
+            put(&self.store, key, payload, started.elapsed()).await
+        })
+    }
 }
 
-/// Gzip at a fast level: the output is ordinary gzip any tool reads.
-pub fn gzip(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::new(1));
-    enc.write_all(data)?;
-    enc.finish()
+/// Gzip NDJSON lines: `<dir><prefix><shard>-<firstSeq>-<firstSub>.json.gz`
+/// (`dir` is `format-conversion-failed/` for error lines, as Firehose's).
+pub struct LineSink {
+    pub store: Store,
+    pub dir: &'static str,
+}
+
+impl LineSink {
+    pub fn write<'a>(&'a self, s: &'a mut Sealed) -> BoxFuture<'a, Result<Written, WriteError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let key = format!("{}{}{}-{}.json.gz", self.dir, s.prefix, s.shard, s.first.key_part());
+            let SealedBody::Lines(lines) = std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) else {
+                unreachable!("a line buffer holds lines")
+            };
+            let payload = PutPayload::from(gzip(&lines)?);
+            put(&self.store, key, payload, started.elapsed()).await
+        })
+    }
+}
+
+async fn put(store: &Store, key: String, payload: PutPayload, encode_time: Duration) -> Result<Written, WriteError> {
+    let bytes = payload.content_length() as u64;
+    store.put(&key, payload).await?;
+    Ok(Written { key, bytes, encode_time })
 }

@@ -20,7 +20,7 @@
 
 use super::lease::{Lease, LeaseError, LeaseStore, Update};
 use crate::ids::ShardId;
-use crate::pipeline::{FlushIntent, ShardCheckpoint};
+use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -288,7 +288,7 @@ impl<L: LeaseStore> Coordinator<L> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::lease::MemoryLeases;
+    use crate::testing::leases::MemoryLeases;
     use super::*;
     use tokio::sync::mpsc::unbounded_channel;
 

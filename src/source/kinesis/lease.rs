@@ -1,4 +1,4 @@
-//! Shard leases: the DynamoDB lease table and its in-memory twin.
+//! Shard leases: the lease table (an I/O edge) and its DynamoDB implementation.
 //!
 //! Input: lease operations from the coordinator and the committer. Output:
 //! lease rows, KCL-shaped (`leaseKey`, `leaseOwner`, `leaseCounter`,
@@ -11,14 +11,13 @@
 //! Failure: [`LeaseError`] for anything else (after the SDK's retries).
 
 use crate::ids::ShardId;
-use crate::pipeline::{FlushIntent, ShardCheckpoint};
+use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::AttributeValue as Av;
 use base64::Engine;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
-use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -88,7 +87,7 @@ fn unpack<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
 
 /// The KCL-style `checkpoint` attribute, for people and KCL tools reading the table.
 fn kcl_checkpoint(cp: &ShardCheckpoint, ended: bool) -> (String, u64) {
-    use crate::pipeline::Resume;
+    use crate::checkpoint::Resume;
     if ended {
         return ("SHARD_END".into(), 0);
     }
@@ -299,81 +298,6 @@ impl LeaseStore for DynamoLeases {
             Ok(_) => Ok(true),
             Err(e) if conditional_failed(&e) => Ok(false),
             Err(e) => Err(self.err(e)),
-        }
-    }
-}
-
-/// In-memory twin of the lease table, for unit tests of the coordinator.
-#[derive(Default)]
-pub struct MemoryLeases {
-    pub rows: Mutex<BTreeMap<ShardId, Lease>>,
-    /// While set, every call fails as an unreachable table would.
-    pub fail: std::sync::atomic::AtomicBool,
-}
-
-impl MemoryLeases {
-    fn check(&self) -> Result<(), LeaseError> {
-        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(LeaseError::Dynamo { table: "memory".into(), message: "unreachable (injected)".into() });
-        }
-        Ok(())
-    }
-}
-
-impl LeaseStore for MemoryLeases {
-    async fn ensure_table(&self) -> Result<(), LeaseError> {
-        Ok(())
-    }
-    async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
-        self.check()?;
-        Ok(self.rows.lock().unwrap().values().cloned().collect())
-    }
-    async fn create(&self, lease: &Lease) -> Result<bool, LeaseError> {
-        let mut rows = self.rows.lock().unwrap();
-        if rows.contains_key(&lease.shard) {
-            return Ok(false);
-        }
-        rows.insert(lease.shard.clone(), lease.clone());
-        Ok(true)
-    }
-    async fn take(&self, shard: &ShardId, owner: &str, counter: u64) -> Result<Option<u64>, LeaseError> {
-        let mut rows = self.rows.lock().unwrap();
-        match rows.get_mut(shard) {
-            Some(l) if l.counter == counter => {
-                l.counter += 1;
-                l.owner = Some(owner.to_string());
-                Ok(Some(l.counter))
-            }
-            _ => Ok(None),
-        }
-    }
-    async fn update(&self, shard: &ShardId, owner: &str, counter: u64, u: Update<'_>) -> Result<Option<u64>, LeaseError> {
-        self.check()?;
-        let mut rows = self.rows.lock().unwrap();
-        match rows.get_mut(shard) {
-            Some(l) if l.counter == counter && l.owner.as_deref() == Some(owner) => {
-                l.counter += 1;
-                if let Some(cp) = u.checkpoint {
-                    l.checkpoint = cp.clone();
-                    l.ended = u.ended;
-                }
-                if let Some(i) = u.intent {
-                    l.intent = i.map(|i| i.to_vec());
-                }
-                Ok(Some(l.counter))
-            }
-            _ => Ok(None),
-        }
-    }
-    async fn release(&self, shard: &ShardId, owner: &str, counter: u64) -> Result<bool, LeaseError> {
-        let mut rows = self.rows.lock().unwrap();
-        match rows.get_mut(shard) {
-            Some(l) if l.counter == counter && l.owner.as_deref() == Some(owner) => {
-                l.counter += 1;
-                l.owner = None;
-                Ok(true)
-            }
-            _ => Ok(false),
         }
     }
 }

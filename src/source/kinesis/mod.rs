@@ -18,7 +18,7 @@ pub mod reader;
 
 use crate::aws::sdk_config;
 use crate::ids::ShardId;
-use crate::pipeline::{FlushIntent, ShardCheckpoint};
+use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use crate::source::{Source, SourceError, SourceEvent};
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use coordinator::{Control, Coordinator, LeaseCounts};

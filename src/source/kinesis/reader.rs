@@ -14,7 +14,7 @@ use super::kpl::deaggregate;
 use crate::retry::backoff;
 use super::{Lag, StreamRef};
 use crate::ids::{Position, SequenceNumber, ShardId};
-use crate::pipeline::Resume;
+use crate::checkpoint::Resume;
 use crate::source::{Batch, SourceRecord};
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_kinesis::types::ShardIteratorType;

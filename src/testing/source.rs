@@ -1,16 +1,18 @@
-//! In-memory twin of a replayable source, for unit tests of the runner.
+//! In-memory twin of a replayable source, for tests of the ingestion loop
+//! and the commit protocol.
 //!
-//! Input: records per shard. Output: batches of up to `batch` records, and a
-//! log of every checkpoint committed. Restarting from the last committed
+//! Input: records per shard. Output: batches of up to `batch` records, a
+//! log of every checkpoint committed, and [`SourceEvent::Finished`] once
+//! every record was read and nothing was handed back. Restarting from the last committed
 //! checkpoint replays exactly as the spool and Kinesis sources do. Like a
 //! lease row, it keeps the flush intent until the next commit; with
 //! [`MemorySource::with_fence_lapses`] the fence fails for chosen upload
 //! checks while the lease stays held, and an abandoned shard is handed back
 //! at once as a newly taken lease would be (checkpoint and intent).
 
-use super::{Batch, Source, SourceError, SourceEvent, SourceRecord};
+use crate::source::{Batch, Source, SourceError, SourceEvent, SourceRecord};
 use crate::ids::{Position, ShardId};
-use crate::pipeline::{FlushIntent, Resume, ShardCheckpoint};
+use crate::checkpoint::{FlushIntent, Resume, ShardCheckpoint};
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -95,7 +97,8 @@ impl Source for MemorySource {
             self.next.insert(shard.clone(), end);
             return Ok(Some(SourceEvent::Batch(Batch { shard: shard.clone(), buf, records })));
         }
-        Ok(None)
+        // everything read, nothing handed back: as a file source at its end
+        Ok(Some(SourceEvent::Finished))
     }
 
     async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, SourceError> {

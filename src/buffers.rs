@@ -1,0 +1,466 @@
+//! The buffer set: one open buffer per (shard, destination, partition),
+//! within a memory budget.
+//!
+//! Input: rows (appended by the router into a table buffer's columns) and
+//! lines (raw backups, error lines), each with its shard position. Output:
+//! [`Sealed`] buffers for the commit stage, in the order they came due: a
+//! buffer is due at `max_records` or `max_bytes` of input, at `max_age`, at
+//! the record where an interrupted flush ended its object (the
+//! [`ShardLedger`] says), or when the buffers together hold more than
+//! `memory_limit` (the largest are shed until three quarters of it
+//! remain). A due buffer takes no more records: the next record for its
+//! destination seals it as it stands ([`Buffers::close_if_due`]), so its
+//! object holds exactly the records up to the one that made it due — which
+//! is where a replay seals too. Never fails.
+
+use crate::checkpoint::{DestKind, DestMap, FlushIntent, ShardLedger, Ledger};
+use crate::decode::Columns;
+use crate::hash::FastMap;
+use crate::ids::{Position, ShardId};
+use crate::schema::TableSchema;
+use crate::write::{ParquetOptions, RowBuffer};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+    pub memory_limit: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_records: 1_000_000, max_bytes: 128 << 20, max_age: Duration::from_secs(60), memory_limit: 256 << 20 }
+    }
+}
+
+impl Limits {
+    /// The size trigger a buffer not yet due has reached, if any.
+    fn trigger(&self, b: &Buffer) -> Option<Trigger> {
+        if b.due {
+            None
+        } else if b.records >= self.max_records {
+            Some(Trigger::Records)
+        } else if b.in_bytes >= self.max_bytes {
+            Some(Trigger::Bytes)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a buffer was sealed (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Records,
+    Bytes,
+    Age,
+    Memory,
+    Shutdown,
+    /// A replayed flush intent: the same boundaries as the interrupted flush.
+    Replay,
+    /// The shard ended or its checkpoint grew too large: all its buffers.
+    Shard,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Records => "records",
+            Trigger::Bytes => "bytes",
+            Trigger::Age => "age",
+            Trigger::Memory => "memory",
+            Trigger::Shutdown => "shutdown",
+            Trigger::Replay => "replay",
+            Trigger::Shard => "shard",
+        }
+    }
+}
+
+/// A sealed buffer's content. Rows not yet encoded stay in their column
+/// builders until the writer encodes them, so sealing many buffers at once
+/// allocates nothing.
+pub enum SealedBody {
+    Rows(RowBuffer),
+    Lines(Vec<u8>),
+}
+
+/// A buffer taken out for writing.
+pub struct Sealed {
+    pub shard: ShardId,
+    pub kind: DestKind,
+    /// Partition prefix (`dt=…/hr=…/…/`).
+    pub prefix: String,
+    pub first: Position,
+    pub last: Position,
+    pub records: usize,
+    pub trigger: Trigger,
+    pub body: SealedBody,
+}
+
+impl Sealed {
+    /// Its entry in the flush intent.
+    pub fn intent(&self) -> FlushIntent {
+        FlushIntent { kind: self.kind, prefix: self.prefix.clone(), first: self.first.clone(), last: self.last.clone() }
+    }
+}
+
+enum Body {
+    Rows(RowBuffer),
+    Lines(Vec<u8>),
+}
+
+struct Buffer {
+    first: Position,
+    last: Position,
+    opened: Instant,
+    records: usize,
+    in_bytes: usize,
+    mem: usize,
+    /// Already queued for sealing.
+    due: bool,
+    body: Body,
+}
+
+impl Buffer {
+    fn new(first: &Position, body: Body) -> Buffer {
+        Buffer { first: first.clone(), last: first.clone(), opened: Instant::now(), records: 0, in_bytes: 0, mem: 0, due: false, body }
+    }
+}
+
+/// Memory a buffer costs besides its content: its struct, map entry and key.
+fn fixed_cost(prefix: &str) -> usize {
+    std::mem::size_of::<Buffer>() + std::mem::size_of::<String>() + prefix.len() + 64
+}
+
+/// The memory of every buffer, and the buffers queued for sealing.
+struct Budget {
+    limits: Limits,
+    /// Bytes held by open buffers (due ones included until sealed).
+    total: usize,
+    /// Of which due buffers.
+    due_mem: usize,
+    due: Vec<(ShardId, DestKind, String, Trigger)>,
+}
+
+impl Budget {
+    /// Marks `b` due (once) and queues it; its memory stays counted until sealed.
+    fn queue(&mut self, b: &mut Buffer, shard: &ShardId, kind: DestKind, prefix: &str, t: Trigger) {
+        if b.due {
+            return;
+        }
+        b.due = true;
+        self.due_mem += b.mem;
+        self.due.push((shard.clone(), kind, prefix.to_string(), t));
+    }
+
+    /// Memory of the buffers not yet queued for sealing.
+    fn undue(&self) -> usize {
+        self.total.saturating_sub(self.due_mem)
+    }
+
+    fn forget(&mut self, b: &Buffer) {
+        self.total -= b.mem.min(self.total);
+        if b.due {
+            self.due_mem -= b.mem.min(self.due_mem);
+        }
+    }
+}
+
+/// An open, undue table buffer and the budget it counts against, for the
+/// router to decode rows into.
+pub struct TableSlot<'a> {
+    buf: &'a mut Buffer,
+    budget: &'a mut Budget,
+}
+
+impl TableSlot<'_> {
+    /// The columns rows are appended to.
+    #[inline]
+    pub fn cols(&mut self) -> &mut Columns {
+        match &mut self.buf.body {
+            Body::Rows(rows) => &mut rows.cols,
+            Body::Lines(_) => unreachable!("a table buffer holds rows"),
+        }
+    }
+
+    /// Whether a record run must stop: a buffer came due, or the buffers
+    /// not yet due hold more than the memory limit.
+    #[inline]
+    pub fn must_stop(&self) -> bool {
+        !self.budget.due.is_empty() || self.budget.undue() > self.budget.limits.memory_limit
+    }
+
+    /// Counts a row of `in_len` input bytes at `pos` just appended to the
+    /// columns (its memory is measured on every 32nd row and estimated from
+    /// the input in between) and queues the buffer when a limit or a
+    /// replayed boundary makes it due. A buffer not due encodes its rows
+    /// every `chunk_in_bytes` of input ([`RowBuffer::row_added`]); the time
+    /// that took is returned.
+    #[inline]
+    pub fn row_added(&mut self, led: &ShardLedger, shard: &ShardId, prefix: &str, pos: &Position, in_len: usize, schema: &TableSchema) -> Option<Duration> {
+        let buf = &mut *self.buf;
+        let budget = &mut *self.budget;
+        let mem_now = match &buf.body {
+            Body::Rows(rows) if buf.records % 32 == 0 => Some(rows.mem_bytes()),
+            _ => None,
+        };
+        buf.records += 1;
+        buf.in_bytes += in_len;
+        buf.last = pos.clone();
+        let before = buf.mem;
+        buf.mem = match mem_now {
+            Some(m) => m + fixed_cost(prefix),
+            None => buf.mem + in_len,
+        };
+        budget.total = budget.total + buf.mem - before;
+        let replay = || led.replay_ends(DestKind::Table, prefix, pos).then_some(Trigger::Replay);
+        if let Some(t) = budget.limits.trigger(buf).or_else(replay) {
+            budget.queue(buf, shard, DestKind::Table, prefix, t);
+        }
+        if buf.due {
+            return None; // it takes no more rows: the writer encodes the rest
+        }
+        let Body::Rows(rows) = &mut buf.body else { unreachable!("a table buffer") };
+        let took = rows.row_added(in_len, schema)?;
+        let before = buf.mem;
+        buf.mem = rows.mem_bytes() + fixed_cost(prefix);
+        budget.total = budget.total + buf.mem - before;
+        Some(took)
+    }
+}
+
+/// Every open buffer, by shard.
+pub struct Buffers {
+    shards: FastMap<ShardId, DestMap<Buffer>>,
+    budget: Budget,
+    /// Due buffers sealed early because another record for their
+    /// destination came before they were taken (see `close_if_due`).
+    closed: Vec<Sealed>,
+    parquet: ParquetOptions,
+}
+
+impl Buffers {
+    pub fn new(limits: Limits, parquet: ParquetOptions) -> Buffers {
+        Buffers { shards: FastMap::default(), budget: Budget { limits, total: 0, due_mem: 0, due: Vec::new() }, closed: Vec::new(), parquet }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.budget.limits
+    }
+
+    pub fn set_parquet(&mut self, parquet: ParquetOptions) {
+        self.parquet = parquet;
+    }
+
+    /// The open table buffer of `prefix`, unless it is due.
+    #[inline]
+    pub fn table(&mut self, shard: &ShardId, prefix: &str) -> Option<TableSlot<'_>> {
+        let buf = self.shards.get_mut(shard)?.get_mut(DestKind::Table, prefix).filter(|b| !b.due)?;
+        Some(TableSlot { buf, budget: &mut self.budget })
+    }
+
+    /// The table buffer of `prefix`, opened at `pos` if there is none.
+    pub fn open_table(&mut self, shard: &ShardId, prefix: &str, pos: &Position, schema: &TableSchema) -> TableSlot<'_> {
+        let parquet = &self.parquet;
+        let bufs = self.shards.entry_ref(shard);
+        let buf = bufs.get_or_insert_with(DestKind::Table, prefix, || Buffer::new(pos, Body::Rows(RowBuffer::new(schema, parquet.clone()))));
+        TableSlot { buf, budget: &mut self.budget }
+    }
+
+    /// Closes a table buffer that no row went into (its first row failed).
+    pub fn discard_empty_table(&mut self, shard: &ShardId, prefix: &str) {
+        let Some(bufs) = self.shards.get_mut(shard) else { return };
+        if bufs.get(DestKind::Table, prefix).is_some_and(|b| b.records == 0) {
+            let b = bufs.remove(DestKind::Table, prefix).expect("present");
+            self.budget.forget(&b);
+        }
+    }
+
+    /// Appends a line (written by `write`) for the record at `pos` to the
+    /// line buffer of `kind` and `prefix`, unless the destination already
+    /// holds it (a replay).
+    pub fn push_line(&mut self, led: &mut ShardLedger, shard: &ShardId, kind: DestKind, prefix: &str, pos: &Position, in_len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        self.close_if_due(led, shard, kind, prefix);
+        if led.durable(kind, prefix, pos) {
+            return;
+        }
+        let bufs = self.shards.entry_ref(shard);
+        let buf = bufs.get_or_insert_with(kind, prefix, || Buffer::new(pos, Body::Lines(Vec::new())));
+        let Body::Lines(lines) = &mut buf.body else { unreachable!("a line buffer") };
+        write(lines);
+        let mem = lines.capacity() + fixed_cost(prefix);
+        self.budget.total = self.budget.total + mem - buf.mem;
+        buf.mem = mem;
+        buf.records += 1;
+        buf.in_bytes += in_len;
+        buf.last = pos.clone();
+        let replay = || led.replay_ends(kind, prefix, pos).then_some(Trigger::Replay);
+        if let Some(t) = self.budget.limits.trigger(buf).or_else(replay) {
+            self.budget.queue(buf, shard, kind, prefix, t);
+        }
+    }
+
+    /// A due buffer takes no more records: when another record comes for
+    /// its destination before the buffer was taken, the buffer is sealed as
+    /// it stands. Its object then holds exactly the records up to the one
+    /// that made it due, which is where a replay of an interrupted flush
+    /// seals too: the same key with the same content. (Appending on made
+    /// the first attempt and the replay write different content under one
+    /// key; a late upload of the shorter one then lost records.)
+    #[inline]
+    pub fn close_if_due(&mut self, led: &mut ShardLedger, shard: &ShardId, kind: DestKind, prefix: &str) {
+        if self.budget.due.is_empty() || !self.shards.get(shard).and_then(|b| b.get(kind, prefix)).is_some_and(|b| b.due) {
+            return;
+        }
+        let Some(i) = self.budget.due.iter().position(|(s, k, p, _)| s == shard && *k == kind && p == prefix) else { return };
+        let (s, k, p, t) = self.budget.due.remove(i);
+        let sealed = self.seal(led, &s, k, p, t);
+        self.closed.extend(sealed);
+    }
+
+    /// Marks the largest buffers due until what stays buffered fits in
+    /// three quarters of the budget, when the buffers not yet due hold more
+    /// than the limit. They stay counted until the caller takes them, which
+    /// it does as soon as [`Buffers::has_due`] says so.
+    #[inline]
+    pub fn shed_if_over(&mut self) {
+        if self.budget.undue() > self.budget.limits.memory_limit {
+            self.shed();
+        }
+    }
+
+    fn shed(&mut self) {
+        let mut all: Vec<(usize, ShardId, DestKind, String)> = self
+            .shards
+            .iter()
+            .flat_map(|(s, bufs)| bufs.iter().filter(|(_, _, b)| !b.due).map(move |(k, p, b)| (b.mem, s.clone(), k, p.clone())))
+            .collect();
+        all.sort_by_key(|a| std::cmp::Reverse(a.0));
+        let target = self.budget.limits.memory_limit / 4 * 3;
+        let mut keep = self.budget.undue();
+        for (mem, s, k, p) in all {
+            if keep <= target {
+                break;
+            }
+            keep -= mem.min(keep);
+            if let Some(b) = self.shards.get_mut(&s).and_then(|bufs| bufs.get_mut(k, &p)) {
+                self.budget.queue(b, &s, k, &p, Trigger::Memory);
+            }
+        }
+    }
+
+    /// Takes a buffer out as a [`Sealed`].
+    fn seal(&mut self, led: &mut ShardLedger, shard: &ShardId, kind: DestKind, prefix: String, trigger: Trigger) -> Option<Sealed> {
+        let buf = self.shards.get_mut(shard)?.remove(kind, &prefix)?;
+        led.sealed(kind, &prefix, &buf.last);
+        self.budget.forget(&buf);
+        let body = match buf.body {
+            Body::Rows(cols) => SealedBody::Rows(cols),
+            Body::Lines(l) => SealedBody::Lines(l),
+        };
+        Some(Sealed { shard: shard.clone(), kind, prefix, first: buf.first, last: buf.last, records: buf.records, trigger, body })
+    }
+
+    fn seal_each(&mut self, ledger: &mut Ledger, items: Vec<(ShardId, DestKind, String, Trigger)>, out: &mut Vec<Sealed>) {
+        for (s, k, p, t) in items {
+            out.extend(self.seal(ledger.open(&s), &s, k, p, t));
+        }
+    }
+
+    fn seal_ready(&mut self, ledger: &mut Ledger) -> Vec<Sealed> {
+        let mut out = std::mem::take(&mut self.closed);
+        let ready = std::mem::take(&mut self.budget.due);
+        self.seal_each(ledger, ready, &mut out);
+        out
+    }
+
+    /// Buffers due now: full ones, memory-shed ones, and those older than max_age.
+    pub fn take_due(&mut self, ledger: &mut Ledger, now: Instant) -> Vec<Sealed> {
+        let max_age = self.budget.limits.max_age;
+        let aged: Vec<(ShardId, DestKind, String, Trigger)> = self
+            .shards
+            .iter()
+            .flat_map(|(s, bufs)| {
+                bufs.iter().filter(move |(_, _, b)| now.duration_since(b.opened) >= max_age).map(move |(k, p, _)| (s.clone(), k, p.clone(), Trigger::Age))
+            })
+            .collect();
+        let mut out = self.seal_ready(ledger);
+        self.seal_each(ledger, aged, &mut out);
+        out
+    }
+
+    /// Every open buffer (shutdown, end of input).
+    pub fn take_all(&mut self, ledger: &mut Ledger) -> Vec<Sealed> {
+        let mut out = self.seal_ready(ledger);
+        let all: Vec<(ShardId, DestKind, String, Trigger)> =
+            self.shards.iter().flat_map(|(s, bufs)| bufs.iter().map(move |(k, p, _)| (s.clone(), k, p.clone(), Trigger::Shutdown))).collect();
+        self.seal_each(ledger, all, &mut out);
+        out
+    }
+
+    /// Every open buffer of one shard (its end, or a checkpoint grown too large).
+    pub fn take_shard(&mut self, ledger: &mut Ledger, shard: &ShardId) -> Vec<Sealed> {
+        let Some(bufs) = self.shards.get(shard) else { return Vec::new() };
+        let all: Vec<(ShardId, DestKind, String, Trigger)> = bufs.iter().map(|(k, p, _)| (shard.clone(), k, p.clone(), Trigger::Shard)).collect();
+        self.budget.due.retain(|(s, ..)| s != shard);
+        let (mut out, rest): (Vec<Sealed>, Vec<Sealed>) = std::mem::take(&mut self.closed).into_iter().partition(|s| &s.shard == shard);
+        self.closed = rest;
+        self.seal_each(ledger, all, &mut out);
+        out
+    }
+
+    /// True when sealed buffers wait to be taken (the caller should write soon).
+    #[inline]
+    pub fn has_due(&self) -> bool {
+        !self.budget.due.is_empty() || !self.closed.is_empty()
+    }
+
+    /// Discards a shard's open buffers unwritten (its lease is gone: the
+    /// new owner replays them from the last checkpoint).
+    pub fn drop_shard(&mut self, shard: &ShardId) {
+        let Some(bufs) = self.shards.remove(shard) else { return };
+        for (_, _, b) in bufs.iter() {
+            self.budget.forget(b);
+        }
+        self.budget.due.retain(|(s, ..)| s != shard);
+        self.closed.retain(|s| &s.shard != shard);
+    }
+
+    /// The first record of the shard's oldest open buffer: where a restart resumes.
+    pub fn oldest_first(&self, shard: &ShardId) -> Option<Position> {
+        self.shards.get(shard)?.iter().map(|(_, _, b)| &b.first).min().cloned()
+    }
+
+    /// How long the oldest open buffer has been open.
+    pub fn oldest_open(&self, now: Instant) -> Option<Duration> {
+        self.shards.values().flat_map(|bufs| bufs.iter().map(|(_, _, b)| now.duration_since(b.opened))).max()
+    }
+
+    /// Bytes held by open buffers.
+    pub fn mem_total(&self) -> usize {
+        self.budget.total
+    }
+
+    /// Whether any buffer is open (a schema switch needs none).
+    pub fn is_empty(&self) -> bool {
+        self.shards.values().all(DestMap::is_empty)
+    }
+}
+
+/// `entry_ref`: the shard's buffers, created on first use, without cloning
+/// the id when they exist.
+trait EntryRef {
+    fn entry_ref(&mut self, shard: &ShardId) -> &mut DestMap<Buffer>;
+}
+
+impl EntryRef for FastMap<ShardId, DestMap<Buffer>> {
+    #[inline]
+    fn entry_ref(&mut self, shard: &ShardId) -> &mut DestMap<Buffer> {
+        if !self.contains_key(shard) {
+            self.insert(shard.clone(), DestMap::default());
+        }
+        self.get_mut(shard).expect("just inserted")
+    }
+}

@@ -1,0 +1,206 @@
+//! The commit protocol: sealed buffers → durable objects → catalog →
+//! checkpoint, per shard.
+//!
+//! Input: [`Sealed`] buffers from the pipeline, and the source whose
+//! records they hold. Output: for each shard, in order: the flush intent
+//! (the objects about to be written, with any replay boundaries still to
+//! reproduce) stored by the source ([`Source::begin_flush`]) → every object
+//! uploaded, each only while the source's fence holds
+//! ([`Source::may_write`]) → the table files' partitions registered in the
+//! catalog, group by group → the pipeline told they are durable → the
+//! shard's checkpoint stored ([`Source::commit`]), which clears the intent.
+//! A shard whose lease is gone at any step is dropped: nothing more is
+//! written or committed for it, and its next owner replays from its stored
+//! checkpoint and intent. Failure: [`CommitError`]; a failed upload or
+//! catalog call stops the run without storing a checkpoint past it, so a
+//! restart replays those records (keys come only from the data: the
+//! replay overwrites, never duplicates).
+
+use crate::buffers::Sealed;
+use crate::catalog::{Catalog, CatalogError, TableFile};
+use crate::checkpoint::{DestKind, FlushIntent};
+use crate::ids::ShardId;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::source::{Source, SourceError};
+use crate::store::{Store, StoreError, StoreOptions};
+use crate::write::{HiveParquet, LineSink, Sink, WriteError, Written};
+use futures::StreamExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Objects encoded and held at once before their uploads finish: bounds the
+/// memory of a flush of many buffers (shutdown with 10,000 partitions open).
+pub const UPLOAD_GROUP: usize = 16;
+
+/// Largest per-destination progress map a checkpoint may carry before the
+/// shard is flushed whole (the lease row must stay under DynamoDB's 400 KB).
+const MAX_DONE: usize = 1000;
+
+/// The three destinations.
+pub struct Sinks {
+    pub table: Box<dyn Sink>,
+    pub raw: Option<LineSink>,
+    pub errors: LineSink,
+}
+
+impl Sinks {
+    /// Hive-style Parquet in `lake`, gzip lines in `raw` and `errors`.
+    pub fn open(lake: &str, raw: Option<&str>, errors: &str, opts: &StoreOptions) -> Result<Sinks, StoreError> {
+        Ok(Sinks::hive(Store::open(lake, opts)?, raw.map(|r| Store::open(r, opts)).transpose()?, Store::open(errors, opts)?))
+    }
+
+    pub fn hive(lake: Store, raw: Option<Store>, errors: Store) -> Sinks {
+        Sinks {
+            table: Box::new(HiveParquet { store: lake }),
+            raw: raw.map(|store| LineSink { store, dir: "" }),
+            errors: LineSink { store: errors, dir: "format-conversion-failed/" },
+        }
+    }
+
+    async fn write(&self, s: &mut Sealed, schema: &crate::schema::TableSchema) -> Result<Written, WriteError> {
+        match s.kind {
+            DestKind::Table => self.table.write(s, schema).await,
+            DestKind::Errors => self.errors.write(s).await,
+            DestKind::Raw => self.raw.as_ref().expect("raw buffers exist only with a raw store").write(s).await,
+        }
+    }
+}
+
+/// What a [`Committer::write_sealed`] call achieved.
+#[derive(Default)]
+struct Outcome {
+    /// Shards whose checkpoints may now advance.
+    shards: BTreeSet<ShardId>,
+    /// Shards whose uploads the fence stopped: drop them.
+    fenced: BTreeSet<ShardId>,
+}
+
+/// Runs the protocol: owns the writers and the catalog.
+pub struct Committer {
+    pub sinks: Sinks,
+    pub catalog: Box<dyn Catalog>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Committer {
+    pub fn new(sinks: Sinks, catalog: Box<dyn Catalog>, metrics: Arc<Metrics>) -> Committer {
+        Committer { sinks, catalog, metrics }
+    }
+
+    /// Writes `sealed` and commits each shard's checkpoint after them. A
+    /// shard whose checkpoint grew past [`MAX_DONE`] destinations has its
+    /// every buffer written too, and is committed again.
+    pub async fn flush<S: Source>(&mut self, p: &mut Pipeline, src: &mut S, mut sealed: Vec<Sealed>) -> Result<(), CommitError> {
+        while !sealed.is_empty() {
+            let mut by_shard: BTreeMap<ShardId, Vec<FlushIntent>> = BTreeMap::new();
+            for s in &sealed {
+                by_shard.entry(s.shard.clone()).or_default().push(s.intent());
+            }
+            // an interrupted flush's boundaries not yet reproduced ride along
+            for (shard, intent) in by_shard.iter_mut() {
+                intent.extend(p.pending_replay(shard));
+            }
+            for (shard, intent) in &by_shard {
+                if !src.begin_flush(shard, intent).await? {
+                    sealed.retain(|s| &s.shard != shard);
+                    p.drop_shard(shard);
+                }
+            }
+            let written = self.write_sealed(p, std::mem::take(&mut sealed), &|s| src.may_write(s)).await?;
+            for s in &written.fenced {
+                p.drop_shard(s);
+                src.abandon(s).await?;
+            }
+            commit(p, src, written.shards.clone()).await?;
+            // a checkpoint that grew too large: flush those shards whole
+            for s in written.shards {
+                if p.done_len(&s) > MAX_DONE {
+                    sealed.extend(p.take_shard(&s));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes and uploads sealed buffers, then marks them durable in the
+    /// pipeline. An upload starts only while `may_write(shard)` holds; the
+    /// buffers of a shard that fails it are not written. Each upload
+    /// group's table files are registered in the catalog as soon as the
+    /// group has landed.
+    async fn write_sealed(&mut self, p: &mut Pipeline, sealed: Vec<Sealed>, may_write: &dyn Fn(&ShardId) -> bool) -> Result<Outcome, CommitError> {
+        let schema = p.schema().clone();
+        let mut out = Outcome::default();
+        let mut sealed = sealed.into_iter().peekable();
+        while sealed.peek().is_some() {
+            let mut group = Vec::with_capacity(UPLOAD_GROUP);
+            for s in sealed.by_ref().take(UPLOAD_GROUP) {
+                if out.fenced.contains(&s.shard) {
+                    continue;
+                }
+                if !may_write(&s.shard) {
+                    tracing::warn!(shard = %s.shard, "lease fence passed: not uploading; the shard is given up and its next owner replays these records");
+                    out.fenced.insert(s.shard.clone());
+                    continue;
+                }
+                group.push(s);
+            }
+            let sinks = &self.sinks;
+            let schema = &schema;
+            let results: Vec<(Result<Written, WriteError>, Sealed)> = futures::stream::iter(group.into_iter().map(|mut s| async move {
+                let r = sinks.write(&mut s, schema).await;
+                (r, s)
+            }))
+            .buffered(UPLOAD_GROUP)
+            .collect()
+            .await;
+            // the group lands whole or the run stops: nothing is durable before every upload is
+            let mut landed = Vec::with_capacity(results.len());
+            for (r, s) in results {
+                landed.push((r?, s));
+            }
+            let mut files = Vec::new();
+            for (w, s) in landed {
+                tracing::debug!(shard = %s.shard, file = %w.key, records = s.records, trigger = s.trigger.as_str(), "flush");
+                p.add_encode_time(w.encode_time);
+                self.metrics.update(|m| {
+                    let e = m.delivered.entry(s.kind.as_str()).or_default();
+                    e.0 += 1;
+                    e.1 += w.bytes;
+                    *m.flushes.entry(s.trigger.as_str()).or_default() += 1;
+                });
+                p.mark_durable(&s);
+                out.shards.insert(s.shard.clone());
+                if s.kind == DestKind::Table {
+                    files.push(TableFile { prefix: s.prefix, key: w.key, records: s.records, bytes: w.bytes });
+                }
+            }
+            self.catalog.register(&files).await?;
+        }
+        for s in &out.fenced {
+            out.shards.remove(s);
+        }
+        Ok(out)
+    }
+}
+
+/// Stores the checkpoint of each shard; a shard that is no longer ours is dropped.
+pub async fn commit<S: Source>(p: &mut Pipeline, src: &mut S, shards: BTreeSet<ShardId>) -> Result<(), CommitError> {
+    for s in shards {
+        let cp = p.checkpoint(&s);
+        if !src.commit(&s, cp).await? {
+            p.drop_shard(&s);
+        }
+    }
+    Ok(())
+}

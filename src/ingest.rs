@@ -1,0 +1,427 @@
+//! The ingestion loop: every source driven through one path.
+//!
+//! Input: a [`Source`]'s events, until it is [`SourceEvent::Finished`] or
+//! the cancellation token fires. Each record of a batch enters the
+//! [`Pipeline`] once, in runs while rows land in one partition
+//! ([`Pipeline::push_run`]), else one by one ([`Pipeline::push`]); due
+//! buffers go to the [`Committer`] at once. Every [`AGE_CHECK`] aged
+//! buffers are flushed, an edited schema file is applied ([`SchemaWatch`])
+//! and metrics are published. Output: on the way out every open buffer is
+//! written, every shard committed and the source closed (leases
+//! released). Failure: [`IngestError`] from the source or the commit
+//! protocol; nothing is checkpointed past a failure, so a restart replays.
+
+use crate::commit::{commit, CommitError, Committer};
+use crate::ids::ShardId;
+use crate::pipeline::Pipeline;
+use crate::schema::TableSchema;
+use crate::source::{Batch, Source, SourceError, SourceEvent};
+use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+/// How often open buffers are checked against `max_age` (a scan of all of
+/// them), whatever the rate of incoming records.
+const AGE_CHECK: Duration = Duration::from_millis(500);
+
+/// Reads `src` until it finishes or `cancel` fires, sleeping `poll` when it
+/// has nothing new, and writes and commits as buffers come due.
+pub async fn drive<S: Source>(
+    src: &mut S,
+    p: &mut Pipeline,
+    c: &mut Committer,
+    mut watch: Option<&mut SchemaWatch>,
+    poll: Duration,
+    cancel: &CancellationToken,
+) -> Result<(), IngestError> {
+    for (shard, cp) in src.checkpoints() {
+        p.restore(&shard, &cp);
+    }
+    c.metrics.set_connected(true);
+    let mut last_age_check = Instant::now();
+    while !cancel.is_cancelled() {
+        let event = src.next_event().await?;
+        let idle = event.is_none();
+        match event {
+            Some(SourceEvent::Batch(b)) => {
+                push_batch(src, p, c, &b).await?;
+                src.recycle(b);
+            }
+            Some(SourceEvent::Assigned { shard, checkpoint, intent }) => p.restore_with_intent(&shard, &checkpoint, &intent),
+            Some(SourceEvent::Revoked(shard)) => p.drop_shard(&shard),
+            Some(SourceEvent::Ended(shard)) => {
+                let rest = p.take_shard(&shard);
+                c.flush(p, src, rest).await?;
+                let cp = p.checkpoint(&shard);
+                if src.commit(&shard, cp).await? {
+                    src.end_shard(&shard).await?;
+                }
+                p.drop_shard(&shard);
+            }
+            Some(SourceEvent::Finished) => break,
+            None => {}
+        }
+        if last_age_check.elapsed() >= AGE_CHECK {
+            last_age_check = Instant::now();
+            let due = p.take_due(Instant::now());
+            c.flush(p, src, due).await?;
+            if let Some(w) = watch.as_deref_mut() {
+                w.reload_if_edited(p, src, c).await?;
+            }
+            publish(c, p);
+        }
+        if idle {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+    tracing::info!("flushing every buffer");
+    let rest = p.take_all();
+    c.flush(p, src, rest).await?;
+    // shards with nothing to flush still record how far they were read
+    let live: BTreeSet<ShardId> = p.shards().cloned().collect();
+    commit(p, src, live).await?;
+    publish(c, p);
+    src.close().await?;
+    Ok(())
+}
+
+/// Pushes a batch's records, flushing whenever buffers come due. Stops
+/// early when the shard is dropped by a flush (lease lost or given up):
+/// the rest is read again by its next owner.
+async fn push_batch<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer, b: &Batch) -> Result<(), IngestError> {
+    let record = |r: &crate::source::SourceRecord| (r.pos.clone(), r.arrival_ms, &b.buf[r.range.clone()]);
+    let mut i = 0;
+    while i < b.records.len() {
+        // runs of records landing in place first, then one by one
+        i += p.push_run(&b.shard, &b.records[i..], record);
+        if let Some(r) = b.records.get(i).filter(|_| !p.has_due()) {
+            let (pos, arrival_ms, data) = record(r);
+            p.push(&b.shard, pos, arrival_ms, data);
+            i += 1;
+        }
+        if p.has_due() {
+            let due = p.take_due(Instant::now());
+            c.flush(p, src, due).await?;
+            if !p.has_shard(&b.shard) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the pipeline's and the catalog's figures to the metrics.
+fn publish(c: &Committer, p: &Pipeline) {
+    let (calls, errors) = c.catalog.calls();
+    let schema = p.schema();
+    c.metrics.update(|m| {
+        m.table = schema.table.clone();
+        m.schema_version = schema.version.clone();
+        m.stats = p.stats().clone();
+        m.buffer_bytes = p.buffered_bytes() as u64;
+        m.oldest_unflushed = p.oldest_open(Instant::now());
+        m.glue_calls = calls;
+        m.glue_errors = errors;
+    });
+}
+
+/// Watches the schema file: an edit (mtime or size change, polled) or SIGHUP
+/// asks for a reload.
+pub struct SchemaWatch {
+    path: std::path::PathBuf,
+    seen: Option<(std::time::SystemTime, u64)>,
+    every: Duration,
+    last: Instant,
+    hup: Arc<AtomicBool>,
+}
+
+impl SchemaWatch {
+    pub fn new(path: &std::path::Path, every: Duration, hup: Arc<AtomicBool>) -> SchemaWatch {
+        let mut w = SchemaWatch { path: path.to_path_buf(), seen: None, every, last: Instant::now(), hup };
+        w.seen = w.stamp();
+        w
+    }
+
+    fn stamp(&self) -> Option<(std::time::SystemTime, u64)> {
+        std::fs::metadata(&self.path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
+    }
+
+    /// True once per edit (or SIGHUP).
+    fn changed(&mut self) -> bool {
+        if self.hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.seen = self.stamp();
+            return true;
+        }
+        if self.last.elapsed() < self.every {
+            return false;
+        }
+        self.last = Instant::now();
+        let now = self.stamp();
+        if now.is_some() && now != self.seen {
+            self.seen = now;
+            return true;
+        }
+        false
+    }
+
+    /// An edit while running: a compatible one flushes every buffer under
+    /// the old schema, updates the catalog, then switches; anything else is
+    /// logged and counted, and the old schema stays.
+    async fn reload_if_edited<S: Source>(&mut self, p: &mut Pipeline, src: &mut S, c: &mut Committer) -> Result<(), IngestError> {
+        if !self.changed() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let count = |c: &Committer, r: &'static str| c.metrics.update(|m| *m.schema_reloads.entry(r).or_default() += 1);
+        let new = match TableSchema::load(path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "schema edit refused: the file does not parse; still running on the last good schema");
+                count(c, "rejected");
+                return Ok(());
+            }
+        };
+        if new.version == p.schema().version {
+            return Ok(());
+        }
+        let changes = crate::schema::evolve::diff(p.schema(), &new);
+        let bad: Vec<String> = changes.iter().filter(|c| !c.compatible).map(|c| format!("{}: {} ({})", c.column, c.what, c.reason)).collect();
+        if !bad.is_empty() {
+            tracing::error!(file = %path.display(), refused = %bad.join("; "), "schema edit refused: incompatible with files already written; still running on the last good schema");
+            count(c, "rejected");
+            return Ok(());
+        }
+        let rest = p.take_all();
+        c.flush(p, src, rest).await?;
+        if let Err(e) = c.catalog.update_schema(&new).await {
+            tracing::error!(error = %e, "schema edit refused by the catalog; still running on the last good schema");
+            count(c, "rejected");
+            return Ok(());
+        }
+        tracing::info!(file = %path.display(), from = %p.schema().version, to = %new.version, changes = changes.len(), "schema updated while running");
+        p.set_schema(Arc::new(new));
+        count(c, "applied");
+        Ok(())
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffers::Limits;
+    use crate::catalog::NoCatalog;
+    use crate::checkpoint::Resume;
+    use crate::commit::{Sinks, UPLOAD_GROUP};
+    use crate::ids::Position;
+    use crate::metrics::Metrics;
+    use crate::store::Store;
+    use crate::testing::catalog::MemoryCatalog;
+    use crate::testing::source::MemorySource;
+    use std::collections::BTreeMap;
+
+    const SCHEMA: &str = "table = \"t\"\n[[columns]]\nname = \"id\"\ntype = \"string\"\nrequired = true\n[partition]\ntime = { column = \"arrival\", granularity = \"day\" }\n";
+
+    fn records(shard: u64) -> Vec<(Position, i64, Vec<u8>)> {
+        (0..100u64)
+            .map(|i| {
+                let data = if i % 10 == 9 { format!("{{\"id\":{shard}{i}") } else { format!("{{\"id\":\"s{shard}-{i}\"}}") };
+                (Position::new(crate::ids::SequenceNumber::parse(&format!("4959{shard}{i:030}")).unwrap(), 0), 86_400_000 * (i as i64 / 50), data.into_bytes())
+            })
+            .collect()
+    }
+
+    /// The stores a test's writers write to.
+    struct Stores {
+        lake: Store,
+        raw: Store,
+        errors: Store,
+    }
+
+    impl Stores {
+        fn new() -> Stores {
+            Stores { lake: Store::memory(), raw: Store::memory(), errors: Store::memory() }
+        }
+        fn sinks(&self) -> Sinks {
+            Sinks::hive(self.lake.clone(), Some(self.raw.clone()), self.errors.clone())
+        }
+        fn committer(&self) -> Committer {
+            Committer::new(self.sinks(), Box::new(NoCatalog), Arc::new(Metrics::default()))
+        }
+    }
+
+    async fn run_to_end<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer) {
+        drive(src, p, c, None, Duration::from_millis(1), &CancellationToken::new()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn commits_follow_writes_and_a_restart_reads_nothing_twice() {
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let shards: BTreeMap<ShardId, _> = (1..=2).map(|s| (ShardId::new(&format!("shardId-{s}")), records(s))).collect();
+        let limits = Limits { max_records: 7, ..Limits::default() };
+        let stores = Stores::new();
+        let mut c = stores.committer();
+        let mut src = MemorySource::new(shards.clone(), BTreeMap::new(), 13);
+        let mut p = Pipeline::new(schema.clone(), limits.clone(), 1000).with_raw_backup(true);
+        run_to_end(&mut src, &mut p, &mut c).await;
+        assert_eq!(p.stats().rows, 180);
+        assert_eq!(p.stats().error_total(), 20);
+        assert!(src.commits > 10, "checkpoints advance during the run, not only at the end");
+        let lake = stores.lake.keys().await;
+        assert!(lake.iter().all(|k| k.starts_with("dt=1970-01-0") && k.contains("/shardId-") && k.ends_with(".snappy.parquet")), "{lake:?}");
+        assert!(lake.iter().any(|k| k.starts_with("dt=1970-01-02/")), "arrival day partitions: {lake:?}");
+        for (s, recs) in &shards {
+            assert_eq!(src.committed[s].resume, Resume::After(recs.last().unwrap().0.clone()));
+        }
+        // restart from what was committed: nothing is read or written again
+        let committed = src.committed.clone();
+        let mut src2 = MemorySource::new(shards, committed, 13);
+        let mut p2 = Pipeline::new(schema, limits, 1000).with_raw_backup(true);
+        run_to_end(&mut src2, &mut p2, &mut c).await;
+        assert_eq!(p2.stats().records_in, 0);
+        assert_eq!(stores.lake.keys().await, lake);
+    }
+
+    /// What the stores hold: (row ids, the records of the error lines,
+    /// record lines of the raw backup), each sorted.
+    async fn read_back(stores: &Stores) -> (Vec<String>, Vec<String>, Vec<String>) {
+        use arrow_array::cast::AsArray;
+        use base64::Engine;
+        use std::io::Read;
+        let gunzip_lines = |b: bytes::Bytes| -> Vec<String> {
+            let mut text = String::new();
+            flate2::read::MultiGzDecoder::new(&b[..]).read_to_string(&mut text).unwrap();
+            text.lines().map(str::to_string).collect()
+        };
+        let mut rows = Vec::new();
+        for k in stores.lake.keys().await {
+            let file = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(stores.lake.get(&k).await).unwrap().build().unwrap();
+            for batch in file {
+                rows.extend(batch.unwrap().column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string()));
+            }
+        }
+        let mut errors = Vec::new();
+        for k in stores.errors.keys().await {
+            for l in gunzip_lines(stores.errors.get(&k).await) {
+                let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+                let raw = base64::engine::general_purpose::STANDARD.decode(v["rawData"].as_str().unwrap()).unwrap();
+                errors.push(String::from_utf8(raw).unwrap());
+            }
+        }
+        let raw_store = &stores.raw;
+        let mut raw = Vec::new();
+        for k in raw_store.keys().await {
+            raw.extend(gunzip_lines(raw_store.get(&k).await));
+        }
+        for v in [&mut rows, &mut errors, &mut raw] {
+            v.sort();
+        }
+        (rows, errors, raw)
+    }
+
+    /// `convert` reads a regular file a buffer at a time: a line several
+    /// times longer than the buffer (which grows until the line fits),
+    /// lines across buffer ends, and a last line without a newline all
+    /// arrive whole, each exactly once.
+    #[tokio::test]
+    async fn a_file_with_a_line_longer_than_the_read_buffer_loses_nothing() {
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let small = |i: usize| format!("{{\"id\":\"r{i}\",\"pad\":\"{}\"}}", "p".repeat(i % 197));
+        let big = format!("{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(5 * crate::source::lines::READ_SIZE + 12_345));
+        let mut lines: Vec<String> = (0..40_000).map(small).collect();
+        lines.insert(20_000, big.clone());
+        lines.extend((40_000..80_000).map(small));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.ndjson");
+        std::fs::write(&path, lines.join("\n")).unwrap(); // no newline after the last line
+        assert!(std::fs::metadata(&path).unwrap().len() as usize > 20 * crate::source::lines::READ_SIZE);
+        let stores = Stores::new();
+        let mut p = Pipeline::new(schema, Limits::default(), 1000).with_raw_backup(true);
+        let summary = crate::run::convert(&mut p, &[path.to_string_lossy().into_owned()], stores.sinks()).await.unwrap();
+        assert_eq!(summary.stats.records_in, 80_001);
+        let (rows, errors, raw) = read_back(&stores).await; // each sorted
+        let mut want: Vec<String> = (0..80_000).map(|i| format!("r{i}")).collect();
+        want.sort();
+        assert_eq!(rows, want);
+        // (lengths in the messages: the long line is over 1 MiB)
+        let lens: Vec<usize> = errors.iter().map(String::len).collect();
+        assert!(errors == [big.clone()], "one error line, the long line refused for its size; got lengths {lens:?}, want [{}]", big.len());
+        let mut all = lines;
+        all.sort();
+        assert!(raw == all, "raw backup: {} lines, {} expected", raw.len(), all.len());
+    }
+
+    /// The fence passes in the middle of flushes while the lease stays
+    /// held (a slow renewal): the runner drops the shard's buffers and must
+    /// give the shard up, so that it is read again from its checkpoint and
+    /// intent. Reading on from where the dropped buffers ended lost them.
+    #[tokio::test]
+    async fn a_fence_lapse_mid_flush_loses_and_duplicates_nothing() {
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let shards: BTreeMap<ShardId, _> = (1..=2).map(|s| (ShardId::new(&format!("shardId-{s}")), records(s))).collect();
+        for lapses in [vec![3], vec![0, 7, 8, 20], vec![5, 11, 17, 23, 29, 35]] {
+            let stores = Stores::new();
+            let mut c = stores.committer();
+            let mut src = MemorySource::new(shards.clone(), BTreeMap::new(), 9).with_fence_lapses(lapses.clone());
+            let limits = Limits { max_records: 4, ..Limits::default() };
+            let mut p = Pipeline::new(schema.clone(), limits, 1000).with_raw_backup(true);
+            run_to_end(&mut src, &mut p, &mut c).await;
+            assert_eq!(src.abandoned, lapses.len(), "lapses {lapses:?}: each lapse gives the shard up once");
+            let (rows, errors, raw) = read_back(&stores).await;
+            let all: Vec<&(Position, i64, Vec<u8>)> = shards.values().flatten().collect();
+            let mut want_rows: Vec<String> = all.iter().map(|r| String::from_utf8(r.2.clone()).unwrap()).filter(|l| l.ends_with("\"}")).map(|l| l[7..l.len() - 2].to_string()).collect();
+            let mut want_errors: Vec<String> = all.iter().map(|r| String::from_utf8(r.2.clone()).unwrap()).filter(|l| !l.ends_with("\"}")).collect();
+            let mut want_raw: Vec<String> = all.iter().map(|r| String::from_utf8(r.2.clone()).unwrap()).collect();
+            for v in [&mut want_rows, &mut want_errors, &mut want_raw] {
+                v.sort();
+            }
+            assert_eq!(rows, want_rows, "lapses {lapses:?}: every good record is one row");
+            assert_eq!(errors, want_errors, "lapses {lapses:?}: every bad record is one error line");
+            assert_eq!(raw, want_raw, "lapses {lapses:?}: every record is in the raw backup once");
+        }
+    }
+
+    /// 20 partitions flushed at once (20 Parquet files, 20 raw backups, an
+    /// error file): the first 16 partitions are registered after the first
+    /// upload group, before any raw backup is written, and the other 4 after
+    /// the next group — not all 20 after the 41st upload.
+    #[tokio::test]
+    async fn partitions_are_registered_group_by_group_parquet_first() {
+        let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let mut p = Pipeline::new(schema, Limits::default(), 1000).with_raw_backup(true);
+        let day = 86_400_000i64;
+        let recs: Vec<(Position, i64, Vec<u8>)> = (0..41u64)
+            .map(|i| {
+                let data = if i == 40 { b"{\"id\":".to_vec() } else { format!("{{\"id\":\"r{i}\"}}").into_bytes() };
+                (Position::new(crate::ids::SequenceNumber::parse(&format!("4959{i:030}")).unwrap(), 0), day * (i % 20) as i64, data)
+            })
+            .collect();
+        let mut src = MemorySource::new(BTreeMap::from([(ShardId::new("shardId-1"), recs)]), BTreeMap::new(), 100);
+        let stores = Stores::new();
+        let catalog = MemoryCatalog::new();
+        let log = catalog.log();
+        let mut c = Committer::new(stores.sinks(), Box::new(catalog), Arc::new(Metrics::default()));
+        run_to_end(&mut src, &mut p, &mut c).await;
+        assert_eq!(stores.raw.keys().await.len(), 20, "raw backups of the 20 partitions");
+        assert_eq!(stores.errors.keys().await.len(), 1);
+        let calls = log.lock().unwrap().calls.clone();
+        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [UPLOAD_GROUP, 20 - UPLOAD_GROUP], "one registration per upload group, Parquet files in the first groups: {calls:?}");
+        let mut all: Vec<&String> = calls.iter().flatten().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 20);
+        assert!(all.iter().all(|p| p.starts_with("dt=1970-01-")), "{all:?}");
+    }
+}
