@@ -13,9 +13,8 @@
 //! object holds exactly the records up to the one that made it due — which
 //! is where a replay seals too. Never fails.
 
-use crate::checkpoint::{DestKind, DestMap, FlushIntent, ShardLedger, Ledger};
+use crate::checkpoint::{DestKind, DestMap, FlushIntent, Ledger, Shard, ShardLedger, ShardSlot};
 use crate::decode::Columns;
-use crate::hash::FastMap;
 use crate::ids::{Position, ShardId};
 use crate::schema::TableSchema;
 use crate::write::{ParquetOptions, RowBuffer};
@@ -141,18 +140,18 @@ struct Budget {
     total: usize,
     /// Of which due buffers.
     due_mem: usize,
-    due: Vec<(ShardId, DestKind, String, Trigger)>,
+    due: Vec<(ShardSlot, DestKind, String, Trigger)>,
 }
 
 impl Budget {
     /// Marks `b` due (once) and queues it; its memory stays counted until sealed.
-    fn queue(&mut self, b: &mut Buffer, shard: &ShardId, kind: DestKind, prefix: &str, t: Trigger) {
+    fn queue(&mut self, b: &mut Buffer, slot: ShardSlot, kind: DestKind, prefix: &str, t: Trigger) {
         if b.due {
             return;
         }
         b.due = true;
         self.due_mem += b.mem;
-        self.due.push((shard.clone(), kind, prefix.to_string(), t));
+        self.due.push((slot, kind, prefix.to_string(), t));
     }
 
     /// Memory of the buffers not yet queued for sealing.
@@ -199,7 +198,7 @@ impl TableSlot<'_> {
     /// every `chunk_in_bytes` of input ([`RowBuffer::row_added`]); the time
     /// that took is returned.
     #[inline]
-    pub fn row_added(&mut self, led: &ShardLedger, shard: &ShardId, prefix: &str, pos: &Position, in_len: usize, schema: &TableSchema) -> Option<Duration> {
+    pub fn row_added(&mut self, led: &ShardLedger, slot: ShardSlot, prefix: &str, pos: &Position, in_len: usize, schema: &TableSchema) -> Option<Duration> {
         let buf = &mut *self.buf;
         let budget = &mut *self.budget;
         let mem_now = match &buf.body {
@@ -217,7 +216,7 @@ impl TableSlot<'_> {
         budget.total = budget.total + buf.mem - before;
         let replay = || led.replay_ends(DestKind::Table, prefix, pos).then_some(Trigger::Replay);
         if let Some(t) = budget.limits.trigger(buf).or_else(replay) {
-            budget.queue(buf, shard, DestKind::Table, prefix, t);
+            budget.queue(buf, slot, DestKind::Table, prefix, t);
         }
         if buf.due {
             return None; // it takes no more rows: the writer encodes the rest
@@ -231,9 +230,15 @@ impl TableSlot<'_> {
     }
 }
 
-/// Every open buffer, by shard.
+/// A shard's open buffers.
+struct ShardBufs {
+    id: ShardId,
+    bufs: DestMap<Buffer>,
+}
+
+/// Every open buffer, by shard slot.
 pub struct Buffers {
-    shards: FastMap<ShardId, DestMap<Buffer>>,
+    shards: Vec<Option<ShardBufs>>,
     budget: Budget,
     /// Due buffers sealed early because another record for their
     /// destination came before they were taken (see `close_if_due`).
@@ -243,7 +248,7 @@ pub struct Buffers {
 
 impl Buffers {
     pub fn new(limits: Limits, parquet: ParquetOptions) -> Buffers {
-        Buffers { shards: FastMap::default(), budget: Budget { limits, total: 0, due_mem: 0, due: Vec::new() }, closed: Vec::new(), parquet }
+        Buffers { shards: Vec::new(), budget: Budget { limits, total: 0, due_mem: 0, due: Vec::new() }, closed: Vec::new(), parquet }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -256,22 +261,22 @@ impl Buffers {
 
     /// The open table buffer of `prefix`, unless it is due.
     #[inline]
-    pub fn table(&mut self, shard: &ShardId, prefix: &str) -> Option<TableSlot<'_>> {
-        let buf = self.shards.get_mut(shard)?.get_mut(DestKind::Table, prefix).filter(|b| !b.due)?;
+    pub fn table(&mut self, slot: ShardSlot, prefix: &str) -> Option<TableSlot<'_>> {
+        let buf = bufs_of(&mut self.shards, slot)?.get_mut(DestKind::Table, prefix).filter(|b| !b.due)?;
         Some(TableSlot { buf, budget: &mut self.budget })
     }
 
     /// The table buffer of `prefix`, opened at `pos` if there is none.
-    pub fn open_table(&mut self, shard: &ShardId, prefix: &str, pos: &Position, schema: &TableSchema) -> TableSlot<'_> {
+    pub fn open_table(&mut self, shard: Shard, prefix: &str, pos: &Position, schema: &TableSchema) -> TableSlot<'_> {
         let parquet = &self.parquet;
-        let bufs = self.shards.entry_ref(shard);
+        let bufs = bufs_entry(&mut self.shards, shard);
         let buf = bufs.get_or_insert_with(DestKind::Table, prefix, || Buffer::new(pos, Body::Rows(RowBuffer::new(schema, parquet.clone()))));
         TableSlot { buf, budget: &mut self.budget }
     }
 
     /// Closes a table buffer that no row went into (its first row failed).
-    pub fn discard_empty_table(&mut self, shard: &ShardId, prefix: &str) {
-        let Some(bufs) = self.shards.get_mut(shard) else { return };
+    pub fn discard_empty_table(&mut self, slot: ShardSlot, prefix: &str) {
+        let Some(bufs) = bufs_of(&mut self.shards, slot) else { return };
         if bufs.get(DestKind::Table, prefix).is_some_and(|b| b.records == 0) {
             let b = bufs.remove(DestKind::Table, prefix).expect("present");
             self.budget.forget(&b);
@@ -281,13 +286,13 @@ impl Buffers {
     /// Appends a line (written by `write`) for the record at `pos` to the
     /// line buffer of `kind` and `prefix`, unless the destination already
     /// holds it (a replay).
-    pub fn push_line(&mut self, led: &mut ShardLedger, shard: &ShardId, kind: DestKind, prefix: &str, pos: &Position, in_len: usize, write: impl FnOnce(&mut Vec<u8>)) {
-        self.close_if_due(led, shard, kind, prefix);
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_line(&mut self, led: &mut ShardLedger, shard: Shard, kind: DestKind, prefix: &str, pos: &Position, in_len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        self.close_if_due(led, shard.slot, kind, prefix);
         if led.durable(kind, prefix, pos) {
             return;
         }
-        let bufs = self.shards.entry_ref(shard);
-        let buf = bufs.get_or_insert_with(kind, prefix, || Buffer::new(pos, Body::Lines(Vec::new())));
+        let buf = bufs_entry(&mut self.shards, shard).get_or_insert_with(kind, prefix, || Buffer::new(pos, Body::Lines(Vec::new())));
         let Body::Lines(lines) = &mut buf.body else { unreachable!("a line buffer") };
         write(lines);
         let mem = lines.capacity() + fixed_cost(prefix);
@@ -298,7 +303,7 @@ impl Buffers {
         buf.last = pos.clone();
         let replay = || led.replay_ends(kind, prefix, pos).then_some(Trigger::Replay);
         if let Some(t) = self.budget.limits.trigger(buf).or_else(replay) {
-            self.budget.queue(buf, shard, kind, prefix, t);
+            self.budget.queue(buf, shard.slot, kind, prefix, t);
         }
     }
 
@@ -310,13 +315,13 @@ impl Buffers {
     /// the first attempt and the replay write different content under one
     /// key; a late upload of the shorter one then lost records.)
     #[inline]
-    pub fn close_if_due(&mut self, led: &mut ShardLedger, shard: &ShardId, kind: DestKind, prefix: &str) {
-        if self.budget.due.is_empty() || !self.shards.get(shard).and_then(|b| b.get(kind, prefix)).is_some_and(|b| b.due) {
+    pub fn close_if_due(&mut self, led: &mut ShardLedger, slot: ShardSlot, kind: DestKind, prefix: &str) {
+        if self.budget.due.is_empty() || !bufs_of(&mut self.shards, slot).and_then(|b| b.get(kind, prefix)).is_some_and(|b| b.due) {
             return;
         }
-        let Some(i) = self.budget.due.iter().position(|(s, k, p, _)| s == shard && *k == kind && p == prefix) else { return };
+        let Some(i) = self.budget.due.iter().position(|(s, k, p, _)| *s == slot && *k == kind && p == prefix) else { return };
         let (s, k, p, t) = self.budget.due.remove(i);
-        let sealed = self.seal(led, &s, k, p, t);
+        let sealed = self.seal(led, s, k, p, t);
         self.closed.extend(sealed);
     }
 
@@ -332,40 +337,46 @@ impl Buffers {
     }
 
     fn shed(&mut self) {
-        let mut all: Vec<(usize, ShardId, DestKind, String)> = self
-            .shards
-            .iter()
-            .flat_map(|(s, bufs)| bufs.iter().filter(|(_, _, b)| !b.due).map(move |(k, p, b)| (b.mem, s.clone(), k, p.clone())))
+        let mut all: Vec<(usize, ShardSlot, DestKind, String)> = self
+            .open()
+            .flat_map(|(slot, bufs)| bufs.iter().filter(|(_, _, b)| !b.due).map(move |(k, p, b)| (b.mem, slot, k, p.clone())))
             .collect();
         all.sort_by_key(|a| std::cmp::Reverse(a.0));
         let target = self.budget.limits.memory_limit / 4 * 3;
         let mut keep = self.budget.undue();
-        for (mem, s, k, p) in all {
+        for (mem, slot, k, p) in all {
             if keep <= target {
                 break;
             }
             keep -= mem.min(keep);
-            if let Some(b) = self.shards.get_mut(&s).and_then(|bufs| bufs.get_mut(k, &p)) {
-                self.budget.queue(b, &s, k, &p, Trigger::Memory);
+            if let Some(b) = bufs_of(&mut self.shards, slot).and_then(|bufs| bufs.get_mut(k, &p)) {
+                self.budget.queue(b, slot, k, &p, Trigger::Memory);
             }
         }
     }
 
+    /// Every shard's buffers, with its slot.
+    fn open(&self) -> impl Iterator<Item = (ShardSlot, &DestMap<Buffer>)> {
+        self.shards.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (ShardSlot::at(i), &s.bufs)))
+    }
+
     /// Takes a buffer out as a [`Sealed`].
-    fn seal(&mut self, led: &mut ShardLedger, shard: &ShardId, kind: DestKind, prefix: String, trigger: Trigger) -> Option<Sealed> {
-        let buf = self.shards.get_mut(shard)?.remove(kind, &prefix)?;
+    fn seal(&mut self, led: &mut ShardLedger, slot: ShardSlot, kind: DestKind, prefix: String, trigger: Trigger) -> Option<Sealed> {
+        let sb = self.shards.get_mut(slot.index())?.as_mut()?;
+        let buf = sb.bufs.remove(kind, &prefix)?;
+        let shard = sb.id.clone();
         led.sealed(kind, &prefix, &buf.last);
         self.budget.forget(&buf);
         let body = match buf.body {
             Body::Rows(cols) => SealedBody::Rows(cols),
             Body::Lines(l) => SealedBody::Lines(l),
         };
-        Some(Sealed { shard: shard.clone(), kind, prefix, first: buf.first, last: buf.last, records: buf.records, trigger, body })
+        Some(Sealed { shard, kind, prefix, first: buf.first, last: buf.last, records: buf.records, trigger, body })
     }
 
-    fn seal_each(&mut self, ledger: &mut Ledger, items: Vec<(ShardId, DestKind, String, Trigger)>, out: &mut Vec<Sealed>) {
-        for (s, k, p, t) in items {
-            out.extend(self.seal(ledger.open(&s), &s, k, p, t));
+    fn seal_each(&mut self, ledger: &mut Ledger, items: Vec<(ShardSlot, DestKind, String, Trigger)>, out: &mut Vec<Sealed>) {
+        for (slot, k, p, t) in items {
+            out.extend(self.seal(ledger.at(slot), slot, k, p, t));
         }
     }
 
@@ -379,11 +390,10 @@ impl Buffers {
     /// Buffers due now: full ones, memory-shed ones, and those older than max_age.
     pub fn take_due(&mut self, ledger: &mut Ledger, now: Instant) -> Vec<Sealed> {
         let max_age = self.budget.limits.max_age;
-        let aged: Vec<(ShardId, DestKind, String, Trigger)> = self
-            .shards
-            .iter()
-            .flat_map(|(s, bufs)| {
-                bufs.iter().filter(move |(_, _, b)| now.duration_since(b.opened) >= max_age).map(move |(k, p, _)| (s.clone(), k, p.clone(), Trigger::Age))
+        let aged: Vec<(ShardSlot, DestKind, String, Trigger)> = self
+            .open()
+            .flat_map(|(slot, bufs)| {
+                bufs.iter().filter(move |(_, _, b)| now.duration_since(b.opened) >= max_age).map(move |(k, p, _)| (slot, k, p.clone(), Trigger::Age))
             })
             .collect();
         let mut out = self.seal_ready(ledger);
@@ -394,18 +404,19 @@ impl Buffers {
     /// Every open buffer (shutdown, end of input).
     pub fn take_all(&mut self, ledger: &mut Ledger) -> Vec<Sealed> {
         let mut out = self.seal_ready(ledger);
-        let all: Vec<(ShardId, DestKind, String, Trigger)> =
-            self.shards.iter().flat_map(|(s, bufs)| bufs.iter().map(move |(k, p, _)| (s.clone(), k, p.clone(), Trigger::Shutdown))).collect();
+        let all: Vec<(ShardSlot, DestKind, String, Trigger)> =
+            self.open().flat_map(|(slot, bufs)| bufs.iter().map(move |(k, p, _)| (slot, k, p.clone(), Trigger::Shutdown))).collect();
         self.seal_each(ledger, all, &mut out);
         out
     }
 
     /// Every open buffer of one shard (its end, or a checkpoint grown too large).
-    pub fn take_shard(&mut self, ledger: &mut Ledger, shard: &ShardId) -> Vec<Sealed> {
-        let Some(bufs) = self.shards.get(shard) else { return Vec::new() };
-        let all: Vec<(ShardId, DestKind, String, Trigger)> = bufs.iter().map(|(k, p, _)| (shard.clone(), k, p.clone(), Trigger::Shard)).collect();
-        self.budget.due.retain(|(s, ..)| s != shard);
-        let (mut out, rest): (Vec<Sealed>, Vec<Sealed>) = std::mem::take(&mut self.closed).into_iter().partition(|s| &s.shard == shard);
+    pub fn take_shard(&mut self, ledger: &mut Ledger, slot: ShardSlot) -> Vec<Sealed> {
+        let Some(sb) = self.shards.get(slot.index()).and_then(Option::as_ref) else { return Vec::new() };
+        let all: Vec<(ShardSlot, DestKind, String, Trigger)> = sb.bufs.iter().map(|(k, p, _)| (slot, k, p.clone(), Trigger::Shard)).collect();
+        let id = sb.id.clone();
+        self.budget.due.retain(|(s, ..)| *s != slot);
+        let (mut out, rest): (Vec<Sealed>, Vec<Sealed>) = std::mem::take(&mut self.closed).into_iter().partition(|s| s.shard == id);
         self.closed = rest;
         self.seal_each(ledger, all, &mut out);
         out
@@ -419,23 +430,23 @@ impl Buffers {
 
     /// Discards a shard's open buffers unwritten (its lease is gone: the
     /// new owner replays them from the last checkpoint).
-    pub fn drop_shard(&mut self, shard: &ShardId) {
-        let Some(bufs) = self.shards.remove(shard) else { return };
-        for (_, _, b) in bufs.iter() {
+    pub fn drop_shard(&mut self, slot: ShardSlot) {
+        let Some(sb) = self.shards.get_mut(slot.index()).and_then(Option::take) else { return };
+        for (_, _, b) in sb.bufs.iter() {
             self.budget.forget(b);
         }
-        self.budget.due.retain(|(s, ..)| s != shard);
-        self.closed.retain(|s| &s.shard != shard);
+        self.budget.due.retain(|(s, ..)| *s != slot);
+        self.closed.retain(|s| s.shard != sb.id);
     }
 
     /// The first record of the shard's oldest open buffer: where a restart resumes.
-    pub fn oldest_first(&self, shard: &ShardId) -> Option<Position> {
-        self.shards.get(shard)?.iter().map(|(_, _, b)| &b.first).min().cloned()
+    pub fn oldest_first(&self, slot: ShardSlot) -> Option<Position> {
+        self.shards.get(slot.index())?.as_ref()?.bufs.iter().map(|(_, _, b)| &b.first).min().cloned()
     }
 
     /// How long the oldest open buffer has been open.
     pub fn oldest_open(&self, now: Instant) -> Option<Duration> {
-        self.shards.values().flat_map(|bufs| bufs.iter().map(|(_, _, b)| now.duration_since(b.opened))).max()
+        self.open().flat_map(|(_, bufs)| bufs.iter().map(|(_, _, b)| now.duration_since(b.opened))).max()
     }
 
     /// Bytes held by open buffers.
@@ -445,22 +456,22 @@ impl Buffers {
 
     /// Whether any buffer is open (a schema switch needs none).
     pub fn is_empty(&self) -> bool {
-        self.shards.values().all(DestMap::is_empty)
+        self.open().all(|(_, bufs)| bufs.is_empty())
     }
 }
 
-/// `entry_ref`: the shard's buffers, created on first use, without cloning
-/// the id when they exist.
-trait EntryRef {
-    fn entry_ref(&mut self, shard: &ShardId) -> &mut DestMap<Buffer>;
+/// The shard's buffers, if it has any.
+#[inline]
+fn bufs_of(shards: &mut [Option<ShardBufs>], slot: ShardSlot) -> Option<&mut DestMap<Buffer>> {
+    shards.get_mut(slot.index())?.as_mut().map(|s| &mut s.bufs)
 }
 
-impl EntryRef for FastMap<ShardId, DestMap<Buffer>> {
-    #[inline]
-    fn entry_ref(&mut self, shard: &ShardId) -> &mut DestMap<Buffer> {
-        if !self.contains_key(shard) {
-            self.insert(shard.clone(), DestMap::default());
-        }
-        self.get_mut(shard).expect("just inserted")
+/// The shard's buffers, made empty when it has none.
+#[inline]
+fn bufs_entry<'a>(shards: &'a mut Vec<Option<ShardBufs>>, shard: Shard) -> &'a mut DestMap<Buffer> {
+    let i = shard.slot.index();
+    if shards.len() <= i {
+        shards.resize_with(i + 1, || None);
     }
+    &mut shards[i].get_or_insert_with(|| ShardBufs { id: shard.id.clone(), bufs: DestMap::default() }).bufs
 }

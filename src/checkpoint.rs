@@ -216,49 +216,116 @@ impl ShardLedger {
     }
 }
 
-/// The ledgers of every shard this process reads.
+/// A shard's place in this process's per-shard tables (the ledger's and
+/// the buffers'): dense, so a record's shard state is found by index; a
+/// dropped shard's slot is given to the next new shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSlot(u32);
+
+impl ShardSlot {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+    pub fn at(index: usize) -> ShardSlot {
+        ShardSlot(index as u32)
+    }
+}
+
+/// A shard as the per-shard tables know it: its id and its slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Shard<'a> {
+    pub id: &'a ShardId,
+    pub slot: ShardSlot,
+}
+
+/// The ledgers of every shard this process reads, each in its slot.
 #[derive(Default)]
 pub struct Ledger {
-    shards: FastMap<ShardId, ShardLedger>,
+    index: FastMap<ShardId, ShardSlot>,
+    entries: Vec<Option<(ShardId, ShardLedger)>>,
+    free: Vec<ShardSlot>,
+    /// The shard looked up last: records come in batches of one shard.
+    last: Option<(ShardId, ShardSlot)>,
 }
 
 impl Ledger {
-    /// The shard's entry, made empty when it is new.
+    /// The shard's slot, if it is read here.
     #[inline]
-    pub fn open(&mut self, shard: &ShardId) -> &mut ShardLedger {
-        if !self.shards.contains_key(shard) {
-            self.shards.insert(shard.clone(), ShardLedger::default());
+    pub fn find(&mut self, shard: &ShardId) -> Option<ShardSlot> {
+        if let Some((id, slot)) = &self.last {
+            if id == shard {
+                return Some(*slot);
+            }
         }
-        self.shards.get_mut(shard).expect("just inserted")
+        let slot = *self.index.get(shard)?;
+        self.last = Some((shard.clone(), slot));
+        Some(slot)
     }
 
-    pub fn get(&self, shard: &ShardId) -> Option<&ShardLedger> {
-        self.shards.get(shard)
+    /// The shard's slot, with an empty ledger when it is new.
+    #[inline]
+    pub fn open(&mut self, shard: &ShardId) -> ShardSlot {
+        match self.find(shard) {
+            Some(slot) => slot,
+            None => self.insert(shard),
+        }
     }
 
-    pub fn get_mut(&mut self, shard: &ShardId) -> Option<&mut ShardLedger> {
-        self.shards.get_mut(shard)
+    #[cold]
+    fn insert(&mut self, shard: &ShardId) -> ShardSlot {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.entries.push(None);
+            ShardSlot(self.entries.len() as u32 - 1)
+        });
+        self.entries[slot.index()] = Some((shard.clone(), ShardLedger::default()));
+        self.index.insert(shard.clone(), slot);
+        self.last = Some((shard.clone(), slot));
+        slot
+    }
+
+    /// The ledger in `slot` (which [`Ledger::open`] gave).
+    #[inline]
+    pub fn at(&mut self, slot: ShardSlot) -> &mut ShardLedger {
+        &mut self.entries[slot.index()].as_mut().expect("an open slot").1
+    }
+
+    fn get(&self, shard: &ShardId) -> Option<&ShardLedger> {
+        let slot = self.index.get(shard)?;
+        self.entries[slot.index()].as_ref().map(|e| &e.1)
+    }
+
+    fn get_mut(&mut self, shard: &ShardId) -> Option<&mut ShardLedger> {
+        let slot = self.index.get(shard)?;
+        self.entries[slot.index()].as_mut().map(|e| &mut e.1)
     }
 
     /// Whether the shard is read here (false once dropped).
     pub fn has(&self, shard: &ShardId) -> bool {
-        self.shards.contains_key(shard)
+        self.index.contains_key(shard)
     }
 
     pub fn shards(&self) -> impl Iterator<Item = &ShardId> {
-        self.shards.keys()
+        self.index.keys()
     }
 
-    /// Forgets the shard (its lease is gone).
-    pub fn drop_shard(&mut self, shard: &ShardId) {
-        self.shards.remove(shard);
+    /// Forgets the shard (its lease is gone); returns the slot it had.
+    pub fn drop_shard(&mut self, shard: &ShardId) -> Option<ShardSlot> {
+        let slot = self.index.remove(shard)?;
+        self.entries[slot.index()] = None;
+        self.free.push(slot);
+        if self.last.as_ref().is_some_and(|(id, _)| id == shard) {
+            self.last = None;
+        }
+        Some(slot)
     }
 
     /// Loads a shard's durable progress before its records are replayed;
     /// each destination in `intent` (an interrupted flush) is to be sealed
-    /// at the same last record as before.
+    /// at the same last record as before. The shard's earlier state, if
+    /// any, must have been dropped.
     pub fn restore(&mut self, shard: &ShardId, cp: &ShardCheckpoint, intent: &[FlushIntent]) {
-        let st = self.shards.entry(shard.clone()).or_default();
+        let slot = self.open(shard);
+        let st = self.at(slot);
         *st = ShardLedger::default();
         for (k, pos) in &cp.done {
             let Some((kind, prefix)) = parse_done_key(k) else { continue };
@@ -285,7 +352,8 @@ impl Ledger {
 
     /// Records that the destination holds the shard's records up to `last`.
     pub fn mark_durable(&mut self, shard: &ShardId, kind: DestKind, prefix: &str, last: &Position) {
-        let st = self.shards.entry(shard.clone()).or_default();
+        let slot = self.open(shard);
+        let st = self.at(slot);
         let e = st.done.get_or_insert_with(kind, prefix, || last.clone());
         if *e < *last {
             *e = last.clone();
@@ -297,7 +365,7 @@ impl Ledger {
     /// flush's intent must carry them too: if it is interrupted in turn,
     /// the restart still needs them.
     pub fn pending_replay(&self, shard: &ShardId) -> Vec<FlushIntent> {
-        let Some(st) = self.shards.get(shard) else { return Vec::new() };
+        let Some(st) = self.get(shard) else { return Vec::new() };
         st.replay
             .iter()
             .flat_map(|(kind, prefix, ends)| ends.iter().map(move |e| FlushIntent { kind, prefix: prefix.clone(), first: e.clone(), last: e.clone() }))
@@ -308,18 +376,14 @@ impl Ledger {
     /// is the first record of its oldest open buffer; prunes what the
     /// checkpoint no longer needs.
     pub fn checkpoint(&mut self, shard: &ShardId, oldest_open: Option<Position>) -> ShardCheckpoint {
-        let Some(st) = self.shards.get_mut(shard) else { return ShardCheckpoint::default() };
+        let Some(st) = self.get_mut(shard) else { return ShardCheckpoint::default() };
         let resume = match (oldest_open, &st.read_to) {
             (Some(p), _) => Resume::At(p),
             (None, Some(p)) => Resume::After(p.clone()),
             // nothing read since the restore: stay where the last checkpoint was
             (None, None) => st.restored.clone().unwrap_or(Resume::Start),
         };
-        st.done.retain(|d| match &resume {
-            Resume::At(p) => *d >= *p,
-            Resume::After(p) => *d > *p,
-            Resume::Start => true,
-        });
+        st.done.retain(|d| resume.ahead(d));
         let replay = st
             .replay
             .iter()
@@ -331,11 +395,11 @@ impl Ledger {
 
     /// Entries in the shard's per-destination progress map.
     pub fn done_len(&self, shard: &ShardId) -> usize {
-        self.shards.get(shard).map_or(0, |st| st.done.len())
+        self.get(shard).map_or(0, |st| st.done.len())
     }
 
     /// The last record read of the shard.
     pub fn read_to(&self, shard: &ShardId) -> Option<&Position> {
-        self.shards.get(shard)?.read_to.as_ref()
+        self.get(shard)?.read_to.as_ref()
     }
 }

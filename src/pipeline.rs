@@ -11,7 +11,7 @@
 //! Never fails: a bad record becomes an error line.
 
 use crate::buffers::{Buffers, Limits, Sealed};
-use crate::checkpoint::{DestKind, FlushIntent, Ledger, ShardCheckpoint};
+use crate::checkpoint::{DestKind, FlushIntent, Ledger, Shard, ShardCheckpoint, ShardSlot};
 use crate::ids::{Position, ShardId};
 use crate::metrics::Stats;
 use crate::partition::hour_prefix;
@@ -31,7 +31,7 @@ pub struct Pipeline {
     max_record_bytes: usize,
     /// The shard of the last record pushed (cleared when a shard is
     /// dropped): records of it may be pushed in runs.
-    known_shard: Option<ShardId>,
+    known_shard: Option<ShardSlot>,
     /// The arrival hour of the last record and its raw/error prefix.
     hour_cache: (i64, String),
 }
@@ -85,10 +85,10 @@ impl Pipeline {
     pub fn push(&mut self, shard: &ShardId, pos: Position, arrival_ms: i64, data: &[u8]) {
         self.stats.records_in += 1;
         self.stats.bytes_in += data.len() as u64;
-        if self.known_shard.as_ref() != Some(shard) {
-            self.known_shard = Some(shard.clone());
-        }
-        let led = self.ledger.open(shard);
+        let slot = self.ledger.open(shard);
+        self.known_shard = Some(slot);
+        let shard = Shard { id: shard, slot };
+        let led = self.ledger.at(slot);
         if self.hour_cache.0 != arrival_ms.div_euclid(3_600_000) {
             self.hour_cache = (arrival_ms.div_euclid(3_600_000), hour_prefix(arrival_ms));
         }
@@ -101,7 +101,7 @@ impl Pipeline {
         }
         if let Err(e) = self.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data) {
             *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
-            let line = error_line(&e, shard, &pos, arrival_ms, data, &self.table_ref);
+            let line = error_line(&e, shard.id, &pos, arrival_ms, data, &self.table_ref);
             self.buffers.push_line(led, shard, DestKind::Errors, hour, &pos, data.len(), |buf| {
                 buf.extend_from_slice(&line);
                 buf.push(b'\n');
@@ -118,11 +118,11 @@ impl Pipeline {
     /// record also has a raw line) or when the last record pushed was of
     /// another shard.
     pub fn push_run<'d, R>(&mut self, shard: &ShardId, records: &'d [R], record: impl Fn(&'d R) -> (Position, i64, &'d [u8])) -> usize {
-        if self.raw_backup || self.known_shard.as_ref() != Some(shard) {
+        if self.raw_backup {
             return 0;
         }
-        let Some(led) = self.ledger.get_mut(shard) else { return 0 };
-        let taken = self.router.run(led, &mut self.buffers, &mut self.stats, shard, records, record);
+        let Some(slot) = self.ledger.find(shard).filter(|s| self.known_shard == Some(*s)) else { return 0 };
+        let taken = self.router.run(self.ledger.at(slot), &mut self.buffers, &mut self.stats, Shard { id: shard, slot }, records, record);
         self.buffers.shed_if_over();
         taken
     }
@@ -151,7 +151,10 @@ impl Pipeline {
 
     /// Every open buffer of one shard (its end, or a checkpoint grown too large).
     pub fn take_shard(&mut self, shard: &ShardId) -> Vec<Sealed> {
-        self.buffers.take_shard(&mut self.ledger, shard)
+        match self.ledger.find(shard) {
+            Some(slot) => self.buffers.take_shard(&mut self.ledger, slot),
+            None => Vec::new(),
+        }
     }
 
     /// True when sealed buffers wait to be taken (the caller should write soon).
@@ -173,7 +176,7 @@ impl Pipeline {
 
     /// The shard's checkpoint given what is durable now.
     pub fn checkpoint(&mut self, shard: &ShardId) -> ShardCheckpoint {
-        let oldest = self.buffers.oldest_first(shard);
+        let oldest = self.ledger.find(shard).and_then(|slot| self.buffers.oldest_first(slot));
         self.ledger.checkpoint(shard, oldest)
     }
 
@@ -194,11 +197,11 @@ impl Pipeline {
     /// Forgets a shard whose lease is gone: its open buffers are discarded
     /// unwritten (the new owner replays them from the last checkpoint).
     pub fn drop_shard(&mut self, shard: &ShardId) {
-        if self.known_shard.as_ref() == Some(shard) {
+        let Some(slot) = self.ledger.drop_shard(shard) else { return };
+        if self.known_shard == Some(slot) {
             self.known_shard = None;
         }
-        self.ledger.drop_shard(shard);
-        self.buffers.drop_shard(shard);
+        self.buffers.drop_shard(slot);
     }
 
     /// How long the oldest open buffer has been open.

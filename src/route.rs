@@ -20,10 +20,10 @@
 //! All paths give the same rows.
 
 use crate::buffers::Buffers;
-use crate::checkpoint::{DestKind, ShardLedger};
+use crate::checkpoint::{DestKind, Shard, ShardLedger};
 use crate::decode::peek::{Guess, Peek};
 use crate::decode::{Columns, Decoder, RecordError, Row};
-use crate::ids::{Position, ShardId};
+use crate::ids::Position;
 use crate::metrics::Stats;
 use crate::partition::{render_cached, TimeCache};
 use crate::schema::{PartitionSpec, TableSchema, TimeSource};
@@ -120,7 +120,7 @@ impl Router {
 
     /// Routes one record into a table buffer, or says why it is no row.
     #[inline]
-    pub fn route(&mut self, led: &mut ShardLedger, bufs: &mut Buffers, stats: &mut Stats, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8]) -> Result<(), RecordError> {
+    pub fn route(&mut self, led: &mut ShardLedger, bufs: &mut Buffers, stats: &mut Stats, shard: Shard, pos: &Position, arrival_ms: i64, data: &[u8]) -> Result<(), RecordError> {
         let landed = self.route_row(led, bufs, stats, shard, pos, arrival_ms, data)?;
         self.same_partition = self.same_partition.saturating_add(u32::from(landed));
         Ok(())
@@ -128,7 +128,7 @@ impl Router {
 
     /// Ok(true) when the fused decoder wrote the row in place.
     #[allow(clippy::too_many_arguments)]
-    fn route_row(&mut self, led: &mut ShardLedger, bufs: &mut Buffers, stats: &mut Stats, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8]) -> Result<bool, RecordError> {
+    fn route_row(&mut self, led: &mut ShardLedger, bufs: &mut Buffers, stats: &mut Stats, shard: Shard, pos: &Position, arrival_ms: i64, data: &[u8]) -> Result<bool, RecordError> {
         let staged = self.decoder.has_fused()
             && match self.fuse_next {
                 true => match self.fused_in_place(led, bufs, stats, shard, pos, arrival_ms, data, None) {
@@ -166,7 +166,7 @@ impl Router {
         self.same_partition = if self.fuse_next { self.same_partition.saturating_add(1) } else { 0 };
         std::mem::swap(&mut self.guess, &mut self.prefix);
         let prefix = &self.prefix;
-        bufs.close_if_due(led, shard, DestKind::Table, prefix);
+        bufs.close_if_due(led, shard.slot, DestKind::Table, prefix);
         if led.durable(DestKind::Table, prefix, pos) {
             // its file is written: it was a row there, unless it fails
             // conversion, and then its error line may not be (the error
@@ -177,15 +177,15 @@ impl Router {
             scratch.clear();
             return converted.map(|()| false);
         }
-        let mut slot = bufs.open_table(shard, prefix, pos, &self.schema);
-        match row.append_to(slot.cols()) {
+        let mut buf = bufs.open_table(shard, prefix, pos, &self.schema);
+        match row.append_to(buf.cols()) {
             Ok(()) => {
-                let took = slot.row_added(led, shard, prefix, pos, data.len(), &self.schema);
+                let took = buf.row_added(led, shard.slot, prefix, pos, data.len(), &self.schema);
                 count_row(stats, took);
                 Ok(false)
             }
             Err(e) => {
-                bufs.discard_empty_table(shard, prefix);
+                bufs.discard_empty_table(shard.slot, prefix);
                 Err(e)
             }
         }
@@ -201,7 +201,7 @@ impl Router {
     /// the record ([`InPlace::Declined`]).
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn fused_in_place(&mut self, led: &ShardLedger, bufs: &mut Buffers, stats: &mut Stats, shard: &ShardId, pos: &Position, arrival_ms: i64, data: &[u8], guessed: Option<&Guess>) -> InPlace {
+    fn fused_in_place(&mut self, led: &ShardLedger, bufs: &mut Buffers, stats: &mut Stats, shard: Shard, pos: &Position, arrival_ms: i64, data: &[u8], guessed: Option<&Guess>) -> InPlace {
         let target = if guessed.is_some() { &self.target } else { &self.prefix };
         if led.durable(DestKind::Table, target, pos) {
             // a replay of rows already written, which the general path
@@ -209,8 +209,8 @@ impl Router {
             // never precedes one; this is a guard)
             return InPlace::Declined;
         }
-        let Some(mut slot) = bufs.table(shard, target) else { return InPlace::NoBuffer };
-        let cols = slot.cols();
+        let Some(mut buf) = bufs.table(shard.slot, target) else { return InPlace::NoBuffer };
+        let cols = buf.cols();
         let row = cols.rows;
         if !self.decoder.decode_fused(data, cols) {
             return InPlace::Declined;
@@ -226,7 +226,7 @@ impl Router {
                 return InPlace::Staged;
             }
         }
-        let took = slot.row_added(led, shard, target, pos, data.len(), &self.schema);
+        let took = buf.row_added(led, shard.slot, target, pos, data.len(), &self.schema);
         count_row(stats, took);
         stats.fused_in_place += 1;
         InPlace::Landed
@@ -258,7 +258,7 @@ impl Router {
         led: &mut ShardLedger,
         bufs: &mut Buffers,
         stats: &mut Stats,
-        shard: &ShardId,
+        shard: Shard,
         records: &'d [R],
         record: impl Fn(&'d R) -> (Position, i64, &'d [u8]),
     ) -> usize {
@@ -268,7 +268,7 @@ impl Router {
         let Router { decoder, schema, guess, prefix, time_cache, same_partition, .. } = self;
         // rows up to here are in a written file: `route` skips their replay
         let written_to = led.durable_to(DestKind::Table, prefix).cloned();
-        let Some(mut slot) = bufs.table(shard, prefix) else { return 0 };
+        let Some(mut buf) = bufs.table(shard.slot, prefix) else { return 0 };
         // a partition of the arrival time alone is the same for every record
         // of the run that arrived when the first did
         let by_arrival = matches!(schema.partition.time, TimeSource::Arrival) && schema.partition.keys.is_empty();
@@ -279,7 +279,7 @@ impl Router {
             if written_to.as_ref().is_some_and(|d| &pos <= d) {
                 break;
             }
-            let cols = slot.cols();
+            let cols = buf.cols();
             let row = cols.rows;
             if !decoder.decode_fused(data, cols) {
                 break;
@@ -294,12 +294,12 @@ impl Router {
             }
             stats.records_in += 1;
             stats.bytes_in += data.len() as u64;
-            let took = slot.row_added(led, shard, prefix, &pos, data.len(), schema);
+            let took = buf.row_added(led, shard.slot, prefix, &pos, data.len(), schema);
             count_row(stats, took);
             led.read(pos);
             stats.fused_in_place += 1;
             taken += 1;
-            if slot.must_stop() {
+            if buf.must_stop() {
                 break;
             }
         }
