@@ -467,6 +467,57 @@ pub fn compile_output_pattern(s: &str) -> Result<Vec<PatTok>, String> {
 mod tests {
     use super::*;
 
+    /// Day numbers ↔ proleptic Gregorian dates agree with chrono's over
+    /// ±10⁶ days (years -768 to 4707).
+    #[test]
+    fn civil_dates_agree_with_chrono() {
+        use chrono::Datelike;
+        for z in -1_000_000i64..=1_000_000 {
+            let d = chrono::NaiveDate::from_num_days_from_ce_opt((z + 719_163) as i32).unwrap();
+            let want = (d.year() as i64, d.month(), d.day());
+            assert_eq!(civil_from_days(z), want, "day {z}");
+            assert_eq!(days_from_civil(want.0, want.1, want.2), z, "{want:?}");
+        }
+    }
+
+    /// RFC 3339 texts of random instants (years 1000 to 9999, 0 to 9
+    /// fraction digits, `Z` or an offset) parse to the epoch millis chrono
+    /// gives (sub-millisecond digits floored), and `civil` of an instant is
+    /// chrono's UTC date and time.
+    #[test]
+    fn rfc3339_and_civil_agree_with_chrono() {
+        use chrono::{Datelike, Timelike};
+        let mut next = crate::hash::xorshift(0x3339);
+        let (lo, hi) = (-30_610_224_000_000i64, 253_402_300_799_999i64); // 1000-01-01 .. 9999-12-31
+        for _ in 0..200_000 {
+            let ms = lo + (next() % (hi - lo) as u64) as i64;
+            let nanos_extra = (next() % 1_000_000) as u32;
+            let off_min: i32 = match next() % 4 {
+                0 => 0,
+                _ => (next() % (24 * 60 * 2 - 1)) as i32 - (24 * 60 - 1),
+            };
+            let utc = chrono::DateTime::from_timestamp_millis(ms).unwrap() + chrono::Duration::nanoseconds(nanos_extra as i64);
+            let c = civil(ms);
+            let want = (utc.year() as i64, utc.month(), utc.day(), utc.hour(), utc.minute(), utc.second());
+            assert_eq!((c.year, c.month, c.day, c.hour, c.minute, c.second), want, "civil({ms})");
+            let local = utc.naive_utc() + chrono::Duration::minutes(off_min as i64);
+            if !(1000..=9999).contains(&local.year()) {
+                continue;
+            }
+            let digits = (next() % 10) as usize;
+            let frac = format!("{:09}", local.nanosecond());
+            let frac = if digits == 0 { String::new() } else { format!(".{}", &frac[..digits]) };
+            let off = if off_min == 0 && next() % 2 == 0 {
+                "Z".to_string()
+            } else {
+                format!("{}{:02}:{:02}", if off_min < 0 { '-' } else { '+' }, off_min.abs() / 60, off_min.abs() % 60)
+            };
+            let text = format!("{}{frac}{off}", local.format("%Y-%m-%dT%H:%M:%S"));
+            let theirs = chrono::DateTime::parse_from_rfc3339(&text).unwrap().timestamp_millis();
+            assert_eq!(TsFormat::Rfc3339.parse_str(&text), Some(theirs), "{text}");
+        }
+    }
+
     fn p(f: &str, s: &str) -> Option<i64> {
         TsFormat::parse(f).unwrap().parse_str(s)
     }

@@ -45,9 +45,6 @@ impl Validity {
     pub fn len(&self) -> usize {
         self.len
     }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
     /// Whether row `i` holds a value (is not null).
     #[inline]
     pub fn get(&self, i: usize) -> bool {
@@ -156,9 +153,6 @@ impl ColBuf {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 
     pub fn push_null(&mut self) {
         match self {

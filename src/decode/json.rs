@@ -39,10 +39,10 @@ pub enum Kind {
 /// a number or literal, and the whole source text of a container.
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
-    pub start: u32,
-    pub stop: u32,
+    pub(crate) start: u32,
+    pub(crate) stop: u32,
     /// Index just past this node's subtree.
-    pub end: u32,
+    pub(crate) end: u32,
     pub kind: Kind,
 }
 
@@ -64,16 +64,18 @@ impl std::fmt::Display for ParseError {
 
 #[derive(Default)]
 pub struct Tape {
-    pub nodes: Vec<Node>,
-    pub scratch: Vec<u8>,
+    nodes: Vec<Node>,
+    scratch: Vec<u8>,
 }
 
-/// A parsed document: the tape plus the input it borrows from.
+/// A parsed document: the tape plus the input it borrows from. Made only
+/// by [`Tape`] from the input it parsed, which the unchecked UTF-8 views
+/// ([`Doc::str`], [`Doc::raw_str`]) rely on.
 #[derive(Clone, Copy)]
 pub struct Doc<'a> {
-    pub input: &'a [u8],
-    pub nodes: &'a [Node],
-    pub scratch: &'a [u8],
+    input: &'a [u8],
+    nodes: &'a [Node],
+    scratch: &'a [u8],
 }
 
 impl<'a> Doc<'a> {
@@ -180,11 +182,17 @@ impl Tape {
     /// Parses one JSON document (any value) and returns its view.
     pub fn parse<'a>(&'a mut self, input: &'a [u8]) -> Result<Doc<'a>, ParseError> {
         self.parse_only(input)?;
-        Ok(self.doc(input))
+        // SAFETY: `input` was just parsed, and is borrowed unchanged
+        Ok(unsafe { self.doc(input) })
     }
 
-    /// The view of the last document parsed from `input`.
-    pub fn doc<'a>(&'a self, input: &'a [u8]) -> Doc<'a> {
+    /// The view of the last document parsed.
+    ///
+    /// # Safety
+    /// `input` must hold the bytes the last successful
+    /// [`Tape::parse_only`] parsed, unchanged: the view reads its strings
+    /// as UTF-8 without checking them again.
+    pub(crate) unsafe fn doc<'a>(&'a self, input: &'a [u8]) -> Doc<'a> {
         Doc { input, nodes: &self.nodes, scratch: &self.scratch }
     }
 

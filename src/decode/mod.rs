@@ -15,12 +15,12 @@
 //! the rest, which [`Decoder::parse`] (a strict tape, [`json`]) and
 //! [`Row::append_to`] ([`convert`]) take, producing every error.
 
-pub mod columns;
-pub mod convert;
-pub mod fast;
-pub mod json;
+pub(crate) mod columns;
+pub(crate) mod convert;
+pub(crate) mod fast;
+pub(crate) mod json;
 mod keys;
-pub mod peek;
+pub(crate) mod peek;
 
 use crate::schema::{TableSchema, UnknownKeys};
 use arrow_array::{ArrayRef, RecordBatch};
@@ -68,17 +68,23 @@ impl RecordError {
 
 /// The column buffers of one output file in progress.
 pub struct Columns {
-    pub bufs: Vec<ColBuf>,
-    pub rows: usize,
+    pub(crate) bufs: Vec<ColBuf>,
+    pub(crate) rows: usize,
+    /// Per column: a text column, whose bytes are UTF-8 at every offset
+    /// (string and varchar; binary columns are not).
+    text: Vec<bool>,
 }
 
 impl Columns {
     pub fn new(schema: &TableSchema) -> Columns {
+        use crate::schema::ColType;
         let mut bufs: Vec<ColBuf> = schema.columns.iter().map(|c| ColBuf::new(&c.ty)).collect();
+        let mut text: Vec<bool> = schema.columns.iter().map(|c| matches!(c.ty, ColType::String | ColType::Varchar(_))).collect();
         if schema.unknown_keys == UnknownKeys::Keep {
-            bufs.push(ColBuf::new(&crate::schema::ColType::String));
+            bufs.push(ColBuf::new(&ColType::String));
+            text.push(true);
         }
-        Columns { bufs, rows: 0 }
+        Columns { bufs, rows: 0, text }
     }
     fn truncate(&mut self, rows: usize) {
         self.bufs.iter_mut().for_each(|b| b.truncate(rows));
@@ -102,15 +108,17 @@ impl Columns {
     }
     /// Partition text of column `col` at `row`, as [`Row::key_text`] gives
     /// it for the record (None when null); for string, integer and boolean
-    /// columns ([`fast::key_reads_back`]).
+    /// columns ([`fast::key_reads_back`]), None for any other.
     pub fn key_text_at(&self, col: usize, row: usize) -> Option<std::borrow::Cow<'_, str>> {
         fn int<T: Copy + ToString>(p: &columns::Prim<T>, row: usize) -> Option<std::borrow::Cow<'static, str>> {
             p.valid.get(row).then(|| p.vals[row].to_string().into())
         }
         match &self.bufs[col] {
-            ColBuf::Bytes { offsets, data, valid } => valid.get(row).then(|| {
+            ColBuf::Bytes { offsets, data, valid } if self.text[col] => valid.get(row).then(|| {
                 let s = &data[offsets[row] as usize..offsets[row + 1] as usize];
-                // SAFETY: string column data is UTF-8 at every offset (see ColBuf::finish)
+                // SAFETY: a text column's data is UTF-8 at every offset: only
+                // the decoders append to it, and only whole strings of valid
+                // UTF-8 (see ColBuf::finish)
                 unsafe { std::str::from_utf8_unchecked(s) }.into()
             }),
             ColBuf::I8(p) => int(p, row),
@@ -223,7 +231,8 @@ impl Decoder {
                 Ok(_) => format!("malformed JSON: {e}"),
             },
         })?;
-        let doc = self.tape.doc(data);
+        // SAFETY: `data` was just parsed, and is borrowed unchanged for 'a
+        let doc = unsafe { self.tape.doc(data) };
         if doc.node(0).kind != Kind::Object {
             return Err(RecordError { code: ErrorCode::ParseError, message: "record is not a JSON object".into() });
         }
@@ -242,7 +251,8 @@ impl Decoder {
         }
         // from here on the decoder is only read
         let this: &'a Decoder = self;
-        Ok(Row { dec: this, doc: this.tape.doc(data) })
+        // SAFETY: as above
+        Ok(Row { dec: this, doc: unsafe { this.tape.doc(data) } })
     }
 }
 

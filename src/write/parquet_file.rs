@@ -268,7 +268,7 @@ impl ParquetFile {
         for kv in meta {
             self.writer.append_key_value_metadata(kv);
         }
-        Ok(self.writer.into_inner()?.into_payload()) // writes the footer
+        self.writer.into_inner()?.into_payload() // writes the footer
     }
 }
 
@@ -291,12 +291,24 @@ struct FileParts {
     /// Ranges still to come, in order: start, length, and the buffers that
     /// are their bytes.
     splices: std::collections::VecDeque<(u64, u64, Vec<Bytes>)>,
+    /// Where the last registered range ends: the next must start there or later.
+    registered_to: u64,
+    /// A range registered out of place: the file would be wrong.
+    broken: Option<String>,
 }
 
 impl FileParts {
     /// The `len` bytes parquet-rs will write at `start` are `parts`.
+    /// A range that does not fit (its buffers are not `len` long, it starts
+    /// before bytes already received or inside another range) breaks the
+    /// file: [`FileParts::into_payload`] fails.
     fn splice(&mut self, start: u64, len: u64, parts: &[Bytes]) {
-        debug_assert_eq!(parts.iter().map(|p| p.len() as u64).sum::<u64>(), len);
+        let held = parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        if held != len || start < self.pos || start < self.registered_to {
+            self.broken.get_or_insert_with(|| format!("page range at {start} of {len} bytes (buffers of {held}) after byte {}", self.pos.max(self.registered_to)));
+            return;
+        }
+        self.registered_to = start + len;
         self.splices.push_back((start, len, parts.to_vec()));
     }
 
@@ -312,10 +324,16 @@ impl FileParts {
         self.held + self.pending.capacity()
     }
 
-    fn into_payload(mut self) -> PutPayload {
-        debug_assert!(self.splices.is_empty(), "every registered range was written");
+    /// The file, once every registered range was written where it was registered.
+    fn into_payload(mut self) -> Result<PutPayload, WriteError> {
+        if let Some(b) = self.broken.take() {
+            return Err(WriteError::Assembly(b));
+        }
+        if let Some((start, len, _)) = self.splices.front() {
+            return Err(WriteError::Assembly(format!("page range at {start} of {len} bytes never written (the file ends at {})", self.pos)));
+        }
         self.push_pending();
-        PutPayload::from_iter(self.parts)
+        Ok(PutPayload::from_iter(self.parts))
     }
 }
 
@@ -428,6 +446,39 @@ fn distinct_hashes<'a>(values: impl Iterator<Item = &'a [u8]>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Registered page ranges are taken as their buffers where parquet-rs
+    /// writes them; a range that does not fit fails the file (in release
+    /// builds too) instead of writing a wrong one.
+    #[test]
+    fn file_parts_take_registered_ranges_or_fail() {
+        use std::io::Write;
+        let payload = |p: PutPayload| p.into_iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>();
+        let mut f = FileParts::default();
+        f.write_all(b"abc").unwrap();
+        f.splice(3, 3, &[Bytes::from_static(b"XY"), Bytes::from_static(b"Z")]);
+        f.splice(7, 2, &[Bytes::from_static(b"PQ")]);
+        f.write_all(b"xyz").unwrap(); // the range's bytes pass through: the buffers are kept
+        f.write_all(b"d").unwrap();
+        f.write_all(b"pqe").unwrap();
+        assert_eq!(payload(f.into_payload().unwrap()), b"abcXYZdPQe");
+        let broken: [fn(&mut FileParts); 4] = [
+            |f| f.splice(3, 4, &[Bytes::from_static(b"XYZ")]), // buffers shorter than the range
+            |f| f.splice(1, 1, &[Bytes::from_static(b"X")]),   // before bytes already written
+            |f| {
+                f.splice(3, 2, &[Bytes::from_static(b"XY")]);
+                f.splice(4, 1, &[Bytes::from_static(b"Z")]) // inside another range
+            },
+            |f| f.splice(9, 1, &[Bytes::from_static(b"X")]), // never written: the file ends first
+        ];
+        for (i, wrong) in broken.iter().enumerate() {
+            let mut f = FileParts::default();
+            f.write_all(b"abc").unwrap();
+            wrong(&mut f);
+            f.write_all(b"defgh").unwrap();
+            assert!(matches!(f.into_payload(), Err(WriteError::Assembly(_))), "case {i}");
+        }
+    }
     use arrow_buffer::NullBuffer;
     use arrow_schema::Schema;
     use bytes::Bytes;
@@ -575,6 +626,40 @@ mod tests {
             assert_eq!(ours, theirs);
             // and a reader takes the file: same rows back
             assert_eq!(read_back(file, 4096), vec![batch.clone()]);
+        }
+    }
+
+    /// Long values of every UTF-8 width (CJK, emoji, and characters whose
+    /// successor is wider or no character: U+007F, U+07FF, U+D7FF, U+FFFF,
+    /// U+10FFFF) have the truncated min and max parquet-rs writes, and
+    /// neither is longer than its 64 bytes.
+    #[test]
+    fn long_non_ascii_statistics_are_those_parquet_rs_writes() {
+        use arrow_array::StringArray;
+        let alphabet = ['a', 'z', '~', '\u{7f}', 'é', '\u{7ff}', '中', '語', '\u{d7ff}', '\u{ffff}', '😀', '\u{10ffff}'];
+        let mut next = crate::hash::xorshift(0x5eed);
+        let mut value = |len: usize| -> String {
+            let mut s = String::new();
+            while s.len() < len {
+                s.push(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            s
+        };
+        let values: Vec<String> = (0..400).map(|i| value(50 + i % 120)).collect();
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new("s", DataType::Utf8, false)]));
+        let batch = |v: &[String]| RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from_iter_values(v))]).unwrap();
+        // each value alone (min and max both truncated from it), then all together
+        let mut cases: Vec<Vec<String>> = values.iter().map(|v| vec![v.clone()]).collect();
+        cases.push(values.clone());
+        for (i, case) in cases.iter().enumerate() {
+            let b = batch(case);
+            let theirs = arrow_writer_stats(&b);
+            let ours = chunk_stats(file_of(&[b], &ParquetOptions::default()).to_vec());
+            assert_eq!(ours, theirs, "case {i}: {:?}", case.first());
+            let (_, min, max, _) = &ours[0][0];
+            assert!(min.as_ref().unwrap().len() <= 64, "case {i}: min of {} bytes", min.as_ref().unwrap().len());
+            let max = max.as_ref().unwrap();
+            assert!(max.len() <= 64 || case.iter().any(|v| v.as_bytes() == max.as_slice()), "case {i}: max of {} bytes", max.len());
         }
     }
 

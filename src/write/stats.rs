@@ -154,22 +154,43 @@ pub(super) fn truncate_min(v: &[u8]) -> (Vec<u8>, bool) {
     (v[..end].to_vec(), false)
 }
 
-/// The value itself if short enough; else a short upper bound: the longest
-/// prefix of at most [`TRUNCATE`] bytes that ends in an ASCII byte below
-/// 0x7f, with that byte raised by one (still UTF-8, and greater than every
-/// value that starts with the prefix). Without such a byte, the value.
+/// The value itself if short enough; else a short upper bound, as
+/// parquet-rs makes it: the longest prefix of at most [`TRUNCATE`] bytes
+/// that ends at a character boundary (at most three bytes short), with its
+/// last character that can be raised without growing raised by one (so
+/// it is still UTF-8, and greater than every value with that prefix).
+/// When no character can be raised, the value itself.
 pub(super) fn truncate_max(v: &[u8]) -> (Vec<u8>, bool) {
     if v.len() <= TRUNCATE {
         return (v.to_vec(), true);
     }
-    match v[..TRUNCATE].iter().rposition(|&b| b < 0x7f) {
-        Some(last) => {
-            let mut out = v[..=last].to_vec();
-            out[last] += 1;
-            (out, false)
+    let bound = match std::str::from_utf8(v) {
+        Ok(s) => (TRUNCATE - 3..=TRUNCATE).rfind(|&i| s.is_char_boundary(i)).and_then(|i| raise_last_char(&s[..i])),
+        // not text (string columns always are): add one to the prefix as a number
+        Err(_) => {
+            let mut b = v[..TRUNCATE].to_vec();
+            let carried = b.iter_mut().rev().all(|x| {
+                *x = x.wrapping_add(1);
+                *x == 0
+            });
+            (!carried).then_some(b)
         }
+    };
+    match bound {
+        Some(b) => (b, false),
         None => (v.to_vec(), true),
     }
+}
+
+/// `s` up to its last character that has a successor of the same UTF-8
+/// width, with that character replaced by its successor.
+fn raise_last_char(s: &str) -> Option<Vec<u8>> {
+    s.char_indices().rev().find_map(|(i, c)| {
+        let next = char::from_u32(c as u32 + 1).filter(|n| n.len_utf8() == c.len_utf8())?;
+        let mut out = s.as_bytes()[..i + c.len_utf8()].to_vec();
+        next.encode_utf8(&mut out[i..]);
+        Some(out)
+    })
 }
 
 #[cfg(test)]
