@@ -49,6 +49,7 @@ pub async fn drive<S: Source>(
     }
     c.metrics.set_connected(true);
     let mut last_age_check = Instant::now();
+    let mut times = TimesWarning::default();
     while !cancel.is_cancelled() {
         let event = src.next_event().await?;
         let idle = event.is_none();
@@ -79,6 +80,7 @@ pub async fn drive<S: Source>(
                 w.reload_if_edited(p, src, c).await?;
             }
             publish(c, p);
+            times.warn(p, false);
         }
         if idle {
             tokio::select! {
@@ -87,15 +89,49 @@ pub async fn drive<S: Source>(
             }
         }
     }
-    tracing::info!("flushing every buffer");
+    if cancel.is_cancelled() {
+        tracing::info!("flushing every buffer");
+    }
     let rest = p.take_all();
     c.flush(p, src, rest).await?;
     // shards with nothing to flush still record how far they were read
     let live: BTreeSet<ShardId> = p.shards().cloned().collect();
     commit(p, src, live).await?;
     publish(c, p);
+    times.warn(p, true);
     src.close().await?;
     Ok(())
+}
+
+/// Warns about implausible event times (see [`Pipeline::implausible_times`])
+/// at most once a minute, naming the column, and once more at the end.
+#[derive(Default)]
+struct TimesWarning {
+    last: Option<Instant>,
+    /// Counts already warned about, per column.
+    told: Vec<u64>,
+}
+
+impl TimesWarning {
+    fn warn(&mut self, p: &Pipeline, at_end: bool) {
+        if !at_end && self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+            return;
+        }
+        let times = p.implausible_times();
+        self.told.resize(times.len(), 0);
+        for ((column, n, last), told) in times.iter().zip(&mut self.told) {
+            if *n > *told {
+                let c = crate::timefmt::civil(*last);
+                tracing::warn!(
+                    column = %column, values = n, last = last,
+                    "column '{column}': {} stored event times fall before 2000 or after 2100 (the last: {last} read as {:04}-{:02}-{:02}); epoch seconds in an epoch_millis column, or the reverse? The values are kept; fix the column's formats in the schema file if the unit is wrong",
+                    n - *told, c.year, c.month, c.day
+                );
+                *told = *n;
+                self.last = Some(Instant::now());
+            }
+        }
+    }
 }
 
 /// Pushes a batch's records, flushing whenever buffers come due. Stops
@@ -135,6 +171,7 @@ fn publish(c: &Committer, p: &Pipeline) {
         m.oldest_unflushed = p.oldest_open(Instant::now());
         m.glue_calls = calls;
         m.glue_errors = errors;
+        m.implausible_times = p.implausible_times().iter().map(|(c, n, _)| (c.clone(), *n)).collect();
     });
 }
 

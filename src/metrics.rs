@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub glue_errors: u64,
     /// "applied" | "rejected" → count.
     pub schema_reloads: BTreeMap<&'static str, u64>,
+    /// Per timestamp column taking epoch numbers: stored values before 2000 or after 2100.
+    pub implausible_times: Vec<(String, u64)>,
     pub schema_version: String,
     pub max_age: Duration,
 }
@@ -142,6 +144,10 @@ impl Metrics {
         single(&mut o, "buffer_bytes", "gauge", "Memory held by open buffers.", s.buffer_bytes as f64);
         single(&mut o, "glue_calls_total", "counter", "Glue API calls made.", s.glue_calls as f64);
         single(&mut o, "glue_errors_total", "counter", "Glue API calls that failed (retried).", s.glue_errors as f64);
+        head(&mut o, "implausible_timestamps_total", "counter", "Stored event times before 2000 or after 2100 of timestamp columns that take epoch numbers (epoch seconds in an epoch_millis column?), by column.");
+        for (col, n) in &s.implausible_times {
+            line(&mut o, "implausible_timestamps_total", &format!("{{column=\"{col}\"}}"), *n as f64);
+        }
         head(&mut o, "schema_reloads_total", "counter", "Schema file edits seen while running, by result.");
         for r in ["applied", "rejected"] {
             line(&mut o, "schema_reloads_total", &format!("{{result=\"{r}\"}}"), *s.schema_reloads.get(r).unwrap_or(&0) as f64);

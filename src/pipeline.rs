@@ -217,6 +217,12 @@ impl Pipeline {
         &self.stats
     }
 
+    /// Per timestamp column taking epoch numbers: (name, stored values
+    /// before 2000 or after 2100, the last of them).
+    pub fn implausible_times(&self) -> &[(String, u64, i64)] {
+        self.router.implausible_times()
+    }
+
     /// Bytes held by open buffers.
     pub fn buffered_bytes(&self) -> usize {
         self.buffers.mem_total()
@@ -658,6 +664,40 @@ keys = ["k"]
             assert_eq!(run_read_to, read_to);
             assert_same_lake(&in_runs, &one_by_one, &format!("memory limit {memory_limit}"));
         }
+    }
+
+    /// Epoch seconds in an `epoch_millis` column land in January 1970: they
+    /// are kept, and counted per column (rows that land, on every path:
+    /// in runs, in place, staged, general) with the last such value.
+    #[test]
+    fn implausible_epoch_times_are_kept_and_counted() {
+        let schema = Arc::new(TableSchema::parse("t.toml", "table = \"t\"\n[[columns]]\nname = \"id\"\ntype = \"string\"\n[[columns]]\nname = \"ts\"\ntype = \"timestamp\"\nformats = [\"epoch_millis\"]\n[[columns]]\nname = \"k\"\ntype = \"string\"\n[partition]\ntime = { column = \"arrival\" }\nkeys = [\"k\"]\n").unwrap());
+        let shard = ShardId::new("s");
+        let mut p = Pipeline::new(schema, Limits::default(), 1000);
+        let mut implausible = 0;
+        let recs: Vec<(u64, Vec<u8>)> = (0..600u64)
+            .map(|i| {
+                // runs of 40 in one partition, then interleaved; every third a seconds value
+                let k = if i < 300 { i / 40 % 3 } else { i % 3 };
+                let ts = if i % 3 == 0 { 1_767_225_600 + i } else { 1_767_225_600_000 + i };
+                implausible += u64::from(i % 3 == 0);
+                let esc = if i % 50 == 7 { "\\u0041" } else { "" }; // the fused decoder declines escapes
+                (i, format!("{{\"id\":\"r{i}{esc}\",\"ts\":{ts},\"k\":\"p{k}\"}}").into_bytes())
+            })
+            .collect();
+        let mut i = 0;
+        while i < recs.len() {
+            i += p.push_run(&shard, &recs[i..], |(off, d)| (Position::offset(*off), 0, &d[..]));
+            if let Some((off, d)) = recs.get(i) {
+                p.push(&shard, Position::offset(*off), 0, d);
+                i += 1;
+            }
+        }
+        assert_eq!(p.stats().rows, 600);
+        assert!(p.stats().fused_in_place > 300, "the fast paths ran");
+        assert_eq!(p.implausible_times(), [("ts".to_string(), implausible, 1_767_225_600 + 597)]);
+        let sealed = p.take_all();
+        assert_eq!(sealed.iter().filter(|s| s.kind == DestKind::Table).map(|s| s.records).sum::<usize>(), 600);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::ids::Position;
 use crate::metrics::Stats;
 use crate::partition::{render_cached, TimeCache};
 use crate::schema::{PartitionSpec, TableSchema, TimeSource};
+use crate::timefmt::PLAUSIBLE;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,48 @@ pub struct Router {
     /// thrown away, only to learn whether they were rows or error lines.
     scratch: Option<Columns>,
     time_cache: TimeCache,
+    times: TimeWatch,
+}
+
+/// Event times of the rows that land, outside [`PLAUSIBLE`], per top-level
+/// timestamp column that accepts epoch numbers: an `epoch_millis` column
+/// given epoch seconds lands in January 1970 without an error. Counted,
+/// with the last such value, for a metric and a warning; the values are
+/// kept (they are valid input). Counts carry across schema reloads.
+#[derive(Default)]
+struct TimeWatch {
+    /// (column index, index into `counts`).
+    cols: Vec<(usize, usize)>,
+    /// (column name, values outside, the last of them).
+    counts: Vec<(String, u64, i64)>,
+}
+
+impl TimeWatch {
+    fn new(schema: &TableSchema, mut counts: Vec<(String, u64, i64)>) -> TimeWatch {
+        let mut cols = Vec::new();
+        for (i, c) in schema.columns.iter().enumerate() {
+            if c.ty != crate::schema::ColType::Timestamp || !c.formats.iter().any(|f| f.is_epoch()) {
+                continue;
+            }
+            let at = counts.iter().position(|(n, ..)| *n == c.name).unwrap_or_else(|| {
+                counts.push((c.name.clone(), 0, 0));
+                counts.len() - 1
+            });
+            cols.push((i, at));
+        }
+        TimeWatch { cols, counts }
+    }
+
+    /// Checks the event times of row `row` of `cols`, which just landed.
+    #[inline]
+    fn row(&mut self, cols: &Columns, row: usize) {
+        for &(i, at) in &self.cols {
+            if let Some(v) = cols.timestamp_at(i, row).filter(|v| !PLAUSIBLE.contains(v)) {
+                let c = &mut self.counts[at];
+                (c.1, c.2) = (c.1 + 1, v);
+            }
+        }
+    }
 }
 
 /// What [`Router::fused_in_place`] did with a record.
@@ -82,6 +125,7 @@ impl Router {
         Router {
             decoder: Decoder::new(schema.clone(), max_record_bytes),
             peek: Peek::new(&schema),
+            times: TimeWatch::new(&schema, Vec::new()),
             schema,
             prefix: String::new(),
             guess: String::new(),
@@ -105,7 +149,14 @@ impl Router {
         self.stage = None;
         self.scratch = None;
         self.time_cache = TimeCache::default();
+        self.times = TimeWatch::new(&schema, std::mem::take(&mut self.times.counts));
         self.schema = schema;
+    }
+
+    /// Per top-level timestamp column taking epoch numbers: (name, stored
+    /// values before 2000 or after 2100, the last of them).
+    pub fn implausible_times(&self) -> &[(String, u64, i64)] {
+        &self.times.counts
     }
 
     /// Turns the fused decoder off or on, and the guess, to compare paths.
@@ -180,6 +231,8 @@ impl Router {
         let mut buf = bufs.open_table(shard, prefix, pos, &self.schema);
         match row.append_to(buf.cols()) {
             Ok(()) => {
+                let cols = buf.cols();
+                self.times.row(cols, cols.rows - 1);
                 let took = buf.row_added(led, shard.slot, prefix, pos, data.len(), &self.schema);
                 count_row(stats, took);
                 Ok(false)
@@ -226,6 +279,7 @@ impl Router {
                 return InPlace::Staged;
             }
         }
+        self.times.row(cols, row);
         let took = buf.row_added(led, shard.slot, target, pos, data.len(), &self.schema);
         count_row(stats, took);
         stats.fused_in_place += 1;
@@ -265,7 +319,7 @@ impl Router {
         if self.same_partition < RUN_AFTER || !self.fuse_next || bufs.has_due() || led.replaying() {
             return 0;
         }
-        let Router { decoder, schema, guess, prefix, time_cache, same_partition, .. } = self;
+        let Router { decoder, schema, guess, prefix, time_cache, same_partition, times, .. } = self;
         // rows up to here are in a written file: `route` skips their replay
         let written_to = led.durable_to(DestKind::Table, prefix).cloned();
         let Some(mut buf) = bufs.table(shard.slot, prefix) else { return 0 };
@@ -292,6 +346,7 @@ impl Router {
                 }
                 rendered_arrival = Some(arrival_ms);
             }
+            times.row(cols, row);
             stats.records_in += 1;
             stats.bytes_in += data.len() as u64;
             let took = buf.row_added(led, shard.slot, prefix, &pos, data.len(), schema);

@@ -100,8 +100,16 @@ impl Store {
     /// The object at `key` (tests read back what was written); panics when
     /// it cannot be read.
     pub async fn get(&self, key: &str) -> bytes::Bytes {
-        let path = ObjPath::from(format!("{}{key}", self.prefix));
+        let path = self.path(key).expect("a valid key");
         self.inner.get(&path).await.expect("object exists").bytes().await.expect("object reads")
+    }
+
+    /// The object path of `key`, taken as it is: keys are already escaped
+    /// as Hive escapes partition values (`kind=a%2Fb`), and the S3 key, the
+    /// local file name and the catalog's partition location must all be
+    /// exactly that (escaping again would make `kind=a%252Fb`).
+    fn path(&self, key: &str) -> Result<ObjPath, object_store::path::Error> {
+        ObjPath::parse(format!("{}{key}", self.prefix))
     }
 
     pub fn url(&self) -> &str {
@@ -110,8 +118,8 @@ impl Store {
 
     /// Writes (or replaces) the object at `key` below this store's prefix.
     pub async fn put(&self, key: &str, data: PutPayload) -> Result<(), StoreError> {
-        let path = ObjPath::from(format!("{}{key}", self.prefix));
         let err = |source| StoreError::Backend { url: format!("{}{key}", self.url), source };
+        let path = self.path(key).map_err(|e| err(e.into()))?;
         if data.content_length() < MULTIPART_THRESHOLD {
             self.inner.put(&path, data).await.map_err(err)?;
         } else {
@@ -132,5 +140,30 @@ fn norm_prefix(p: &str) -> String {
         String::new()
     } else {
         format!("{p}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key with Hive's escapes is the object's name as it is, in a local
+    /// directory (and so in S3: the same path) and in the listing.
+    #[tokio::test]
+    async fn escaped_keys_are_stored_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap(), &StoreOptions::default()).unwrap();
+        let key = "dt=2026-12-06/kind=a%2Fb%3Dc/kind2=é %25/f.json.gz";
+        s.put(key, PutPayload::from_static(b"x")).await.unwrap();
+        assert!(dir.path().join("dt=2026-12-06/kind=a%2Fb%3Dc/kind2=é %25/f.json.gz").is_file(), "{:?}", walk(dir.path()));
+        assert_eq!(s.keys().await, [key]);
+        assert_eq!(&s.get(key).await[..], b"x");
+        let m = Store::memory();
+        m.put(key, PutPayload::from_static(b"y")).await.unwrap();
+        assert_eq!(m.keys().await, [key]);
+    }
+
+    fn walk(d: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(d).unwrap().flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path().display().to_string()] }).collect()
     }
 }

@@ -46,6 +46,12 @@ impl TsFormat {
         }
     }
 
+    /// Whether values are numbers since the epoch (which a wrong unit
+    /// silently misplaces; see [`PLAUSIBLE`]).
+    pub fn is_epoch(&self) -> bool {
+        matches!(self, TsFormat::EpochMillis | TsFormat::EpochSeconds)
+    }
+
     /// Parses a string value; numbers in strings are accepted by the epoch formats.
     pub fn parse_str(&self, s: &str) -> Option<i64> {
         match self {
@@ -62,6 +68,11 @@ impl TsFormat {
         }
     }
 }
+
+/// Epoch millis of event times that are plausible: 2000-01-01 up to
+/// 2100-01-01. Epoch seconds read as millis land in January 1970, millis
+/// read as seconds tens of thousands of years ahead.
+pub const PLAUSIBLE: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
 
 /// The default list when a timestamp column names no `formats`.
 pub fn default_formats() -> Vec<TsFormat> {

@@ -123,6 +123,51 @@ fn assert_exactly_once(facts: &Value, ids: &[String], bad: &BTreeMap<String, Str
     }
 }
 
+/// Partition values that Hive escapes in paths (`/`, `=`, `%`, `:`) are
+/// written once escaped, as Hive and Athena write them (`é` and spaces
+/// stay), so a local lake and an S3 lake have the same keys, and pyarrow
+/// and DuckDB read the values back as they were.
+#[test]
+fn escaped_partition_values_read_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = ["a/b", "é x=y", "100%", "k:v", "plain"];
+    let input: String = values.iter().enumerate().map(|(i, v)| format!("{{\"event_id\":\"e{i}\",\"timestamp\":\"2026-12-06T10:00:00Z\",\"event_type\":{v:?}}}\n")).collect();
+    std::fs::write(dir.path().join("in.ndjson"), input).unwrap();
+    let lake = dir.path().join("lake");
+    run_ok(bin().args(["convert", "--schema"]).arg(root().join("schemas/events.toml")).arg("--out").arg(&lake).arg(dir.path().join("in.ndjson")));
+    let mut dirs: Vec<String> = walk(&lake).iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).map(|p| p.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned()).collect();
+    dirs.sort();
+    assert_eq!(dirs, ["event_type=100%25", "event_type=a%2Fb", "event_type=k%3Av", "event_type=plain", "event_type=é x%3Dy"]);
+    let out = run_ok(Command::new(py()).arg("-c").arg(format!(r#"
+import duckdb, json, pyarrow.dataset as ds
+d = duckdb.sql("select event_id, event_type from read_parquet('{l}/**/*.parquet', hive_partitioning=true) order by 1").fetchall()
+t = ds.dataset('{l}', format='parquet', partitioning='hive').to_table()
+p = sorted(zip(t.column('event_id').to_pylist(), t.column('event_type').to_pylist()))
+print(json.dumps([[list(r) for r in d], [list(r) for r in p]]))"#, l = lake.display())));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: Vec<Value> = values.iter().enumerate().map(|(i, v)| serde_json::json!([format!("e{i}"), v])).collect();
+    assert_eq!(got[0], serde_json::json!(want), "DuckDB");
+    assert_eq!(got[1], serde_json::json!(want), "pyarrow");
+}
+
+/// Epoch seconds in a timestamp column that reads epoch millis land in
+/// January 1970 silently unless someone says so: `convert` keeps the rows
+/// (valid input) and warns once, naming the column, the count and a value.
+#[test]
+fn epoch_seconds_in_a_millis_column_are_kept_and_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..50i64).map(|i| format!("{{\"event_id\":\"e{i}\",\"timestamp\":{},\"event_type\":\"view\"}}\n", if i < 20 { 1_767_225_600 + i } else { 1_767_225_600_000 + i })).collect();
+    std::fs::write(dir.path().join("in.ndjson"), input).unwrap();
+    let out = run_ok(bin().args(["convert", "--schema"]).arg(root().join("schemas/events.toml")).arg("--out").arg(dir.path().join("lake")).arg(dir.path().join("in.ndjson")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("before 2000 or after 2100")).collect();
+    assert_eq!(warnings.len(), 1, "one warning: {err}");
+    assert!(warnings[0].contains("column 'ts': 20 stored event times") && warnings[0].contains("1767225619 read as 1970-01-21"), "{}", warnings[0]);
+    assert!(err.contains("50 rows written, 0 errors"), "{err}");
+    let files: Vec<String> = walk(&dir.path().join("lake")).iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).map(|p| p.display().to_string()).collect();
+    assert!(files.iter().any(|f| f.contains("/dt=1970-01-21/")) && files.iter().any(|f| f.contains("/dt=2026-01-01/")), "{files:?}");
+}
+
 #[test]
 fn convert_lands_every_record_once_with_exact_types() {
     let dir = tempfile::tempdir().unwrap();

@@ -82,7 +82,14 @@ schema_poll = "200ms"
 listen = "127.0.0.1:{port}"
 "#, ep = moto.endpoint)).unwrap();
     let (mut ids, mut bad) = gen(&dir.path().join("s1.tmp"), &["--records", "2000", "--bad-every", "100", "--seed", "5", "--id-prefix", "ga"]);
-    std::fs::rename(dir.path().join("s1.tmp"), spool.join("s1.ndjson")).unwrap();
+    // partition values Hive escapes: the S3 key, the Glue location and the value must agree
+    let escaped = ["a/b", "é x=y", "100%"];
+    let mut seg = std::fs::read(dir.path().join("s1.tmp")).unwrap();
+    for (i, v) in escaped.iter().enumerate() {
+        seg.extend_from_slice(format!("{{\"event_id\":\"esc-{i}\",\"timestamp\":\"2026-11-21T10:00:00Z\",\"event_type\":{v:?}}}\n").as_bytes());
+        ids.push(format!("esc-{i}"));
+    }
+    std::fs::write(spool.join("s1.ndjson"), seg).unwrap();
     // Upload → partition latency, timed by a watcher that polls S3 and Glue
     // from outside (S3 LastModified has whole seconds only: too coarse).
     // Its error is one poll round (~0.1 s) either way.
@@ -151,6 +158,12 @@ print(json.dumps({
     assert!(cols.iter().any(|c| c[0] == "revenue" && c[1].as_str().unwrap().starts_with("decimal(")), "{cols:?}");
     assert!(cols.iter().any(|c| c[0] == "device" && c[1].as_str().unwrap().starts_with("struct<")), "{cols:?}");
     assert_eq!(report["part_locations"], report["prefixes"], "every prefix with Parquet has a partition at that location, and no partition points elsewhere");
+    for (v, key) in [("a/b", "event_type=a%2Fb/"), ("é x=y", "event_type=é x%3Dy/"), ("100%", "event_type=100%25/")] {
+        let want = serde_json::json!(["2026-11-21", "10", v]);
+        assert!(report["part_values"].as_array().unwrap().contains(&want), "a partition with value {v:?}: {}", report["part_values"]);
+        let at = format!("s3://glue-lake/events/dt=2026-11-21/hr=10/{key}");
+        assert!(report["prefixes"].as_array().unwrap().iter().any(|p| p == &at), "Parquet under {at} (escaped once, as Hive does): {}", report["prefixes"]);
+    }
     assert!(report["part_values"].as_array().unwrap().iter().all(|v| v.as_array().unwrap().len() == 3));
     assert_eq!(report["part_serde"], serde_json::json!(["org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"]));
     let prefixes: Vec<&str> = report["prefixes"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
