@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 mod lines;
 mod parquet_file;
 mod stats;
+mod dict;
+mod hybrid;
+mod pages;
 mod string_columns;
 
 pub use lines::{error_line, gzip, TableRef};

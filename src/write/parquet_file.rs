@@ -121,7 +121,7 @@ struct ParquetFile {
 
 /// A closed column chunk of a row group, before it is appended.
 enum Chunk {
-    Strings((super::string_columns::Pages, parquet::column::writer::ColumnCloseResult)),
+    Strings((super::pages::Pages, parquet::column::writer::ColumnCloseResult)),
     Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
 }
 
