@@ -1,7 +1,7 @@
 //! A guess at a record's partition values from its raw bytes, before it is
 //! decoded, so that the fused decoder can write the record straight into
 //! its partition's buffer instead of into a stage its row is then copied
-//! out of (with 120 interleaved partitions that copy was the largest cost).
+//! out of.
 //!
 //! Input: the record's bytes. Output: the partition time column's value and
 //! the key columns' texts, found as `"source":` followed by a plain value

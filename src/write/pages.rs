@@ -20,8 +20,7 @@ pub(super) fn snappy(data: &[u8]) -> Result<Bytes, ParquetError> {
 }
 
 /// A snappy encoder and an output buffer kept from page to page and from
-/// column to column (a fresh one per page was zero-filled and faulted in
-/// each time).
+/// column to column (per thread).
 pub(super) struct Snappy {
     encoder: snap::raw::Encoder,
     out: Vec<u8>,
@@ -73,9 +72,7 @@ impl Pages {
 
 /// Where parquet-rs writes a page: the header is copied, the body is kept
 /// as the page's own `Bytes` when it comes in one piece with the body's
-/// address (as it does past `BufWriter`'s 8 KiB), not copied again (that
-/// copy put a fresh allocation the size of the column's compressed data
-/// under every page).
+/// address (as it does past `BufWriter`'s 8 KiB), not copied again.
 pub(super) struct PageSink<'a> {
     body: Bytes,
     parts: &'a mut Vec<Bytes>,

@@ -5,12 +5,10 @@
 //! the decoder; [`RowBuffer::row_added`] after each. Every
 //! `chunk_in_bytes` of input (4 MiB) the buffered rows are encoded into the
 //! buffer's open Parquet file and the column vectors are refilled in place
-//! ([`Columns::finish_reserving`]): a large buffer holds compressed pages
-//! instead of columns, and the column memory is reused instead of faulting
-//! in fresh pages. For 200k records (112 MB) in one partition: peak RSS
-//! 114 → 54 MiB, page faults 44k → 21k, CPU time −6% (median of 15
-//! interleaved runs). Chunk boundaries depend only on the records' sizes,
-//! so a replay of the same records encodes the same file.
+//! ([`Columns::finish_reserving`]): a large buffer holds compressed pages,
+//! not columns, and its column memory is reused. Chunk boundaries depend
+//! only on the records' sizes, so a replay of the same records encodes the
+//! same file.
 //! Output: [`RowBuffer::finish`] gives the bytes of one snappy Parquet file:
 //! row groups of about `row_group_bytes` of Arrow data each. String leaves
 //! are written by [`string_columns`](super::string_columns) (dictionary or
@@ -274,10 +272,9 @@ impl ParquetFile {
 
 /// Where a file is written: the bytes parquet-rs writes, copied, except
 /// those of registered ranges, whose bytes are already held as page
-/// buffers and are taken as they are. So the string chunks' pages (most of
-/// a file) are not copied into a second buffer the size of the file, which
-/// the kernel would first have to fault in (for 200k records: 3.2k of 12k
-/// page faults, and a 14 MB copy).
+/// buffers and are taken as they are: the string chunks' pages (most of a
+/// file) are held once, not copied into a second buffer the size of the
+/// file. A range that does not fit where parquet-rs writes fails the file.
 #[derive(Default)]
 struct FileParts {
     /// The file so far: copied runs and page buffers, in order.

@@ -10,9 +10,7 @@
 //! [`TRUNCATE`] bytes are cut, and such a max is raised so it stays an
 //! upper bound). No failure: an all-null chunk has no min or max.
 //!
-//! Why: parquet-rs compares every value with the running min and max by
-//! `memcmp` (a call per comparison); that was 7% of `convert`. Here a
-//! comparison is decided by the first eight bytes in registers, which
+//! A comparison is decided by the first eight bytes in a register, which
 //! separates most values, and falls back to a word-by-word walk (the
 //! dictionary's min and max are found among its distinct values only).
 
