@@ -47,6 +47,26 @@ impl Limits {
             None
         }
     }
+
+    /// A record size limit must leave room in the memory budget: a line
+    /// reader holds one record of it, and an error or raw-backup object
+    /// must take several.
+    pub fn check_record_size(&self, max_record_bytes: usize) -> Result<(), String> {
+        if max_record_bytes > self.memory_limit / 8 {
+            return Err(format!(
+                "{max_record_bytes} bytes is over an eighth of the memory limit ({} bytes); lower it or raise buffer.memory_limit",
+                self.memory_limit
+            ));
+        }
+        Ok(())
+    }
+
+    /// Bytes of lines a raw-backup or error buffer holds before it is
+    /// written: an eighth of the memory limit (at least 1 MiB), so that the
+    /// lines and their gzip output together stay well inside the budget.
+    fn line_cap(&self) -> usize {
+        (self.memory_limit / 8).max(1 << 20)
+    }
 }
 
 /// Why a buffer was sealed (a metrics label).
@@ -295,6 +315,7 @@ impl Buffers {
         let buf = bufs_entry(&mut self.shards, shard).get_or_insert_with(kind, prefix, || Buffer::new(pos, Body::Lines(Vec::new())));
         let Body::Lines(lines) = &mut buf.body else { unreachable!("a line buffer") };
         write(lines);
+        let full = lines.len() >= self.budget.limits.line_cap();
         let mem = lines.capacity() + fixed_cost(prefix);
         self.budget.total = self.budget.total + mem - buf.mem;
         buf.mem = mem;
@@ -302,7 +323,8 @@ impl Buffers {
         buf.in_bytes += in_len;
         buf.last = pos.clone();
         let replay = || led.replay_ends(kind, prefix, pos).then_some(Trigger::Replay);
-        if let Some(t) = self.budget.limits.trigger(buf).or_else(replay) {
+        let full = || full.then_some(Trigger::Bytes);
+        if let Some(t) = self.budget.limits.trigger(buf).or_else(replay).or_else(full) {
             self.budget.queue(buf, shard.slot, kind, prefix, t);
         }
     }

@@ -171,13 +171,25 @@ pub struct ShardLedger {
     /// position. (A destination can have several objects in one flush: a
     /// due buffer closed early, then its successor; ascending.)
     replay: DestMap<Vec<Position>>,
+    /// Records read since the shard was opened here, and of them those
+    /// that were JSON objects (a row, or refused by the schema): an input
+    /// with none is not NDJSON.
+    tally: (u64, u64),
 }
 
 impl ShardLedger {
-    /// The record was read (whatever became of it).
+    /// The record was read (whatever became of it); `object`: it was a
+    /// JSON object.
     #[inline]
-    pub fn read(&mut self, pos: Position) {
+    pub fn read(&mut self, pos: Position, object: bool) {
         self.read_to = Some(pos);
+        self.tally.0 += 1;
+        self.tally.1 += u64::from(object);
+    }
+
+    /// (records read, of them JSON objects) since the shard was opened here.
+    pub fn tally(&self) -> (u64, u64) {
+        self.tally
     }
 
     /// Whether the destination already holds the record at `pos` (a replay
@@ -396,6 +408,11 @@ impl Ledger {
     /// Entries in the shard's per-destination progress map.
     pub fn done_len(&self, shard: &ShardId) -> usize {
         self.get(shard).map_or(0, |st| st.done.len())
+    }
+
+    /// (records read, of them JSON objects) of the shard since it was opened here.
+    pub fn tally(&self, shard: &ShardId) -> Option<(u64, u64)> {
+        self.get(shard).map(ShardLedger::tally)
     }
 
     /// The last record read of the shard.

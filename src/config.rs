@@ -347,6 +347,9 @@ impl Config {
         if let Some(v) = &raw.buffer.memory_limit {
             limits.memory_limit = parse_size(v).map_err(|m| err("buffer", "memory_limit", format!("{m}; write e.g. \"1GiB\"")))?;
         }
+        if let Err(m) = limits.check_record_size(max_record_bytes) {
+            return Err(err("source", "max_record_size", m));
+        }
         let catalog = match raw.catalog.kind.as_deref() {
             None | Some("none") => CatalogConfig::None,
             Some("glue") => CatalogConfig::Glue {

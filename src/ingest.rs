@@ -34,6 +34,14 @@ pub enum IngestError {
 /// them), whatever the rate of incoming records.
 const AGE_CHECK: Duration = Duration::from_millis(500);
 
+/// What the loop saw that the user must hear about.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Shards (inputs) that ended with records of which none was a JSON
+    /// object: `<shard>: <what it looks like and the fix>`.
+    pub not_ndjson: Vec<String>,
+}
+
 /// Reads `src` until it finishes or `cancel` fires, sleeping `poll` when it
 /// has nothing new, and writes and commits as buffers come due.
 pub async fn drive<S: Source>(
@@ -43,7 +51,8 @@ pub async fn drive<S: Source>(
     mut watch: Option<&mut SchemaWatch>,
     poll: Duration,
     cancel: &CancellationToken,
-) -> Result<(), IngestError> {
+) -> Result<Report, IngestError> {
+    let mut report = Report::default();
     for (shard, cp) in src.checkpoints() {
         p.restore(&shard, &cp);
     }
@@ -61,6 +70,15 @@ pub async fn drive<S: Source>(
             Some(SourceEvent::Assigned { shard, checkpoint, intent }) => p.restore_with_intent(&shard, &checkpoint, &intent),
             Some(SourceEvent::Revoked(shard)) => p.drop_shard(&shard),
             Some(SourceEvent::Ended(shard)) => {
+                // not NDJSON: no record was a JSON object, or the input looks
+                // like something else and most were not
+                let (records, objects) = p.tally(&shard).unwrap_or_default();
+                let looks = src.diagnose(&shard);
+                if records > 0 && (objects == 0 || (looks.is_some() && objects * 2 < records)) {
+                    let why = looks.unwrap_or_else(|| "no line of it is a JSON object; lakehose reads one JSON object per line (each line's reason is in the error prefix)".into());
+                    tracing::error!(shard = %shard, records, objects, "{shard}: {objects} of {records} records parsed: {why}");
+                    report.not_ndjson.push(format!("{shard}: {objects} of {records} records parsed: {why}"));
+                }
                 let rest = p.take_shard(&shard);
                 c.flush(p, src, rest).await?;
                 let cp = p.checkpoint(&shard);
@@ -100,7 +118,7 @@ pub async fn drive<S: Source>(
     publish(c, p);
     times.warn(p, true);
     src.close().await?;
-    Ok(())
+    Ok(report)
 }
 
 /// Warns about implausible event times (see [`Pipeline::implausible_times`])
@@ -139,14 +157,24 @@ impl TimesWarning {
 /// the rest is read again by its next owner.
 async fn push_batch<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer, b: &Batch) -> Result<(), IngestError> {
     let record = |r: &crate::source::SourceRecord| (r.pos.clone(), r.arrival_ms, &b.buf[r.range.clone()]);
+    let mut oversized = b.oversized.iter().peekable();
     let mut i = 0;
     while i < b.records.len() {
-        // runs of records landing in place first, then one by one
-        i += p.push_run(&b.shard, &b.records[i..], record);
-        if let Some(r) = b.records.get(i).filter(|_| !p.has_due()) {
-            let (pos, arrival_ms, data) = record(r);
-            p.push(&b.shard, pos, arrival_ms, data);
+        // a record cut to the size limit is pushed as such, never in a run
+        let run_end = oversized.peek().map_or(b.records.len(), |o| o.0);
+        if i == run_end && !p.has_due() {
+            let (_, len) = oversized.next().expect("peeked");
+            let (pos, arrival_ms, head) = record(&b.records[i]);
+            p.push_oversized(&b.shard, pos, arrival_ms, head, *len);
             i += 1;
+        } else if i < run_end {
+            // runs of records landing in place first, then one by one
+            i += p.push_run(&b.shard, &b.records[i..run_end], record);
+            if let Some(r) = b.records[..run_end].get(i).filter(|_| !p.has_due()) {
+                let (pos, arrival_ms, data) = record(r);
+                p.push(&b.shard, pos, arrival_ms, data);
+                i += 1;
+            }
         }
         if p.has_due() {
             let due = p.take_due(Instant::now());
@@ -370,31 +398,41 @@ mod tests {
     /// `convert` reads a regular file a buffer at a time: a line several
     /// times longer than the buffer (which grows until the line fits),
     /// lines across buffer ends, and a last line without a newline all
-    /// arrive whole, each exactly once.
+    /// arrive whole, each exactly once; a line over the record size limit
+    /// is one error line holding its first bytes, and its raw backup line
+    /// says it was cut and how long it was.
     #[tokio::test]
-    async fn a_file_with_a_line_longer_than_the_read_buffer_loses_nothing() {
+    async fn a_file_with_lines_longer_than_the_read_buffer_loses_nothing() {
+        use base64::Engine;
         let schema = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
+        let read = crate::source::lines::READ_SIZE;
+        let limit = 4 << 20;
         let small = |i: usize| format!("{{\"id\":\"r{i}\",\"pad\":\"{}\"}}", "p".repeat(i % 197));
-        let big = format!("{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(5 * crate::source::lines::READ_SIZE + 12_345));
+        let big = format!("{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(5 * read + 12_345));
+        let huge = format!("{{\"id\":\"huge\",\"pad\":\"{}\"}}", "y".repeat(limit * 2 + 99));
         let mut lines: Vec<String> = (0..40_000).map(small).collect();
         lines.insert(20_000, big.clone());
+        lines.insert(30_000, huge.clone());
         lines.extend((40_000..80_000).map(small));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg.ndjson");
         std::fs::write(&path, lines.join("\n")).unwrap(); // no newline after the last line
-        assert!(std::fs::metadata(&path).unwrap().len() as usize > 20 * crate::source::lines::READ_SIZE);
+        assert!(std::fs::metadata(&path).unwrap().len() as usize > 20 * read);
         let stores = Stores::new();
-        let mut p = Pipeline::new(schema, Limits::default(), 1000).with_raw_backup(true);
+        let mut p = Pipeline::new(schema, Limits::default(), limit).with_raw_backup(true);
         let summary = crate::run::convert(&mut p, &[path.to_string_lossy().into_owned()], stores.sinks()).await.unwrap();
-        assert_eq!(summary.stats.records_in, 80_001);
+        assert_eq!(summary.stats.records_in, 80_002);
         let (rows, errors, raw) = read_back(&stores).await; // each sorted
-        let mut want: Vec<String> = (0..80_000).map(|i| format!("r{i}")).collect();
+        let mut want: Vec<String> = (0..80_000).map(|i| format!("r{i}")).chain(["big".to_string()]).collect();
         want.sort();
         assert_eq!(rows, want);
-        // (lengths in the messages: the long line is over 1 MiB)
         let lens: Vec<usize> = errors.iter().map(String::len).collect();
-        assert!(errors == [big.clone()], "one error line, the long line refused for its size; got lengths {lens:?}, want [{}]", big.len());
-        let mut all = lines;
+        assert!(errors == [huge[..limit].to_string()], "one error line holding the huge line's first {limit} bytes; got lengths {lens:?}");
+        let marker = raw.iter().find(|l| l.starts_with("{\"lakehoseRaw\"")).expect("a marked raw line");
+        let m: serde_json::Value = serde_json::from_str(marker).unwrap();
+        assert_eq!((&m["originalSize"], &m["truncated"]), (&serde_json::json!(huge.len()), &serde_json::json!(true)));
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(m["lakehoseRaw"].as_str().unwrap()).unwrap(), huge.as_bytes()[..limit]);
+        let mut all: Vec<String> = lines.into_iter().filter(|l| *l != huge).chain([marker.clone()]).collect();
         all.sort();
         assert!(raw == all, "raw backup: {} lines, {} expected", raw.len(), all.len());
     }

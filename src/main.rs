@@ -172,6 +172,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 memory_limit: size(&memory_limit, "--memory-limit")?,
                 max_age: std::time::Duration::from_secs(u64::MAX / 4),
             };
+            limits.check_record_size(max_record_size).map_err(|m| usage(format!("--max-record-size: {m} (--memory-limit)")))?;
             let out = if out.ends_with('/') { out } else { format!("{out}/") };
             let errors = errors.unwrap_or_else(|| format!("{out}_errors/"));
             let opts = StoreOptions { endpoint, region: None, kms_key_id };
@@ -179,7 +180,8 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some());
             let summary = run::convert(&mut p, &inputs, sinks).await?;
             eprintln!("lakehose convert: {summary}");
-            Ok(ExitCode::SUCCESS)
+            // an input of which no record parsed is the wrong kind of file
+            Ok(if summary.not_ndjson.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Cmd::Schema { cmd: SchemaCmd::Check { schema, against, against_glue, database, endpoint } } => {
             let new = load_schema(&schema)?;

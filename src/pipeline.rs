@@ -17,7 +17,8 @@ use crate::metrics::Stats;
 use crate::partition::hour_prefix;
 use crate::route::Router;
 use crate::schema::TableSchema;
-use crate::write::{error_line, ParquetOptions, TableRef};
+use crate::decode::{ErrorCode, RecordError};
+use crate::write::{error_line, wrapped_raw_line, ParquetOptions, TableRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,11 @@ impl Pipeline {
         self.router.schema()
     }
 
+    /// The record size limit: longer records are cut to it and refused.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
     /// Switches to a new schema. Call only with no open buffer (after
     /// [`Pipeline::take_all`] and writing): buffers hold columns of the old one.
     pub fn set_schema(&mut self, schema: Arc<TableSchema>) {
@@ -81,34 +87,85 @@ impl Pipeline {
     }
 
     /// Routes one record: a row or an error line, and a raw line when
-    /// backups are on. Never fails.
+    /// backups are on. Never fails. A record over the record size limit is
+    /// cut to it ([`Pipeline::push_oversized`]).
     pub fn push(&mut self, shard: &ShardId, pos: Position, arrival_ms: i64, data: &[u8]) {
-        self.stats.records_in += 1;
-        self.stats.bytes_in += data.len() as u64;
-        let slot = self.ledger.open(shard);
-        self.known_shard = Some(slot);
+        if data.len() > self.max_record_bytes {
+            return self.push_oversized(shard, pos, arrival_ms, &data[..self.max_record_bytes], data.len() as u64);
+        }
+        let slot = self.arrive(shard, arrival_ms, data.len() as u64);
         let shard = Shard { id: shard, slot };
         let led = self.ledger.at(slot);
-        if self.hour_cache.0 != arrival_ms.div_euclid(3_600_000) {
-            self.hour_cache = (arrival_ms.div_euclid(3_600_000), hour_prefix(arrival_ms));
-        }
         let hour = &self.hour_cache.1;
         if self.raw_backup {
             self.buffers.push_line(led, shard, DestKind::Raw, hour, &pos, data.len(), |buf| {
-                buf.extend_from_slice(data);
+                // a line the record is not, as it stands: wrapped
+                let as_line = memchr::memchr(b'\n', data).is_none() && data.last() != Some(&b'\r') && !data.iter().all(u8::is_ascii_whitespace);
+                match as_line {
+                    true => buf.extend_from_slice(data),
+                    false => buf.extend_from_slice(&wrapped_raw_line(data, data.len() as u64)),
+                }
                 buf.push(b'\n');
             });
         }
-        if let Err(e) = self.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data) {
+        let routed = self.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
+        let object = routed.as_ref().err().is_none_or(|e| e.code == ErrorCode::MalformedData);
+        if let Err(e) = routed {
             *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
-            let line = error_line(&e, shard.id, &pos, arrival_ms, data, &self.table_ref);
+            let line = error_line(&e, shard.id, &pos, arrival_ms, data, None, &self.table_ref);
             self.buffers.push_line(led, shard, DestKind::Errors, hour, &pos, data.len(), |buf| {
                 buf.extend_from_slice(&line);
                 buf.push(b'\n');
             });
         }
-        led.read(pos);
+        led.read(pos, object);
         self.buffers.shed_if_over();
+    }
+
+    /// Routes a record longer than the record size limit, of which `head`
+    /// (its first `max_record_size` bytes) was kept and `len` is the full
+    /// length: an error line whose `rawData` is `head`, marked truncated,
+    /// and, with backups on, a raw line marked the same way
+    /// ([`wrapped_raw_line`]). Never fails.
+    pub fn push_oversized(&mut self, shard: &ShardId, pos: Position, arrival_ms: i64, head: &[u8], len: u64) {
+        let slot = self.arrive(shard, arrival_ms, len);
+        let shard = Shard { id: shard, slot };
+        let led = self.ledger.at(slot);
+        let hour = &self.hour_cache.1;
+        let in_len = head.len();
+        if self.raw_backup {
+            let line = wrapped_raw_line(head, len);
+            self.buffers.push_line(led, shard, DestKind::Raw, hour, &pos, in_len, |buf| {
+                buf.extend_from_slice(&line);
+                buf.push(b'\n');
+            });
+        }
+        let e = RecordError {
+            code: ErrorCode::RecordTooLarge,
+            message: format!("record is {len} bytes, over the {}-byte limit; rawData holds its first {} bytes", self.max_record_bytes, head.len()),
+        };
+        *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
+        let line = error_line(&e, shard.id, &pos, arrival_ms, head, Some(len), &self.table_ref);
+        self.buffers.push_line(led, shard, DestKind::Errors, hour, &pos, in_len, |buf| {
+            buf.extend_from_slice(&line);
+            buf.push(b'\n');
+        });
+        led.read(pos, false);
+        self.buffers.shed_if_over();
+    }
+
+    /// Counts a record of `len` bytes in and opens its shard; the arrival
+    /// hour's raw/error prefix is ready in `hour_cache`.
+    #[inline]
+    fn arrive(&mut self, shard: &ShardId, arrival_ms: i64, len: u64) -> ShardSlot {
+        self.stats.records_in += 1;
+        self.stats.bytes_in += len;
+        let slot = self.ledger.open(shard);
+        self.known_shard = Some(slot);
+        if self.hour_cache.0 != arrival_ms.div_euclid(3_600_000) {
+            self.hour_cache = (arrival_ms.div_euclid(3_600_000), hour_prefix(arrival_ms));
+        }
+        slot
     }
 
     /// Pushes records of one shard, in order, for as long as each lands in
@@ -187,6 +244,12 @@ impl Pipeline {
     /// Whether the shard is read here (false once dropped).
     pub fn has_shard(&self, shard: &ShardId) -> bool {
         self.ledger.has(shard)
+    }
+
+    /// (records read, of them JSON objects) of the shard since it was
+    /// opened here; None when it is not read here.
+    pub fn tally(&self, shard: &ShardId) -> Option<(u64, u64)> {
+        self.ledger.tally(shard)
     }
 
     /// Entries in the shard's per-destination progress map.
@@ -698,6 +761,75 @@ keys = ["k"]
         assert_eq!(p.implausible_times(), [("ts".to_string(), implausible, 1_767_225_600 + 597)]);
         let sealed = p.take_all();
         assert_eq!(sealed.iter().filter(|s| s.kind == DestKind::Table).map(|s| s.records).sum::<usize>(), 600);
+    }
+
+    /// Whatever a record's bytes (random bytes, valid records mutated: cut,
+    /// with bytes flipped, inserted or dropped, nested deep, over the size
+    /// limit), pushing it never panics and it becomes exactly one row or
+    /// one error line, and one raw line; the fused paths and the general
+    /// one agree on which. (The cargo-fuzz target in fuzz/ runs the same
+    /// check on inputs libFuzzer finds.)
+    #[test]
+    fn every_record_is_one_row_or_one_error_whatever_its_bytes() {
+        use crate::decode::json::tests::Mutator;
+        let schema = Arc::new(TableSchema::parse("e.toml", include_str!("../schemas/events.toml")).unwrap());
+        let seed = br#"{"event_id":"e-1","timestamp":"2026-11-21T19:10:48.178Z","event_type":"add_to_cart","user_id":1237437,"session_id":"s","page":{"url":"https://x/p?a=1","referrer":null,"title":"Cart"},"device":{"os":"ios","os_version":"17","model":null},"geo":{"country":"DE","city":"Berlin","lat":52.52,"lon":13.405},"properties":{"campaign":"n","ab_test":"B"},"tags":["promo","\u00e9"],"duration_ms":2585,"revenue":19.99,"is_bot":false}"#;
+        let alphabet = b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsnu/\x00\x01\x7f\xc3\xa9\xed\xa0\x80\xffABZ";
+        let mut m = Mutator(0x9e37_79b9_7f4a_7c15);
+        let mut recs: Vec<Vec<u8>> = Vec::new();
+        for i in 0..6000 {
+            recs.push(match i % 6 {
+                0 => (0..m.next(300)).map(|_| m.next(256) as u8).collect(),
+                1 => seed[..m.next(seed.len() + 1)].to_vec(),
+                2 => {
+                    let depth = 1 + m.next(300);
+                    let mut r = b"{\"event_id\":\"d\",\"event_type\":\"v\",\"tags\":".to_vec();
+                    r.extend(std::iter::repeat_n(b'[', depth));
+                    r.extend(std::iter::repeat_n(b']', depth));
+                    r.push(b'}');
+                    r
+                }
+                3 if i % 60 == 3 => [&seed[..100], &b"x".repeat(3000)[..], &seed[100..]].concat(), // over the limit
+                _ => {
+                    let mut r = seed.to_vec();
+                    let times = m.next(4);
+                    m.mutate(&mut r, alphabet, times);
+                    r
+                }
+            });
+        }
+        let shard = ShardId::new("s");
+        let run = |fused: bool, guess: bool| {
+            let limits = Limits { max_records: 97, ..Limits::default() };
+            let mut p = Pipeline::new(schema.clone(), limits, 2000).with_raw_backup(true);
+            p.router.set_paths(fused, guess);
+            let (mut rows, mut lines, mut raw) = (0usize, 0usize, 0usize);
+            let mut count = |sealed: Vec<Sealed>| {
+                for s in sealed {
+                    match (s.kind, s.body) {
+                        (DestKind::Table, _) => rows += s.records,
+                        (DestKind::Errors, SealedBody::Lines(l)) => lines += l.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(),
+                        (DestKind::Raw, SealedBody::Lines(l)) => raw += l.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(),
+                        _ => unreachable!(),
+                    }
+                }
+            };
+            for (i, r) in recs.iter().enumerate() {
+                p.push(&shard, Position::offset(i as u64), 0, r);
+                count(p.take_due(Instant::now()));
+            }
+            count(p.take_all());
+            let s = p.stats();
+            assert_eq!(s.records_in as usize, recs.len());
+            assert_eq!((rows as u64, lines as u64), (s.rows, s.error_total()), "fused {fused}, guess {guess}");
+            assert_eq!(rows + lines, recs.len(), "fused {fused}, guess {guess}: one row or one error line each");
+            assert_eq!(raw, recs.len(), "one raw line each");
+            (s.rows, s.errors.clone())
+        };
+        let general = run(false, false);
+        assert!(general.0 > 500 && general.1.len() == 3, "rows and every kind of error: {general:?}");
+        assert_eq!(run(true, false), general);
+        assert_eq!(run(true, true), general);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::catalog::glue::GlueCatalog;
 use crate::catalog::{Catalog, CatalogError, NoCatalog};
 use crate::commit::{Committer, Sinks};
 use crate::config::{CatalogConfig, Config, SourceConfig};
-use crate::ingest::{drive, IngestError, SchemaWatch};
+use crate::ingest::{drive, IngestError, Report, SchemaWatch};
 use crate::metrics::{Metrics, Stats};
 use crate::pipeline::Pipeline;
 use crate::schema::TableSchema;
@@ -48,6 +48,23 @@ pub enum RunError {
 pub struct Summary {
     pub stats: Stats,
     pub elapsed: Duration,
+    /// Inputs of which no record parsed, and what they look like.
+    pub not_ndjson: Vec<String>,
+    /// The process's peak resident memory so far (Linux), in bytes.
+    pub peak_rss: Option<u64>,
+}
+
+impl Summary {
+    fn new(stats: Stats, elapsed: Duration, report: Report) -> Summary {
+        Summary { stats, elapsed, not_ndjson: report.not_ndjson, peak_rss: peak_rss() }
+    }
+}
+
+/// VmHWM of /proc/self/status: the peak resident set size.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl std::fmt::Display for Summary {
@@ -58,7 +75,14 @@ impl std::fmt::Display for Summary {
         for (code, n) in &s.errors {
             write!(f, ", {code}: {n}")?;
         }
-        write!(f, "; encoding files took {:.2}s", s.encode_time.as_secs_f64())
+        write!(f, "; encoding files took {:.2}s", s.encode_time.as_secs_f64())?;
+        if let Some(b) = self.peak_rss {
+            write!(f, "; peak memory {} MiB", b >> 20)?;
+        }
+        for problem in &self.not_ndjson {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
     }
 }
 
@@ -67,9 +91,9 @@ impl std::fmt::Display for Summary {
 pub async fn convert(p: &mut Pipeline, inputs: &[String], sinks: Sinks) -> Result<Summary, RunError> {
     let started = Instant::now();
     let mut committer = Committer::new(sinks, Box::new(NoCatalog), Arc::new(Metrics::default()));
-    let mut src = FileSource::new(inputs);
-    drive(&mut src, p, &mut committer, None, Duration::ZERO, &CancellationToken::new()).await?;
-    Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
+    let mut src = FileSource::new(inputs, p.max_record_bytes());
+    let report = drive(&mut src, p, &mut committer, None, Duration::ZERO, &CancellationToken::new()).await?;
+    Ok(Summary::new(p.stats().clone(), started.elapsed(), report))
 }
 
 /// The daemon: runs until the source ends (stdin) or `cancel` fires. `hup`
@@ -103,21 +127,21 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
         .with_raw_backup(has_raw)
         .with_parquet(ParquetOptions { row_group_bytes: cfg.sink.row_group_bytes, ..Default::default() })
         .with_table_ref(table_ref);
-    match &cfg.source {
+    let report = match &cfg.source {
         SourceConfig::Stdin => {
-            let mut src = FileSource::stdin(cancel.clone());
-            drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?;
+            let mut src = FileSource::stdin(cancel.clone(), cfg.max_record_bytes);
+            drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?
         }
         SourceConfig::Spool { dir, state_dir, poll } => {
-            let mut src = SpoolSource::open(dir, state_dir.as_deref()).map_err(SourceError::from)?;
+            let mut src = SpoolSource::open(dir, state_dir.as_deref(), cfg.max_record_bytes).map_err(SourceError::from)?;
             tracing::info!(dir = %dir.display(), "reading spool");
-            drive(&mut src, &mut p, &mut c, Some(&mut watch), *poll, &cancel).await?;
+            drive(&mut src, &mut p, &mut c, Some(&mut watch), *poll, &cancel).await?
         }
         SourceConfig::Kinesis(k) => {
             let mut src = KinesisSource::open(k.clone()).await.map_err(SourceError::from)?;
             c.metrics.set_kinesis(src.stats.clone());
-            drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?;
+            drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?
         }
-    }
-    Ok(Summary { stats: p.stats().clone(), elapsed: started.elapsed() })
+    };
+    Ok(Summary::new(p.stats().clone(), started.elapsed(), report))
 }

@@ -642,6 +642,113 @@ fn ten_thousand_partitions_stay_within_the_memory_limit() {
     assert!(small < big, "the limit changes the footprint ({small} vs {big} KiB)");
 }
 
+/// A line far longer than the record size limit is never held whole: a
+/// 2 GiB line, a 2 GiB input without a newline (a sparse file of zero
+/// bytes) and 1000 lines of 5 MiB go through `convert` with a 64 MiB
+/// memory limit, and its peak resident memory stays under the limit plus
+/// 64 MiB. The good records around them land; each long line is one error
+/// record whose rawData is its first 1000 KiB, marked truncated with its
+/// full size.
+#[test]
+fn huge_lines_stay_within_the_memory_limit() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = root().join("schemas/events.toml");
+    let limit_kib = 64 * 1024;
+    for kind in ["single", "many", "no-newline"] {
+        let input = dir.path().join(format!("{kind}.ndjson"));
+        let lake = dir.path().join(format!("lake-{kind}"));
+        let writer = if kind == "no-newline" {
+            std::fs::File::create(&input).unwrap().set_len(2 << 30).unwrap(); // sparse: takes no disk
+            None
+        } else {
+            run_ok(Command::new("mkfifo").arg(&input));
+            Some(Command::new(py()).arg(root().join("tests/py/huge_lines.py")).arg(&input).arg(kind).stdout(Stdio::piped()).spawn().unwrap())
+        };
+        let out = Command::new(py()).arg(root().join("tests/py/peak_rss.py")).arg(env!("CARGO_BIN_EXE_lakehose"))
+            .args(["convert", "--memory-limit", "64MiB", "--schema"]).arg(&schema).arg("--out").arg(&lake).arg(&input)
+            .env("LAKEHOSE_LOG", "warn").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let rss = peak_rss_kib(&stderr);
+        eprintln!("{kind}: peak RSS {rss} KiB");
+        assert!(rss < limit_kib + 64 * 1024, "{kind}: peak RSS {rss} KiB over the 64 MiB limit + 64 MiB");
+        let (good, huge): (Vec<String>, BTreeMap<String, u64>) = match writer {
+            Some(w) => {
+                let o = w.wait_with_output().unwrap();
+                let f: Value = serde_json::from_slice(&o.stdout).unwrap();
+                (strs(&f["good"]), f["huge"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect())
+            }
+            None => (Vec::new(), BTreeMap::new()),
+        };
+        let facts = check(&["--lake", lake.to_str().unwrap()]);
+        let mut rows = strs(&facts["ids"]);
+        rows.sort();
+        let mut want = good.clone();
+        want.sort();
+        assert_eq!(rows, want, "{kind}: the good records land");
+        let mut errors = Vec::new();
+        for f in walk(&lake.join("_errors")) {
+            let mut text = String::new();
+            flate2::read::MultiGzDecoder::new(std::fs::File::open(&f).unwrap()).read_to_string(&mut text).unwrap();
+            errors.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+        }
+        let expect = if kind == "no-newline" { 1 } else { huge.len() };
+        assert_eq!(errors.len(), expect, "{kind}: one error record per long line");
+        for e in &errors {
+            let raw = base64::engine::general_purpose::STANDARD.decode(e["rawData"].as_str().unwrap()).unwrap();
+            assert_eq!(raw.len(), 1000 * 1024, "{kind}: rawData is the first 1000 KiB");
+            assert_eq!(e["errorCode"], "DataFormatConversion.RecordTooLarge");
+            assert_eq!(e["rawDataTruncated"], true);
+            let size = e["originalSize"].as_u64().unwrap();
+            assert!(e["errorMessage"].as_str().unwrap().contains(&format!("record is {size} bytes")), "{e}");
+            if kind == "no-newline" {
+                assert_eq!(size, 2 << 30);
+            } else {
+                let id = String::from_utf8_lossy(&raw[13..]).split('"').next().unwrap().to_string();
+                assert_eq!(huge.get(&id), Some(&size), "{kind}: {id} with its full size");
+            }
+        }
+        assert_eq!(out.status.code(), Some(if kind == "no-newline" { 2 } else { 0 }), "{kind}: {stderr}");
+    }
+}
+
+/// Input that is not NDJSON is named, with the fix: a JSON array, a
+/// pretty-printed document and binary data each get one message (on
+/// stderr and in the summary) and `convert` exits 2; its lines are still
+/// in the error prefix, and a good input beside them still lands.
+#[test]
+fn json_arrays_pretty_json_and_binary_input_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |i: u32| format!("{{\"event_id\":\"e{i}\",\"timestamp\":\"2026-12-06T10:00:00Z\",\"event_type\":\"view\"}}");
+    std::fs::write(dir.path().join("good.ndjson"), format!("{}\n{}\n", rec(1), rec(2))).unwrap();
+    std::fs::write(dir.path().join("array.json"), format!("[\n  {},\n  {},\n  {}\n]\n", rec(3), rec(4), rec(5))).unwrap();
+    std::fs::write(dir.path().join("pretty.json"), "{\n  \"event_id\": \"e6\",\n  \"event_type\": \"view\"\n}\n").unwrap();
+    let binary: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(dir.path().join("blob.bin"), binary).unwrap();
+    let args = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(|n| dir.path().join(n)).collect() };
+    let lake = dir.path().join("lake");
+    let out = bin().args(["convert", "--schema"]).arg(root().join("schemas/events.toml")).arg("--out").arg(&lake)
+        .args(args(&["good.ndjson", "array.json", "pretty.json", "blob.bin"])).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let array = dir.path().join("array.json");
+    for (name, what) in [("array.json", format!("1 of 5 records parsed: this looks like a JSON array; lakehose reads one JSON object per line; `jq -c '.[]' {}` converts it", array.display())),
+                         ("pretty.json", "0 of 4 records parsed: this looks like pretty-printed JSON".to_string()), ("blob.bin", "records parsed: this looks like binary data, not UTF-8 text".to_string())] {
+        let summary = err.lines().find(|l| l.trim_start().starts_with(&format!("{name}: "))).unwrap_or_else(|| panic!("{name} in the summary: {err}"));
+        assert!(summary.contains(&what), "{summary}");
+        assert!(err.lines().any(|l| l.contains("\"level\":\"ERROR\"") && l.contains(&what)), "{name}: an error log line");
+    }
+    assert!(!err.lines().any(|l| l.trim_start().starts_with("good.ndjson: ")), "{err}");
+    let facts = check(&["--lake", lake.to_str().unwrap()]);
+    let mut ids = strs(&facts["ids"]);
+    ids.sort();
+    assert!(ids.starts_with(&["e1".to_string(), "e2".to_string()]), "the good input lands: {ids:?}");
+    // a good input alone: exit 0
+    let ok = bin().args(["convert", "--schema"]).arg(root().join("schemas/events.toml")).arg("--out").arg(dir.path().join("lake2"))
+        .arg(dir.path().join("good.ndjson")).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+}
+
 #[test]
 fn cli_reports_bad_input_with_file_line_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -584,7 +584,7 @@ fn hex4(b: &[u8], at: usize) -> Option<u32> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Seeded byte mutations of JSON text (xorshift), for differential tests.

@@ -9,8 +9,11 @@
 //! Output: [`Batch`]es of whole lines ([`LineReader`]), then
 //! [`SourceEvent::Finished`] after the last input. The live stdin wakes
 //! the loop every [`IDLE_WAKE`] while nothing comes (so buffers age out),
-//! and at cancellation takes what it has as the last line. Nothing is
-//! replayable: checkpoints are not stored. Failure: [`SourceError::Input`]
+//! and at cancellation takes what it has as the last line. Each input ends
+//! with [`SourceEvent::Ended`] (its buffers are written then); an input of
+//! which no record parsed is described by [`Source::diagnose`] (a JSON
+//! array, pretty-printed JSON, binary data). Nothing is replayable:
+//! checkpoints are not stored. Failure: [`SourceError::Input`]
 //! naming the input that could not be opened or read.
 
 use super::lines::LineReader;
@@ -36,28 +39,39 @@ struct Input {
     reader: Reader,
     lines: LineReader,
     eof: bool,
+    /// Its first bytes (up to [`SNIFF`]), to say what it is when none of
+    /// its records parses.
+    start: Vec<u8>,
 }
+
+/// Bytes of an input's start kept to diagnose it.
+const SNIFF: usize = 4096;
 
 pub struct FileSource {
     inputs: VecDeque<String>,
     current: Option<Input>,
     /// The daemon's stdin: arrival per read, wakes while idle, stops at cancellation.
     live: Option<CancellationToken>,
+    /// Longest line held whole (the record size limit).
+    max_line: usize,
+    /// The input that ended last: its shard, name and start.
+    ended: Option<(ShardId, String, Vec<u8>)>,
 }
 
 impl FileSource {
-    /// `convert`'s inputs, in order; `-` is stdin.
-    pub fn new(inputs: &[String]) -> FileSource {
-        FileSource { inputs: inputs.iter().cloned().collect(), current: None, live: None }
+    /// `convert`'s inputs, in order; `-` is stdin. Lines longer than
+    /// `max_line` come cut to it (see [`LineReader`]).
+    pub fn new(inputs: &[String], max_line: usize) -> FileSource {
+        FileSource { inputs: inputs.iter().cloned().collect(), current: None, live: None, max_line, ended: None }
     }
 
     /// The daemon's stdin, read until its end or `cancel`.
-    pub fn stdin(cancel: CancellationToken) -> FileSource {
-        FileSource { inputs: VecDeque::from(["-".to_string()]), current: None, live: Some(cancel) }
+    pub fn stdin(cancel: CancellationToken, max_line: usize) -> FileSource {
+        FileSource { inputs: VecDeque::from(["-".to_string()]), current: None, live: Some(cancel), max_line, ended: None }
     }
 
-    fn open(name: &str) -> Result<Input, SourceError> {
-        let input = |shard: ShardId, arrival_ms, reader| Input { name: name.to_string(), shard, arrival_ms, reader, lines: LineReader::new(0), eof: false };
+    fn open(name: &str, max_line: usize) -> Result<Input, SourceError> {
+        let input = |shard: ShardId, arrival_ms, reader| Input { name: name.to_string(), shard, arrival_ms, reader, lines: LineReader::new(0, max_line), eof: false, start: Vec::new() };
         if name == "-" {
             return Ok(input(ShardId::new("stdin"), now_ms(), Reader::Stream(Box::new(tokio::io::stdin()))));
         }
@@ -84,17 +98,18 @@ impl Source for FileSource {
         loop {
             let Some(cur) = &mut self.current else {
                 match self.inputs.pop_front() {
-                    Some(name) => self.current = Some(FileSource::open(&name)?),
+                    Some(name) => self.current = Some(FileSource::open(&name, self.max_line)?),
                     None => return Ok(Some(SourceEvent::Finished)),
                 }
                 continue;
             };
             if cur.eof {
                 match cur.lines.batch(&cur.shard, cur.arrival_ms, true) {
-                    Some(b) => return Ok(Some(SourceEvent::Batch(b))),
+                    Some(b) => return Ok(Some(SourceEvent::Batch(cur.sniffed(b)))),
                     None => {
-                        self.current = None;
-                        continue;
+                        let done = self.current.take().expect("current");
+                        self.ended = Some((done.shard.clone(), done.name, done.start));
+                        return Ok(Some(SourceEvent::Ended(done.shard)));
                     }
                 }
             }
@@ -122,7 +137,7 @@ impl Source for FileSource {
                 continue;
             }
             if let Some(b) = cur.lines.batch(&cur.shard, cur.arrival_ms, false) {
-                return Ok(Some(SourceEvent::Batch(b)));
+                return Ok(Some(SourceEvent::Batch(cur.sniffed(b))));
             }
         }
     }
@@ -135,5 +150,21 @@ impl Source for FileSource {
         if let Some(cur) = &mut self.current {
             cur.lines.recycle(batch);
         }
+    }
+
+    fn diagnose(&self, shard: &ShardId) -> Option<String> {
+        let (_, name, start) = self.ended.as_ref().filter(|e| &e.0 == shard)?;
+        super::diagnose_ndjson(name, start)
+    }
+}
+
+impl Input {
+    /// Keeps the input's first bytes from its first batch.
+    fn sniffed(&mut self, b: Batch) -> Batch {
+        if self.start.is_empty() {
+            let end = b.records.last().map_or(0, |r| r.range.end).min(SNIFF);
+            self.start = b.buf[..end].to_vec();
+        }
+        b
     }
 }

@@ -1,4 +1,5 @@
-//! Line reading: NDJSON bytes from a reader → [`Batch`]es of whole lines.
+//! Line reading: NDJSON bytes from a reader → [`Batch`]es of whole lines,
+//! in bounded memory.
 //!
 //! Input: reads of up to [`READ_SIZE`] bytes from a file, a pipe or a spool
 //! segment, whose first byte is at offset `base` of its shard. Output:
@@ -7,10 +8,14 @@
 //! input the last line counts without a newline. The unconsumed rest of a
 //! read (part of a line) is kept for the next. A batch holds one read's
 //! worth, so its records are still in the CPU's cache when they are
-//! decoded. Memory: one read buffer plus the batch the loop holds; a line
-//! longer than the buffer grows it until the line fits, and a recycled
-//! batch of such a size is dropped. Never fails itself; the reader's I/O
-//! errors are returned as they are.
+//! decoded. A line longer than `max_line` comes cut to its first
+//! `max_line` bytes, marked with its full length ([`Batch::oversized`]).
+//! Memory: such a line is never held whole: past `max_line` bytes the
+//! rest is skipped while the newline is looked for (it then comes as a
+//! batch of its own). So the reader holds
+//! at most `max_line` plus [`READ_SIZE`] bytes, and the batch the loop
+//! holds (whose buffer it takes back). Never fails itself; the reader's I/O errors are returned as they
+//! are.
 
 use super::{split_lines, Batch, SourceRecord};
 use crate::ids::{Position, ShardId};
@@ -25,29 +30,66 @@ pub struct LineReader {
     filled: usize,
     /// Offset of `buf[0]` in the input.
     base: u64,
+    /// Longest line held whole.
+    max_line: usize,
+    /// A line longer than `max_line` being skipped: `buf[..max_line]` is
+    /// its start.
+    skip: Option<Skip>,
     /// A buffer of a batch handed back, ready to take the next read.
     spare: Option<(Vec<u8>, Vec<SourceRecord>)>,
 }
 
+struct Skip {
+    /// The line's bytes so far (kept and skipped).
+    len: u64,
+    /// Where the bytes after its newline start in `buf`, once it came.
+    rest_at: Option<usize>,
+}
+
 impl LineReader {
-    /// A reader of an input whose next byte is at offset `base`.
-    pub fn new(base: u64) -> LineReader {
-        LineReader { buf: Vec::new(), filled: 0, base, spare: None }
+    /// A reader of an input whose next byte is at offset `base`, holding
+    /// lines of up to `max_line` bytes whole.
+    pub fn new(base: u64, max_line: usize) -> LineReader {
+        LineReader { buf: Vec::new(), filled: 0, base, max_line, skip: None, spare: None }
     }
 
     /// Offset of the next byte to read.
     pub fn read_pos(&self) -> u64 {
-        self.base + self.filled as u64
+        match &self.skip {
+            Some(Skip { len, rest_at: None }) => self.base + len,
+            Some(Skip { len, rest_at: Some(r) }) => self.base + len + 1 + (self.filled - r) as u64,
+            None => self.base + self.filled as u64,
+        }
     }
 
-    /// The buffer's free room for the next read: grown when full (a line
-    /// longer than it), and sized [`READ_SIZE`] at first.
+    /// The buffer's room for the next read, at most [`READ_SIZE`]: the
+    /// buffer is grown when full (a line longer than it, up to `max_line`
+    /// and a read), and sized [`READ_SIZE`] at first.
     fn room(&mut self) -> &mut [u8] {
         if self.filled == self.buf.len() {
-            let len = (self.buf.len() * 2).max(READ_SIZE);
-            self.buf.resize(len, 0);
+            let len = (self.buf.len() * 2).max(READ_SIZE).min(self.max_line + READ_SIZE);
+            self.buf.resize(len.max(self.filled + 1), 0);
         }
-        &mut self.buf[self.filled..]
+        let end = (self.filled + READ_SIZE).min(self.buf.len());
+        &mut self.buf[self.filled..end]
+    }
+
+    /// Takes in `n` bytes just read into the room: while a long line is
+    /// skipped they are dropped up to its newline.
+    fn took(&mut self, n: usize) {
+        let Some(skip) = self.skip.as_mut().filter(|s| s.rest_at.is_none()) else {
+            self.filled += n;
+            return;
+        };
+        let new = &self.buf[self.filled..self.filled + n];
+        match memchr::memchr(b'\n', new) {
+            None => skip.len += n as u64,
+            Some(k) => {
+                skip.len += k as u64;
+                skip.rest_at = Some(self.filled + k + 1);
+                self.filled += n;
+            }
+        }
     }
 
     /// Reads once from `r`; returns the bytes read (0 at the end of the input).
@@ -55,7 +97,7 @@ impl LineReader {
         loop {
             match r.read(self.room()) {
                 Ok(n) => {
-                    self.filled += n;
+                    self.took(n);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -68,7 +110,7 @@ impl LineReader {
     pub async fn read_from_async(&mut self, r: &mut (impl tokio::io::AsyncRead + Unpin + ?Sized)) -> std::io::Result<usize> {
         use tokio::io::AsyncReadExt;
         let n = r.read(self.room()).await?;
-        self.filled += n;
+        self.took(n);
         Ok(n)
     }
 
@@ -80,6 +122,12 @@ impl LineReader {
     /// The complete lines read so far as a batch (with `eof`, the rest as
     /// the last line too), or None when there is no whole line yet.
     pub fn batch(&mut self, shard: &ShardId, arrival_ms: i64, eof: bool) -> Option<Batch> {
+        if self.skip.as_ref().is_some_and(|s| s.rest_at.is_some() || eof) {
+            return Some(self.oversized(shard, arrival_ms));
+        }
+        if self.skip.is_some() {
+            return None;
+        }
         let (spare_buf, mut records) = self.spare.take().unwrap_or_default();
         records.clear();
         let used = split_lines(&self.buf[..self.filled], self.base, eof, |off, range| {
@@ -88,16 +136,49 @@ impl LineReader {
         if records.is_empty() {
             self.consume(used); // blank lines only, or nothing whole
             self.spare = Some((spare_buf, records));
+            if self.filled > self.max_line && !eof {
+                // the line at buf[0] is too long to hold: keep its start, skip the rest
+                self.skip = Some(Skip { len: self.filled as u64, rest_at: None });
+                self.filled = self.max_line;
+            }
             return None;
+        }
+        // a long line that fit in the buffer whole is cut as a skipped one is
+        let mut oversized = Vec::new();
+        if used > self.max_line {
+            for (i, r) in records.iter_mut().enumerate().filter(|(_, r)| r.range.len() > self.max_line) {
+                oversized.push((i, r.range.len() as u64));
+                r.range.end = r.range.start + self.max_line;
+            }
         }
         // the batch takes the buffer; the rest of the read (part of a line) moves to the spare
         let rest = self.filled - used;
-        let mut next = if spare_buf.len() >= rest.max(READ_SIZE) { spare_buf } else { vec![0; rest.max(READ_SIZE)] };
-        next[..rest].copy_from_slice(&self.buf[used..self.filled]);
-        let buf = std::mem::replace(&mut self.buf, next);
-        self.filled = rest;
+        let buf = self.take_buffer(spare_buf, used, rest);
         self.base += used as u64;
-        Some(Batch { shard: shard.clone(), buf, records })
+        Some(Batch { shard: shard.clone(), buf, records, oversized })
+    }
+
+    /// The long line being skipped, ended by its newline (or the end of
+    /// the input), as a batch of one record: its first `max_line` bytes,
+    /// marked with its full length.
+    fn oversized(&mut self, shard: &ShardId, arrival_ms: i64) -> Batch {
+        let skip = self.skip.take().expect("skipping");
+        let rest_at = skip.rest_at.unwrap_or(self.filled);
+        let (spare_buf, mut records) = self.spare.take().unwrap_or_default();
+        records.clear();
+        records.push(SourceRecord { pos: Position::offset(self.base), arrival_ms, range: 0..self.max_line });
+        let buf = self.take_buffer(spare_buf, rest_at, self.filled - rest_at);
+        self.base += skip.len + u64::from(skip.rest_at.is_some());
+        Batch { shard: shard.clone(), buf, records, oversized: vec![(0, skip.len)] }
+    }
+
+    /// Hands the buffer over (to a batch), with `rest` bytes from `from` on
+    /// moved to the start of the next buffer (`spare` when it fits).
+    fn take_buffer(&mut self, spare: Vec<u8>, from: usize, rest: usize) -> Vec<u8> {
+        let mut next = if spare.len() >= rest.max(READ_SIZE) { spare } else { vec![0; rest.max(READ_SIZE)] };
+        next[..rest].copy_from_slice(&self.buf[from..from + rest]);
+        self.filled = rest;
+        std::mem::replace(&mut self.buf, next)
     }
 
     /// Drops the first `n` bytes of the buffer.
@@ -107,12 +188,10 @@ impl LineReader {
         self.base += n as u64;
     }
 
-    /// Takes back a batch's buffers for the next reads (a buffer grown for
-    /// a long line is let go).
+    /// Takes back a batch's buffers for the next reads (one grown for a
+    /// long line too: it is at most `max_line` and a read).
     pub fn recycle(&mut self, b: Batch) {
-        if b.buf.len() == READ_SIZE {
-            self.spare = Some((b.buf, b.records));
-        }
+        self.spare = Some((b.buf, b.records));
     }
 }
 
@@ -140,7 +219,7 @@ mod tests {
         }
         for (step, recycle) in [(7usize, true), (4096, false), (1 << 20, true)] {
             let shard = ShardId::new("s");
-            let mut r = LineReader::new(0);
+            let mut r = LineReader::new(0, 4 * READ_SIZE);
             let mut got = Vec::new();
             let mut src = Chunked(&input, step);
             loop {
@@ -161,6 +240,56 @@ mod tests {
             assert!(!r.has_partial(), "step {step}");
             assert_eq!(got.len(), want.len(), "step {step}");
             assert!(got == want, "step {step}: lines differ");
+        }
+    }
+
+    /// Lines longer than the limit come cut to it, marked with their full
+    /// length, at their offset; the lines around
+    /// them come whole at theirs, however the input is read, with or
+    /// without a newline at the end; the reader's buffer stays bounded.
+    #[test]
+    fn long_lines_come_cut_with_their_length() {
+        let max = 1000;
+        let lens = [10, 999, 1000, 1001, 5000, 3 * READ_SIZE + 7, 20, 1000, 2 * READ_SIZE, 5];
+        let lines: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &n)| std::iter::repeat_n(b'a' + i as u8, n).collect()).collect();
+        for newline_at_end in [true, false] {
+            let mut input = lines.join(&b'\n');
+            if newline_at_end {
+                input.push(b'\n');
+            }
+            for step in [3usize, 4096, 1 << 20] {
+                let mut r = LineReader::new(0, max);
+                let mut got: Vec<(u64, usize, Option<u64>, u8)> = Vec::new();
+                let mut src = Chunked(&input, step);
+                loop {
+                    let n = r.read_from(&mut src).unwrap();
+                    assert!(r.buf.len() <= max + READ_SIZE, "buffer of {} bytes", r.buf.len());
+                    while let Some(b) = r.batch(&ShardId::new("s"), 0, n == 0) {
+                        for (i, rec) in b.records.iter().enumerate() {
+                            let cut = b.oversized.iter().find(|o| o.0 == i).map(|o| o.1);
+                            let bytes = &b.buf[rec.range.clone()];
+                            assert!(bytes.iter().all(|&c| c == bytes[0]));
+                            got.push((rec.pos.seq.to_string().parse().unwrap(), bytes.len(), cut, bytes[0]));
+                        }
+                        r.recycle(b);
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let mut off = 0u64;
+                let want: Vec<(u64, usize, Option<u64>, u8)> = lens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| {
+                        let w = (off, n.min(max), (n > max).then_some(n as u64), b'a' + i as u8);
+                        off += n as u64 + 1;
+                        w
+                    })
+                    .collect();
+                assert_eq!(got, want, "step {step}, newline at end {newline_at_end}");
+                assert_eq!(r.read_pos(), input.len() as u64);
+            }
         }
     }
 

@@ -30,6 +30,10 @@ pub struct Batch {
     pub shard: ShardId,
     pub buf: Vec<u8>,
     pub records: Vec<SourceRecord>,
+    /// Records cut short because they were longer than the record size
+    /// limit: (index in `records`, full length); ascending. Their bytes are
+    /// the first `max_record_size` of the record.
+    pub oversized: Vec<(usize, u64)>,
 }
 
 impl Batch {
@@ -104,6 +108,37 @@ pub trait Source {
     }
     /// Takes back a batch the loop is done with, to reuse its buffers.
     fn recycle(&mut self, _batch: Batch) {}
+    /// What a shard that just [`SourceEvent::Ended`] looks like when its
+    /// start is not NDJSON (a JSON array, pretty-printed JSON, binary
+    /// data): one sentence for the user, naming the fix.
+    fn diagnose(&self, _shard: &ShardId) -> Option<String> {
+        None
+    }
+}
+
+/// What the start of an input looks like when it is not NDJSON, and how to
+/// make NDJSON of it (`name` is how the user called the input); None when
+/// it starts like NDJSON.
+pub fn diagnose_ndjson(name: &str, start: &[u8]) -> Option<String> {
+    let text = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
+    let first = text.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &text[i..]).unwrap_or_default();
+    let utf8 = match std::str::from_utf8(text) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > text.len(), // cut inside a character at the end
+    };
+    // a pretty-printer puts an opening bracket alone (or a first member) on
+    // the first line; only a first line seen whole is judged
+    let first_line = first.iter().position(|&b| b == b'\n').map(|n| first[..n].trim_ascii());
+    let pretty = first_line.is_some_and(|l| l == b"{" || (l.starts_with(b"{") && (l.ends_with(b",") || l.ends_with(b"{") || l.ends_with(b"["))));
+    Some(if !utf8 || text.contains(&0) {
+        "this looks like binary data, not UTF-8 text; lakehose reads NDJSON: one JSON object per line".into()
+    } else if first.starts_with(b"[") {
+        format!("this looks like a JSON array; lakehose reads one JSON object per line; `jq -c '.[]' {name}` converts it")
+    } else if pretty {
+        format!("this looks like pretty-printed JSON; lakehose reads one JSON object per line; `jq -c . {name}` converts it")
+    } else {
+        return None;
+    })
 }
 
 /// Splits complete lines of `buf` (which starts at shard offset `base`):

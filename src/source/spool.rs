@@ -66,10 +66,14 @@ pub struct SpoolSource {
     segments: BTreeMap<String, Segment>,
     /// The segment of the last batch, whose reader takes the batch back.
     reading: Option<String>,
+    /// Longest line held whole (the record size limit).
+    max_line: usize,
 }
 
 impl SpoolSource {
-    pub fn open(dir: &Path, state_dir: Option<&Path>) -> Result<SpoolSource, SpoolError> {
+    /// Opens the spool in `dir`; lines longer than `max_line` come cut to
+    /// it (see [`LineReader`]).
+    pub fn open(dir: &Path, state_dir: Option<&Path>, max_line: usize) -> Result<SpoolSource, SpoolError> {
         let derr = |source| SpoolError::Dir { dir: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(derr)?;
         let state_path = state_dir.unwrap_or(dir).join(STATE_FILE);
@@ -81,7 +85,7 @@ impl SpoolSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
             Err(e) => return Err(SpoolError::State { path: state_path.display().to_string(), message: e.to_string() }),
         };
-        Ok(SpoolSource { dir: dir.to_path_buf(), state_path, state, segments: BTreeMap::new(), reading: None })
+        Ok(SpoolSource { dir: dir.to_path_buf(), state_path, state, segments: BTreeMap::new(), reading: None, max_line })
     }
 
 
@@ -121,7 +125,7 @@ impl SpoolSource {
                     Resume::At(p) => (offset_of(p), None),
                     Resume::After(p) => (offset_of(p), Some(p.clone())),
                 };
-                seg.lines = Some(LineReader::new(start));
+                seg.lines = Some(LineReader::new(start, self.max_line));
                 seg.skip = skip;
             }
             let serr = |source| SpoolError::Segment { path: seg.path.display().to_string(), source };

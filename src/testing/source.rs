@@ -95,7 +95,7 @@ impl Source for MemorySource {
                 records.push(SourceRecord { pos: pos.clone(), arrival_ms: *arrival_ms, range: start..buf.len() });
             }
             self.next.insert(shard.clone(), end);
-            return Ok(Some(SourceEvent::Batch(Batch { shard: shard.clone(), buf, records })));
+            return Ok(Some(SourceEvent::Batch(Batch { shard: shard.clone(), buf, records, oversized: Vec::new() })));
         }
         // everything read, nothing handed back: as a file source at its end
         Ok(Some(SourceEvent::Finished))

@@ -266,7 +266,7 @@ mod tests {
             self.0.write(name, records);
         }
         fn open(&mut self) -> Self::S {
-            crate::source::spool::SpoolSource::open(self.0 .0.path(), None).unwrap()
+            crate::source::spool::SpoolSource::open(self.0 .0.path(), None, 1 << 20).unwrap()
         }
         fn replayable(&self) -> bool {
             true
@@ -281,7 +281,7 @@ mod tests {
         }
         fn open(&mut self) -> Self::S {
             let names: Vec<String> = self.0 .1.keys().map(|n| self.0 .0.path().join(n).display().to_string()).collect();
-            crate::source::files::FileSource::new(&names)
+            crate::source::files::FileSource::new(&names, 1 << 20)
         }
         fn replayable(&self) -> bool {
             false

@@ -34,7 +34,7 @@ mod hybrid;
 mod pages;
 mod string_columns;
 
-pub use lines::{error_line, gzip, TableRef};
+pub use lines::{error_line, gzip, wrapped_raw_line, TableRef};
 pub use parquet_file::RowBuffer;
 
 #[derive(Debug, thiserror::Error)]

@@ -105,7 +105,7 @@ impl ShardReader {
                 }
             };
             attempt = 0;
-            let mut batch = Batch { shard: self.shard.clone(), buf: Vec::new(), records: Vec::new() };
+            let mut batch = Batch { shard: self.shard.clone(), buf: Vec::new(), records: Vec::new(), oversized: Vec::new() };
             let mut last: Option<Position> = None;
             for rec in out.records() {
                 let Ok(seq) = SequenceNumber::parse(rec.sequence_number()) else {
