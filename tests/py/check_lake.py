@@ -167,7 +167,11 @@ def main():
         rfs, rroot = fs_and_root(a.raw, a.endpoint)
         lines = read_gz_lines(rfs, list_files(rfs, rroot, ".json.gz"))
         out["raw_lines"] = len(lines)
-        out["raw_ids"] = sorted(m.group(0).decode() for m in (ID.search(l) for l in lines) if m)
+        # a record a line cannot hold as it is (over the size limit, a
+        # newline in it) is wrapped: {"lakehoseRaw": base64, "originalSize", "truncated"}
+        unwrap = lambda l: base64.b64decode(json.loads(l)["lakehoseRaw"]) if l.startswith(b'{"lakehoseRaw":') else l
+        out["raw_wrapped"] = sum(1 for l in lines if l.startswith(b'{"lakehoseRaw":'))
+        out["raw_ids"] = sorted(m.group(0).decode() for m in (ID.search(unwrap(l)) for l in lines) if m)
     json.dump(out, sys.stdout)
 
 
