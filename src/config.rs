@@ -11,7 +11,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const SECTIONS: &[&str] = &["source", "lease", "table", "sink", "buffer", "catalog", "metrics"];
+const SECTIONS: &[&str] = &["source", "lease", "table", "sink", "buffer", "catalog", "metrics", "http"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}{}: key `{key}`: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -35,6 +35,50 @@ struct Raw {
     #[serde(default)]
     catalog: RawCatalog,
     metrics: Option<RawMetrics>,
+    http: Option<RawHttp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    delivery_stream: Option<String>,
+    delivery_streams: Option<Vec<String>>,
+    region: Option<String>,
+    auth: Option<String>,
+    invalid_records: Option<String>,
+    max_request_size: Option<toml::Value>,
+    max_inflight_requests: Option<i64>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    access_key_id: String,
+    secret_access_key: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    password_sha256: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    sha256: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -58,6 +102,7 @@ struct RawSource {
     poll_interval: Option<String>,
     region: Option<String>,
     shard_sync_interval: Option<String>,
+    max_log_size: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -127,6 +172,8 @@ pub enum SourceConfig {
     Spool { dir: PathBuf, state_dir: Option<PathBuf>, poll: Duration },
     Stdin,
     Kinesis(crate::source::kinesis::KinesisConfig),
+    /// The front door's write-ahead log in `dir`, at most `max_log_bytes` unread.
+    Http { dir: PathBuf, max_log_bytes: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +197,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// How often the schema file is checked for edits (SIGHUP also reloads).
     pub schema_poll: Duration,
+    /// The HTTP front door, when `[http]` is set.
+    pub http: Option<crate::source::http::HttpConfig>,
 }
 
 /// Parses `128MiB`, `1GiB`, `500KB`, `1000KiB` or a plain byte count.
@@ -309,8 +358,24 @@ impl Config {
             }
             Some("stdin") => SourceConfig::Stdin,
             Some("kinesis") => SourceConfig::Kinesis(kinesis_config(&raw, &err)?),
-            Some(other) => return Err(err("source", "kind", format!("{other:?} is not a source; use \"spool\", \"stdin\" or \"kinesis\""))),
-            None => return Err(err("source", "kind", "missing; set kind = \"spool\" (with dir), \"stdin\" or \"kinesis\"".into())),
+            Some("http") => {
+                let dir = raw.source.dir.as_deref().ok_or_else(|| err("source", "dir", "http sources need `dir`, the directory of the front door's write-ahead log".into()))?;
+                let max_log_bytes = match &raw.source.max_log_size {
+                    None => 1 << 30,
+                    Some(v) => parse_size(v).map_err(|m| err("source", "max_log_size", format!("{m}; write e.g. \"1GiB\"")))? as u64,
+                };
+                SourceConfig::Http { dir: resolve(dir), max_log_bytes }
+            }
+            Some(other) => return Err(err("source", "kind", format!("{other:?} is not a source; use \"spool\", \"stdin\", \"kinesis\" or \"http\""))),
+            None => return Err(err("source", "kind", "missing; set kind = \"spool\" (with dir), \"stdin\", \"kinesis\" or \"http\"".into())),
+        };
+        let http = match &raw.http {
+            None if matches!(source, SourceConfig::Http { .. }) => return Err(err("http", "listen", "source.kind = \"http\" needs an [http] section with listen and the credentials callers use".into())),
+            None => None,
+            Some(_) if !matches!(source, SourceConfig::Http { .. } | SourceConfig::Kinesis(_)) => {
+                return Err(err("source", "kind", "[http] writes to the front door's log (kind = \"http\") or forwards to a Kinesis stream (kind = \"kinesis\")".into()))
+            }
+            Some(h) => Some(http_config(h, &resolve, &err)?),
         };
         let schema = raw.table.as_ref().ok_or_else(|| err("table", "schema", "missing; set [table] schema = \"schemas/<table>.toml\"".into()))?;
         let sink = raw.sink.as_ref().ok_or_else(|| err("sink", "url", "missing [sink] section; set url and errors".into()))?;
@@ -394,8 +459,66 @@ impl Config {
             catalog,
             metrics,
             schema_poll,
+            http,
         })
     }
+}
+
+fn http_config(h: &RawHttp, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<crate::source::http::HttpConfig, ConfigError> {
+    use crate::source::http::auth::{parse_hash, AuthConfig, Secret};
+    use crate::source::http::{HttpConfig, InvalidRecords};
+    let listen = h.listen.as_deref().ok_or_else(|| err("http", "listen", "missing; set the address to listen on, e.g. \"0.0.0.0:4573\"".into()))?;
+    let listen = listen.parse().map_err(|_| err("http", "listen", format!("{listen:?} is not an address; write e.g. \"0.0.0.0:4573\"")))?;
+    let mut streams: Vec<String> = h.delivery_streams.clone().unwrap_or_default();
+    streams.extend(h.delivery_stream.clone());
+    if streams.is_empty() {
+        return Err(err("http", "delivery_stream", "missing; name the delivery stream producers send to, e.g. delivery_stream = \"events\"".into()));
+    }
+    let mut auth = AuthConfig::default();
+    match h.auth.as_deref() {
+        None | Some("keys") => {}
+        Some("none") => auth.none = true,
+        Some(o) => return Err(err("http", "auth", format!("{o:?} is not an auth mode; leave it out (credentials from [[http.keys]], [[http.users]], [[http.tokens]]) or set \"none\""))),
+    }
+    for k in &h.keys {
+        let secret = match (&k.secret_access_key, &k.secret_env, &k.secret_file) {
+            (Some(s), None, None) => s.clone(),
+            (None, Some(var), None) => std::env::var(var).map_err(|_| err("http.keys", "secret_env", format!("environment variable {var} (the secret of access key {}) is not set", k.access_key_id)))?,
+            (None, None, Some(f)) => std::fs::read_to_string(resolve(f)).map(|s| s.trim().to_string()).map_err(|e| err("http.keys", "secret_file", format!("{f}: {e}")))?,
+            _ => return Err(err("http.keys", "secret_access_key", format!("access key {} needs exactly one of secret_access_key, secret_env, secret_file", k.access_key_id))),
+        };
+        auth.keys.push((k.access_key_id.clone(), Secret::new(secret)));
+    }
+    for u in &h.users {
+        let hash = parse_hash(&u.password_sha256).ok_or_else(|| err("http.users", "password_sha256", format!("user {}: not 64 hex digits; write the SHA-256 of the password, e.g. `printf %s PASSWORD | sha256sum`", u.name)))?;
+        auth.users.push((u.name.clone(), hash));
+    }
+    for t in &h.tokens {
+        auth.tokens.push(parse_hash(&t.sha256).ok_or_else(|| err("http.tokens", "sha256", "not 64 hex digits; write the SHA-256 of the token, e.g. `printf %s TOKEN | sha256sum`".into()))?);
+    }
+    if !auth.none && auth.keys.is_empty() && auth.users.is_empty() && auth.tokens.is_empty() {
+        return Err(err("http", "auth", "no credentials: add [[http.keys]] (SigV4, for AWS SDKs), [[http.users]] or [[http.tokens]], or set auth = \"none\" to let anyone in".into()));
+    }
+    let invalid = match h.invalid_records.as_deref() {
+        None | Some("reject") => InvalidRecords::Reject,
+        Some("accept") => InvalidRecords::Accept,
+        Some(o) => return Err(err("http", "invalid_records", format!("{o:?} is not a mode; use \"reject\" or \"accept\""))),
+    };
+    let max_request_bytes = match &h.max_request_size {
+        None => 4 << 20,
+        Some(v) => parse_size(v).map_err(|m| err("http", "max_request_size", format!("{m}; write e.g. \"4MiB\"")))?,
+    };
+    let max_inflight = match h.max_inflight_requests {
+        None => 32,
+        Some(n) if n > 0 => n as usize,
+        Some(_) => return Err(err("http", "max_inflight_requests", "must be a positive number of requests".into())),
+    };
+    let tls = match (&h.tls_cert, &h.tls_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
+        _ => return Err(err("http", "tls_cert", "TLS needs both tls_cert and tls_key (PEM files)".into())),
+    };
+    Ok(HttpConfig { listen, streams, region: h.region.clone().unwrap_or_else(|| "us-east-1".into()), auth, invalid, max_request_bytes, max_inflight, tls })
 }
 
 fn kinesis_config(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<crate::source::kinesis::KinesisConfig, ConfigError> {

@@ -211,13 +211,21 @@ pub struct SchemaWatch {
     every: Duration,
     last: Instant,
     hup: Arc<AtomicBool>,
+    /// Who else reads the schema (the front door's check of `/v1/events`).
+    shared: Option<Arc<std::sync::Mutex<Arc<TableSchema>>>>,
 }
 
 impl SchemaWatch {
     pub fn new(path: &std::path::Path, every: Duration, hup: Arc<AtomicBool>) -> SchemaWatch {
-        let mut w = SchemaWatch { path: path.to_path_buf(), seen: None, every, last: Instant::now(), hup };
+        let mut w = SchemaWatch { path: path.to_path_buf(), seen: None, every, last: Instant::now(), hup, shared: None };
         w.seen = w.stamp();
         w
+    }
+
+    /// Also puts each schema applied into `shared`.
+    pub fn sharing(mut self, shared: Arc<std::sync::Mutex<Arc<TableSchema>>>) -> SchemaWatch {
+        self.shared = Some(shared);
+        self
     }
 
     fn stamp(&self) -> Option<(std::time::SystemTime, u64)> {
@@ -277,7 +285,11 @@ impl SchemaWatch {
             return Ok(());
         }
         tracing::info!(file = %path.display(), from = %p.schema().version, to = %new.version, changes = changes.len(), "schema updated while running");
-        p.set_schema(Arc::new(new));
+        let new = Arc::new(new);
+        if let Some(shared) = &self.shared {
+            *shared.lock().unwrap() = new.clone();
+        }
+        p.set_schema(new);
         count(c, "applied");
         Ok(())
     }

@@ -65,6 +65,7 @@ pub struct Snapshot {
 pub struct Metrics {
     snap: Mutex<Snapshot>,
     kinesis: Mutex<Option<Arc<KinesisStats>>>,
+    door: Mutex<Option<Arc<crate::source::http::DoorStats>>>,
     connected: AtomicBool,
 }
 
@@ -77,6 +78,9 @@ impl Metrics {
     }
     pub fn set_kinesis(&self, k: Arc<KinesisStats>) {
         *self.kinesis.lock().unwrap() = Some(k);
+    }
+    pub fn set_door(&self, d: Arc<crate::source::http::DoorStats>) {
+        *self.door.lock().unwrap() = Some(d);
     }
     pub fn set_connected(&self, on: bool) {
         self.connected.store(on, Ordering::Relaxed);
@@ -94,6 +98,9 @@ impl Metrics {
                 Some(t) if t.elapsed() > k.round_deadline => return (false, format!("no lease round for {:.0}s (lease table unreachable?)", t.elapsed().as_secs_f64())),
                 _ => {}
             }
+        }
+        if self.door.lock().unwrap().as_ref().is_some_and(|d| d.full.load(Ordering::Relaxed)) {
+            return (false, "the front door's log is full: callers get 503 until the lake catches up".into());
         }
         if let Some(age) = s.oldest_unflushed {
             let limit = s.max_age * 2 + Duration::from_secs(60);
@@ -163,6 +170,24 @@ impl Metrics {
             }
             head(&mut o, "retries_total", "counter", "AWS calls retried after throttling or an error, by call.");
             line(&mut o, "retries_total", "{call=\"get_records\"}", k.retries.load(Ordering::Relaxed) as f64);
+        }
+        if let Some(d) = self.door.lock().unwrap().as_ref() {
+            head(&mut o, "http_requests_total", "counter", "Front door requests, by operation and status.");
+            for ((op, status), n) in d.requests.lock().unwrap().iter() {
+                line(&mut o, "http_requests_total", &format!("{{operation=\"{op}\",status=\"{status}\"}}"), *n as f64);
+            }
+            let (buckets, sum_us, count) = d.latency.lock().unwrap().clone();
+            head(&mut o, "http_request_seconds", "histogram", "Front door request latency, to the answer (after the records are durable).");
+            let mut cumulative = 0;
+            for (b, n) in crate::source::http::LATENCY_BUCKETS.iter().zip(buckets.iter().chain(std::iter::repeat(&0))) {
+                cumulative += n;
+                line(&mut o, "http_request_seconds_bucket", &format!("{{le=\"{b}\"}}"), cumulative as f64);
+            }
+            line(&mut o, "http_request_seconds_bucket", "{le=\"+Inf\"}", count as f64);
+            line(&mut o, "http_request_seconds_sum", "", sum_us as f64 / 1e6);
+            line(&mut o, "http_request_seconds_count", "", count as f64);
+            single(&mut o, "http_records_total", "counter", "Records the front door accepted (durable).", d.records.load(Ordering::Relaxed) as f64);
+            single(&mut o, "http_bytes_total", "counter", "Bytes of records the front door accepted.", d.bytes.load(Ordering::Relaxed) as f64);
         }
         o
     }

@@ -19,6 +19,10 @@ use crate::metrics::{Metrics, Stats};
 use crate::pipeline::Pipeline;
 use crate::schema::TableSchema;
 use crate::source::files::FileSource;
+use crate::source::http::forward::Forwarder;
+use crate::source::http::log::LogWriter;
+use crate::source::http::log_source::LogSource;
+use crate::source::http::{Door, DoorError, DoorStats, Medium};
 use crate::source::kinesis::KinesisSource;
 use crate::source::spool::SpoolSource;
 use crate::source::SourceError;
@@ -39,9 +43,16 @@ pub enum RunError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Door(#[from] DoorError),
+    #[error(transparent)]
+    Log(#[from] crate::source::http::log::LogError),
     #[error("metrics endpoint {addr}: {source}; set [metrics] listen to a free address")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
+
+/// Bytes a write-ahead log segment takes before the next one begins.
+const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Summary of a finished run.
 #[derive(Debug, Clone)]
@@ -121,8 +132,16 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
             Box::new(GlueCatalog::open(&sdk, database, &schema, &cfg.sink.url, *projection).await?)
         }
     };
-    let mut watch = SchemaWatch::new(&cfg.schema_path, cfg.schema_poll, hup);
-    let mut c = Committer::new(sinks, catalog, metrics);
+    let shared_schema = Arc::new(std::sync::Mutex::new(schema.clone()));
+    let mut watch = SchemaWatch::new(&cfg.schema_path, cfg.schema_poll, hup).sharing(shared_schema.clone());
+    let door = |medium: Medium| -> Option<Arc<Door>> {
+        let h = cfg.http.clone()?;
+        let stats = Arc::new(DoorStats::default());
+        metrics.set_door(stats.clone());
+        Some(Arc::new(Door::new(h, medium, shared_schema.clone(), cfg.max_record_bytes, stats)))
+    };
+    let mut door_task = None;
+    let mut c = Committer::new(sinks, catalog, metrics.clone());
     let mut p = Pipeline::new(schema, cfg.limits.clone(), cfg.max_record_bytes)
         .with_raw_backup(has_raw)
         .with_parquet(ParquetOptions { row_group_bytes: cfg.sink.row_group_bytes, ..Default::default() })
@@ -138,10 +157,31 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
             drive(&mut src, &mut p, &mut c, Some(&mut watch), *poll, &cancel).await?
         }
         SourceConfig::Kinesis(k) => {
+            if cfg.http.is_some() {
+                // forward mode: the door puts records to the stream this source reads
+                let sdk = crate::aws::sdk_config(k.endpoint.as_deref(), k.region.as_deref()).await;
+                let forwarder = Forwarder::new(aws_sdk_kinesis::Client::new(&sdk), k.stream.clone());
+                let d = door(Medium::Kinesis(Arc::new(forwarder))).expect("[http] set");
+                door_task = Some(crate::source::http::serve(d, cancel.clone()).await?);
+            }
             let mut src = KinesisSource::open(k.clone()).await.map_err(SourceError::from)?;
             c.metrics.set_kinesis(src.stats.clone());
             drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?
         }
+        SourceConfig::Http { dir, max_log_bytes } => {
+            let cfg_http = cfg.http.as_ref().expect("validated: source http has [http]");
+            let max_frame = cfg.max_record_bytes.max(crate::source::http::firehose::MAX_RECORD_BYTES).max(cfg_http.max_request_bytes);
+            let (writer, shared) = LogWriter::open(dir, *max_log_bytes, SEGMENT_BYTES, max_frame)?;
+            let d = door(Medium::Log(writer)).expect("[http] set");
+            door_task = Some(crate::source::http::serve(d, cancel.clone()).await?);
+            let mut src = LogSource::open(dir, shared, max_frame)?;
+            tracing::info!(dir = %dir.display(), "reading the front door's log");
+            drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?
+        }
     };
+    if let Some(t) = door_task {
+        // the door answers the requests in flight before the process ends
+        let _ = t.await;
+    }
     Ok(Summary::new(p.stats().clone(), started.elapsed(), report))
 }

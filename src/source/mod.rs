@@ -10,8 +10,10 @@
 //! [`SourceEvent::Finished`].
 
 pub mod files;
+pub mod http;
 pub mod kinesis;
 pub mod lines;
+pub mod segments;
 pub mod spool;
 
 use crate::checkpoint::{FlushIntent, ShardCheckpoint};
@@ -50,6 +52,8 @@ pub enum SourceError {
     Kinesis(#[from] kinesis::KinesisError),
     #[error("{path}: {source}")]
     Input { path: String, source: std::io::Error },
+    #[error(transparent)]
+    State(#[from] segments::StateError),
 }
 
 /// What a source hands the runner.

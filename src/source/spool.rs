@@ -12,10 +12,10 @@
 //! record. Segments are never modified or deleted by lakehose.
 
 use super::lines::LineReader;
+use super::segments::{SegmentState, StateError};
 use super::{now_ms, Batch, Source, SourceError, SourceEvent};
 use crate::checkpoint::{Resume, ShardCheckpoint};
 use crate::ids::{Position, ShardId};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -28,19 +28,8 @@ pub enum SpoolError {
     Dir { dir: String, source: std::io::Error },
     #[error("spool segment {path}: {source}")]
     Segment { path: String, source: std::io::Error },
-    #[error("spool state {path}: {message}")]
-    State { path: String, message: String },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SegState {
-    arrival_ms: i64,
-    checkpoint: ShardCheckpoint,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct StateFile {
-    segments: BTreeMap<String, SegState>,
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 struct Segment {
@@ -61,8 +50,7 @@ fn offset_of(p: &Position) -> u64 {
 
 pub struct SpoolSource {
     dir: PathBuf,
-    state_path: PathBuf,
-    state: StateFile,
+    state: SegmentState,
     segments: BTreeMap<String, Segment>,
     /// The segment of the last batch, whose reader takes the batch back.
     reading: Option<String>,
@@ -76,16 +64,8 @@ impl SpoolSource {
     pub fn open(dir: &Path, state_dir: Option<&Path>, max_line: usize) -> Result<SpoolSource, SpoolError> {
         let derr = |source| SpoolError::Dir { dir: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(derr)?;
-        let state_path = state_dir.unwrap_or(dir).join(STATE_FILE);
-        let state = match std::fs::read(&state_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| SpoolError::State {
-                path: state_path.display().to_string(),
-                message: format!("unreadable ({e}); restore it or delete it to re-read every segment from the start"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
-            Err(e) => return Err(SpoolError::State { path: state_path.display().to_string(), message: e.to_string() }),
-        };
-        Ok(SpoolSource { dir: dir.to_path_buf(), state_path, state, segments: BTreeMap::new(), reading: None, max_line })
+        let state = SegmentState::load(&state_dir.unwrap_or(dir).join(STATE_FILE))?;
+        Ok(SpoolSource { dir: dir.to_path_buf(), state, segments: BTreeMap::new(), reading: None, max_line })
     }
 
 
@@ -97,14 +77,14 @@ impl SpoolSource {
             if name.starts_with('.') || !e.file_type().map(|t| t.is_file()).unwrap_or(false) || self.segments.contains_key(&name) {
                 continue;
             }
-            if !self.state.segments.contains_key(&name) {
-                self.state.segments.insert(name.clone(), SegState { arrival_ms: now_ms(), checkpoint: ShardCheckpoint::default() });
+            if !self.state.contains(&name) {
+                self.state.add(&name, now_ms());
                 new = true;
             }
             self.segments.insert(name.clone(), Segment { path: e.path(), shard: ShardId::new(&name), lines: None, file: None, skip: None });
         }
         if new {
-            self.save()?;
+            self.state.save()?;
         }
         Ok(new)
     }
@@ -115,7 +95,7 @@ impl SpoolSource {
         self.scan()?;
         let names: Vec<String> = self.segments.keys().cloned().collect();
         for name in names {
-            let st = &self.state.segments[&name];
+            let st = self.state.get(&name).expect("scanned");
             let arrival_ms = st.arrival_ms;
             let seg = self.segments.get_mut(&name).expect("scanned");
             if seg.lines.is_none() {
@@ -165,36 +145,16 @@ impl SpoolSource {
 
     /// Stores a shard's checkpoint durably.
     pub fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<(), SpoolError> {
-        let name = self.segments.iter().find(|(_, s)| &s.shard == shard).map(|(n, _)| n.clone());
-        if let Some(st) = name.and_then(|n| self.state.segments.get_mut(&n)) {
-            st.checkpoint = cp;
+        match self.segments.iter().find(|(_, s)| &s.shard == shard) {
+            Some((name, _)) => Ok(self.state.commit(&name.clone(), cp)?),
+            None => Ok(()),
         }
-        self.save()
-    }
-
-    fn save(&self) -> Result<(), SpoolError> {
-        let err = |e: std::io::Error| SpoolError::State { path: self.state_path.display().to_string(), message: e.to_string() };
-        let tmp = self.state_path.with_extension("json.tmp");
-        let data = serde_json::to_vec_pretty(&self.state).expect("state serializes");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&data).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, &self.state_path).map_err(err)?;
-        if let Some(parent) = self.state_path.parent() {
-            if let Ok(d) = std::fs::File::open(parent) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
     }
 }
 
 impl Source for SpoolSource {
     fn checkpoints(&self) -> Vec<(ShardId, ShardCheckpoint)> {
-        self.state.segments.iter().map(|(name, s)| (ShardId::new(name), s.checkpoint.clone())).collect()
+        self.state.iter().map(|(name, s)| (ShardId::new(name), s.checkpoint.clone())).collect()
     }
     async fn next_event(&mut self) -> Result<Option<SourceEvent>, SourceError> {
         Ok(SpoolSource::next_batch(self)?.map(SourceEvent::Batch))
