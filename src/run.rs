@@ -51,7 +51,8 @@ pub enum RunError {
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
-/// Bytes a write-ahead log segment takes before the next one begins.
+/// Bytes a write-ahead log segment takes before the next one begins (at
+/// most an eighth of the log's size).
 const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Summary of a finished run.
@@ -171,7 +172,9 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
         SourceConfig::Http { dir, max_log_bytes } => {
             let cfg_http = cfg.http.as_ref().expect("validated: source http has [http]");
             let max_frame = cfg.max_record_bytes.max(crate::source::http::firehose::MAX_RECORD_BYTES).max(cfg_http.max_request_bytes);
-            let (writer, shared) = LogWriter::open(dir, *max_log_bytes, SEGMENT_BYTES, max_frame)?;
+            // segments small enough that a full log frees room as they are committed
+            let segment_bytes = SEGMENT_BYTES.min(*max_log_bytes / 8).max(1 << 16);
+            let (writer, shared) = LogWriter::open(dir, *max_log_bytes, segment_bytes, max_frame)?;
             let d = door(Medium::Log(writer)).expect("[http] set");
             door_task = Some(crate::source::http::serve(d, cancel.clone()).await?);
             let mut src = LogSource::open(dir, shared, max_frame)?;

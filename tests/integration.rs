@@ -17,6 +17,8 @@ mod glue;
 mod types;
 #[path = "it/edges.rs"]
 mod edges;
+#[path = "it/door.rs"]
+mod door;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
