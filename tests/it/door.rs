@@ -202,3 +202,67 @@ fn kill_9_under_load_keeps_every_acknowledged_record_once() {
     let extra = ids.len() - acked.len();
     assert!(extra <= unsure.len(), "only unacknowledged records may be there besides");
 }
+
+/// Forward mode: with `source.kind = "kinesis"`, the door puts what it
+/// accepts to the stream (acknowledging once Kinesis has it) and the
+/// Kinesis source converts it: boto3's records reach the lake through moto.
+#[test]
+fn forward_mode_puts_to_kinesis_and_the_records_land() {
+    let moto = Moto::start();
+    moto.boto("c('kinesis').create_stream(StreamName='fwd', ShardCount=2)\nimport time; time.sleep(0.5)");
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("[source]\nkind = \"kinesis\"\nstream = \"fwd\"\nendpoint = \"{ep}\"\npoll_interval = \"200ms\"\n\n[lease]\ntable = \"leases-fwd\"\nfailover = \"2s\"", ep = moto.endpoint);
+    let (cfg, endpoint) = door_config(dir.path(), &source, "", "");
+    let d = Daemon::new(bin().envs([("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")]).args(["run", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    wait_port(&endpoint);
+    let r = client(&endpoint, &[KEY, SECRET, "load", "2", "3", "fwd"]);
+    let mut acked = strs(&r["acked"]);
+    assert_eq!(acked.len(), 300, "{r}");
+    let in_stream: Value = serde_json::from_str(&moto.boto(r#"
+k = c('kinesis')
+n = 0
+for s in k.list_shards(StreamName='fwd')['Shards']:
+    it = k.get_shard_iterator(StreamName='fwd', ShardId=s['ShardId'], ShardIteratorType='TRIM_HORIZON')['ShardIterator']
+    n += len(k.get_records(ShardIterator=it, Limit=10000)['Records'])
+print(n)"#)).unwrap();
+    assert_eq!(in_stream, 300, "acknowledged records are in the stream");
+    acked.sort();
+    let lake = dir.path().join("lake");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ids_in(&lake) != acked {
+        assert!(Instant::now() < deadline, "lake: {} of 300", ids_in(&lake).len());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ok, _, log) = d.term();
+    assert!(ok, "{log}");
+}
+
+/// With a certificate, the door speaks HTTPS only: boto3 lands records over
+/// TLS (verifying the certificate), and plain HTTP gets no answer.
+#[test]
+fn tls_is_served_when_a_certificate_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout").arg(dir.path().join("key.pem")).arg("-out").arg(dir.path().join("cert.pem")));
+    let (cfg, endpoint) = door_config(dir.path(), &local_log(""), "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"", "");
+    let d = Daemon::start(&cfg);
+    wait_port(&endpoint);
+    let https = endpoint.replace("http://", "https://");
+    let out = run_ok(Command::new(py()).arg("-c").arg(format!(r#"
+import boto3, json
+f = boto3.client('firehose', endpoint_url='{https}', region_name='us-east-1', aws_access_key_id='{KEY}', aws_secret_access_key='{SECRET}', verify='{}')
+r = f.put_record_batch(DeliveryStreamName='events', Records=[{{'Data': json.dumps({{'event_id': f'tls-{{i}}', 'timestamp': '2026-12-06T10:00:00Z', 'event_type': 'view'}}).encode()}} for i in range(20)])
+print(r['FailedPutCount'])"#, dir.path().join("cert.pem").display())));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    let plain = Command::new(py()).arg(root().join("tests/py/firehose_client.py")).arg(&endpoint).args([KEY, SECRET, "load", "1", "1", "plain"]).output().unwrap();
+    let r: Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(strs(&r["acked"]).is_empty(), "plain HTTP is not answered");
+    let lake = dir.path().join("lake");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids_in(&lake).len() < 20 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (ok, _, log) = d.term();
+    assert!(ok, "{log}");
+}
