@@ -140,7 +140,8 @@ fn direct_put_and_events_speak_firehose_and_land() {
 fn a_full_log_answers_503_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     // a 512 KiB log and buffers that hold records for 3 s: the log fills
-    let (cfg, endpoint) = door_config(dir.path(), &local_log("max_log_size = \"512KiB\""), "", "");
+    let metrics = free_port();
+    let (cfg, endpoint) = door_config(dir.path(), &local_log("max_log_size = \"512KiB\""), "", &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\""));
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("max_age = \"1s\"", "max_age = \"3s\"")).unwrap();
     let d = Daemon::start(&cfg);
     wait_port(&endpoint);
@@ -148,6 +149,9 @@ fn a_full_log_answers_503_and_loses_nothing_acknowledged() {
     let acked = strs(&r["acked"]);
     let refused = strs(&r["refused"]);
     assert!(!refused.is_empty(), "the log filled up: {} acked", acked.len());
+    let (status, why) = super::glue::http_get(metrics, "/readyz");
+    assert_eq!(status, 503, "not ready while the log is full: {why}");
+    assert!(why.contains("log is full"), "{why}");
     assert!(acked.len() >= 1000, "{} acked before it was full", acked.len());
     assert!(strs(&r["unsure"]).is_empty());
     // the lake catches up, segments go, room comes back
