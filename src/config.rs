@@ -312,7 +312,9 @@ impl Config {
             key: "-".into(),
             message: e.message().to_string(),
         })?;
-        let overridden = apply_env(&mut doc, env);
+        let env: Vec<(String, String)> = env.collect();
+        let overridden = apply_env(&mut doc, env.iter().cloned());
+        let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let err = |section: &str, key: &str, message: String| {
             let env_name = format!("LAKEHOSE_{}_{}", section.to_uppercase(), key.to_uppercase());
             let from_env = overridden.iter().any(|(s, k)| s == section && k == key);
@@ -375,7 +377,7 @@ impl Config {
             Some(_) if !matches!(source, SourceConfig::Http { .. } | SourceConfig::Kinesis(_)) => {
                 return Err(err("source", "kind", "[http] writes to the front door's log (kind = \"http\") or forwards to a Kinesis stream (kind = \"kinesis\")".into()))
             }
-            Some(h) => Some(http_config(h, &resolve, &err)?),
+            Some(h) => Some(http_config(h, &resolve, &var, &err)?),
         };
         let schema = raw.table.as_ref().ok_or_else(|| err("table", "schema", "missing; set [table] schema = \"schemas/<table>.toml\"".into()))?;
         let sink = raw.sink.as_ref().ok_or_else(|| err("sink", "url", "missing [sink] section; set url and errors".into()))?;
@@ -464,7 +466,8 @@ impl Config {
     }
 }
 
-fn http_config(h: &RawHttp, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<crate::source::http::HttpConfig, ConfigError> {
+/// The `[http]` section; `var` reads the environment (secrets named by `secret_env`).
+fn http_config(h: &RawHttp, resolve: &dyn Fn(&str) -> PathBuf, var: &dyn Fn(&str) -> Option<String>, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<crate::source::http::HttpConfig, ConfigError> {
     use crate::source::http::auth::{parse_hash, AuthConfig, Secret};
     use crate::source::http::{HttpConfig, InvalidRecords};
     let listen = h.listen.as_deref().ok_or_else(|| err("http", "listen", "missing; set the address to listen on, e.g. \"0.0.0.0:4573\"".into()))?;
@@ -483,7 +486,7 @@ fn http_config(h: &RawHttp, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str
     for k in &h.keys {
         let secret = match (&k.secret_access_key, &k.secret_env, &k.secret_file) {
             (Some(s), None, None) => s.clone(),
-            (None, Some(var), None) => std::env::var(var).map_err(|_| err("http.keys", "secret_env", format!("environment variable {var} (the secret of access key {}) is not set", k.access_key_id)))?,
+            (None, Some(name), None) => var(name).ok_or_else(|| err("http.keys", "secret_env", format!("environment variable {name} (the secret of access key {}) is not set", k.access_key_id)))?,
             (None, None, Some(f)) => std::fs::read_to_string(resolve(f)).map(|s| s.trim().to_string()).map_err(|e| err("http.keys", "secret_file", format!("{f}: {e}")))?,
             _ => return Err(err("http.keys", "secret_access_key", format!("access key {} needs exactly one of secret_access_key, secret_env, secret_file", k.access_key_id))),
         };
@@ -603,6 +606,39 @@ max_age = "30s"
 
     fn env(v: &[(&str, &str)]) -> std::vec::IntoIter<(String, String)> {
         v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    /// The front door's section: credentials from the file, the
+    /// environment or a file of their own; a door without any is refused
+    /// unless `auth = "none"` says so; the section goes only with a source
+    /// it can write to; every refusal names the key.
+    #[test]
+    fn http_section_is_checked_with_its_credentials() {
+        let http = |source: &str, extra: &str| {
+            CFG.replace("kind = \"spool\"\ndir = \"spool\"", source) + &format!("\n[http]\nlisten = \"127.0.0.1:4573\"\ndelivery_stream = \"events\"\n{extra}")
+        };
+        let log = "kind = \"http\"\ndir = \"wal\"\nmax_log_size = \"2GiB\"";
+        let keys = "[[http.keys]]\naccess_key_id = \"AK1\"\nsecret_access_key = \"s1\"\n[[http.keys]]\naccess_key_id = \"AK2\"\nsecret_env = \"DOOR_SECRET\"\n[[http.users]]\nname = \"u\"\npassword_sha256 = \"5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8\"\n";
+        let c = Config::parse("/etc/lh/l.toml", &http(log, keys), env(&[("DOOR_SECRET", "s2")])).unwrap();
+        let h = c.http.unwrap();
+        assert_eq!(h.streams, ["events"]);
+        assert_eq!(h.auth.keys.iter().map(|(k, s)| (k.as_str(), s.expose())).collect::<Vec<_>>(), [("AK1", "s1"), ("AK2", "s2")]);
+        assert_eq!(h.auth.users[0].1, crate::source::http::auth::hash(b"password"));
+        assert!(!format!("{:?}", h.auth).contains("s1"), "secrets never show in debug output");
+        assert!(matches!(c.source, SourceConfig::Http { max_log_bytes, .. } if max_log_bytes == 2 << 30));
+        let e = Config::parse("/etc/lh/l.toml", &http(log, keys), env(&[])).unwrap_err();
+        assert_eq!(e.key, "http.keys.secret_env");
+        assert!(e.message.contains("DOOR_SECRET"), "{e}");
+        let e = Config::parse("/etc/lh/l.toml", &http(log, ""), env(&[])).unwrap_err();
+        assert_eq!(e.key, "http.auth");
+        assert!(e.message.contains("no credentials") && e.message.contains("auth = \"none\""), "{e}");
+        assert!(Config::parse("/etc/lh/l.toml", &http(log, "auth = \"none\""), env(&[])).unwrap().http.unwrap().auth.none);
+        let e = Config::parse("/etc/lh/l.toml", &http("kind = \"spool\"\ndir = \"s\"", keys), env(&[("DOOR_SECRET", "s")])).unwrap_err();
+        assert_eq!(e.key, "source.kind");
+        let e = Config::parse("/etc/lh/l.toml", &CFG.replace("kind = \"spool\"\ndir = \"spool\"", log), env(&[])).unwrap_err();
+        assert_eq!(e.key, "http.listen");
+        let e = Config::parse("/etc/lh/l.toml", &http(log, "[[http.users]]\nname = \"u\"\npassword_sha256 = \"plain\""), env(&[])).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("http.users.password_sha256", Some(23)), "{e}");
     }
 
     #[test]

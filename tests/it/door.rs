@@ -270,3 +270,28 @@ print(r['FailedPutCount'])"#, dir.path().join("cert.pem").display())));
     let (ok, _, log) = d.term();
     assert!(ok, "{log}");
 }
+
+/// `invalid_records = "accept"` (Firehose's behaviour): records the schema
+/// refuses are stored all the same and land in the error prefix; the
+/// answer is 200 and still lists them by index.
+#[test]
+fn events_accept_mode_keeps_refused_records_for_the_error_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, endpoint) = door_config(dir.path(), &local_log(""), "invalid_records = \"accept\"", "");
+    let d = Daemon::start(&cfg);
+    wait_port(&endpoint);
+    let e = client(&endpoint, &["-", "-", "events", USER, PASSWORD, TOKEN]);
+    assert_eq!(e["mixed"][0], 200, "{}", e["mixed"]);
+    assert_eq!(e["mixed"][1]["accepted"], 4);
+    let invalid: Vec<u64> = e["mixed"][1]["invalid"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(invalid, [1, 2]);
+    assert_eq!(e["all_bad"], serde_json::json!([200, {"accepted": 2, "invalid": e["all_bad"][1]["invalid"]}]));
+    let lake = dir.path().join("lake");
+    let errors = dir.path().join("errors");
+    let f = wait_for(&lake, &errors, 25, 4, 30);
+    let codes: Vec<&str> = f["errors"].as_array().unwrap().iter().map(|e| e["errorCode"].as_str().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == "DataFormatConversion.MalformedData").count(), 2, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == "DataFormatConversion.ParseError").count(), 2, "{codes:?}");
+    let (ok, _, log) = d.term();
+    assert!(ok, "{log}");
+}
