@@ -17,7 +17,7 @@ use crate::checkpoint::{DestKind, DestMap, FlushIntent, Ledger, Shard, ShardLedg
 use crate::decode::Columns;
 use crate::ids::{Position, ShardId};
 use crate::schema::TableSchema;
-use crate::write::{ParquetOptions, RowBuffer};
+use crate::write::{GzLines, ParquetOptions, RowBuffer};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -102,7 +102,13 @@ impl Trigger {
 /// allocates nothing.
 pub enum SealedBody {
     Rows(RowBuffer),
-    Lines(Vec<u8>),
+    Lines(GzLines),
+}
+
+impl Default for SealedBody {
+    fn default() -> Self {
+        SealedBody::Lines(GzLines::default())
+    }
 }
 
 /// A buffer taken out for writing.
@@ -127,7 +133,7 @@ impl Sealed {
 
 enum Body {
     Rows(RowBuffer),
-    Lines(Vec<u8>),
+    Lines(GzLines),
 }
 
 struct Buffer {
@@ -312,11 +318,11 @@ impl Buffers {
         if led.durable(kind, prefix, pos) {
             return;
         }
-        let buf = bufs_entry(&mut self.shards, shard).get_or_insert_with(kind, prefix, || Buffer::new(pos, Body::Lines(Vec::new())));
+        let buf = bufs_entry(&mut self.shards, shard).get_or_insert_with(kind, prefix, || Buffer::new(pos, Body::Lines(GzLines::default())));
         let Body::Lines(lines) = &mut buf.body else { unreachable!("a line buffer") };
-        write(lines);
+        lines.write(write);
         let full = lines.len() >= self.budget.limits.line_cap();
-        let mem = lines.capacity() + fixed_cost(prefix);
+        let mem = lines.mem() + fixed_cost(prefix);
         self.budget.total = self.budget.total + mem - buf.mem;
         buf.mem = mem;
         buf.records += 1;

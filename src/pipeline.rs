@@ -330,14 +330,14 @@ keys = ["k"]
     }
 
     fn store(lake: &mut Lake, s: &mut Sealed) {
-        let ids = match std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) {
+        let ids = match std::mem::take(&mut s.body) {
             SealedBody::Rows(r) => {
                 let file = bytes::Bytes::from(r.finish(&TableSchema::parse("t.toml", SCHEMA).unwrap(), Vec::new()).unwrap());
                 lake.insert(format!("Hash/{}", object_name(s)), vec![format!("{:x}", std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(), &file[..]))]);
                 let batches = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
                 batches.flat_map(|b| b.unwrap().column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>()).collect()
             }
-            SealedBody::Lines(l) => String::from_utf8(l).unwrap().lines().map(|x| x.to_string()).collect(),
+            SealedBody::Lines(l) => String::from_utf8(l.into_plain()).unwrap().lines().map(|x| x.to_string()).collect(),
         };
         lake.insert(format!("{:?}/{}", s.kind, object_name(s)), ids);
     }
@@ -808,8 +808,8 @@ keys = ["k"]
                 for s in sealed {
                     match (s.kind, s.body) {
                         (DestKind::Table, _) => rows += s.records,
-                        (DestKind::Errors, SealedBody::Lines(l)) => lines += l.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(),
-                        (DestKind::Raw, SealedBody::Lines(l)) => raw += l.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(),
+                        (DestKind::Errors, SealedBody::Lines(l)) => lines += l.into_plain().split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(),
+                        (DestKind::Raw, SealedBody::Lines(l)) => raw += l.into_plain().split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(),
                         _ => unreachable!(),
                     }
                 }

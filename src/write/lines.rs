@@ -15,8 +15,6 @@
 
 use crate::decode::RecordError;
 use crate::ids::{Position, ShardId};
-use flate2::write::GzEncoder;
-use std::io::Write;
 
 /// Identity written into every error line's `dataCatalogTable`.
 #[derive(Debug, Clone, Default)]
@@ -78,13 +76,6 @@ pub fn wrapped_raw_line(data: &[u8], len: u64) -> Vec<u8> {
     base64_text(&mut out, data);
     out.extend_from_slice(format!(",\"originalSize\":{len},\"truncated\":{}}}", len > data.len() as u64).as_bytes());
     out
-}
-
-/// Gzip at a fast level: the output is ordinary gzip any tool reads.
-pub fn gzip(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::new(1));
-    enc.write_all(data)?;
-    enc.finish()
 }
 
 #[cfg(test)]

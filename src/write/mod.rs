@@ -26,6 +26,7 @@ use object_store::PutPayload;
 use parquet::file::metadata::KeyValue;
 use std::time::{Duration, Instant};
 
+mod gz_lines;
 mod lines;
 mod parquet_file;
 mod stats;
@@ -34,7 +35,8 @@ mod hybrid;
 mod pages;
 mod string_columns;
 
-pub use lines::{error_line, gzip, wrapped_raw_line, TableRef};
+pub use gz_lines::{gzip, GzLines};
+pub use lines::{error_line, wrapped_raw_line, TableRef};
 pub use parquet_file::RowBuffer;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +93,7 @@ impl Sink for HiveParquet {
         Box::pin(async move {
             let started = Instant::now();
             let key = format!("{}{}-{}.snappy.parquet", s.prefix, s.shard, s.first.key_part());
-            let SealedBody::Rows(rows) = std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) else {
+            let SealedBody::Rows(rows) = std::mem::take(&mut s.body) else {
                 unreachable!("a table buffer holds rows")
             };
             let meta = vec![
@@ -119,10 +121,10 @@ impl LineSink {
         Box::pin(async move {
             let started = Instant::now();
             let key = format!("{}{}{}-{}.json.gz", self.dir, s.prefix, s.shard, s.first.key_part());
-            let SealedBody::Lines(lines) = std::mem::replace(&mut s.body, SealedBody::Lines(Vec::new())) else {
+            let SealedBody::Lines(lines) = std::mem::take(&mut s.body) else {
                 unreachable!("a line buffer holds lines")
             };
-            let payload = PutPayload::from(gzip(&lines)?);
+            let payload = PutPayload::from(lines.finish().await?);
             put(&self.store, key, payload, started.elapsed()).await
         })
     }
