@@ -64,7 +64,7 @@ impl Limits {
     /// Bytes of lines a raw-backup or error buffer holds before it is
     /// written: an eighth of the memory limit (at least 1 MiB), so that the
     /// lines and their gzip output together stay well inside the budget.
-    fn line_cap(&self) -> usize {
+    pub fn line_cap(&self) -> usize {
         (self.memory_limit / 8).max(1 << 20)
     }
 }
@@ -162,6 +162,8 @@ fn fixed_cost(prefix: &str) -> usize {
 /// The memory of every buffer, and the buffers queued for sealing.
 struct Budget {
     limits: Limits,
+    /// Bytes of lines per raw-backup or error object.
+    line_cap: usize,
     /// Bytes held by open buffers (due ones included until sealed).
     total: usize,
     /// Of which due buffers.
@@ -274,7 +276,14 @@ pub struct Buffers {
 
 impl Buffers {
     pub fn new(limits: Limits, parquet: ParquetOptions) -> Buffers {
-        Buffers { shards: Vec::new(), budget: Budget { limits, total: 0, due_mem: 0, due: Vec::new() }, closed: Vec::new(), parquet }
+        Buffers { shards: Vec::new(), budget: Budget { line_cap: limits.line_cap(), limits, total: 0, due_mem: 0, due: Vec::new() }, closed: Vec::new(), parquet }
+    }
+
+    /// Cuts raw-backup and error objects at `bytes` of lines instead of
+    /// the memory limit's share (workers sharing a limit write the objects
+    /// one process would).
+    pub fn set_line_cap(&mut self, bytes: usize) {
+        self.budget.line_cap = bytes;
     }
 
     pub fn limits(&self) -> &Limits {
@@ -321,7 +330,7 @@ impl Buffers {
         let buf = bufs_entry(&mut self.shards, shard).get_or_insert_with(kind, prefix, || Buffer::new(pos, Body::Lines(GzLines::default())));
         let Body::Lines(lines) = &mut buf.body else { unreachable!("a line buffer") };
         lines.write(write);
-        let full = lines.len() >= self.budget.limits.line_cap();
+        let full = lines.len() >= self.budget.line_cap;
         let mem = lines.mem() + fixed_cost(prefix);
         self.budget.total = self.budget.total + mem - buf.mem;
         buf.mem = mem;

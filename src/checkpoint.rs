@@ -171,24 +171,41 @@ pub struct ShardLedger {
     /// position. (A destination can have several objects in one flush: a
     /// due buffer closed early, then its successor; ascending.)
     replay: DestMap<Vec<Position>>,
-    /// Records read since the shard was opened here, and of them those
-    /// that were JSON objects (a row, or refused by the schema): an input
+    /// What became of the records read since the shard was opened here.
+    tally: Tally,
+}
+
+/// Records of a shard read since it was opened here.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub records: u64,
+    /// Of them, JSON objects (a row, or refused by the schema): an input
     /// with none is not NDJSON.
-    tally: (u64, u64),
+    pub objects: u64,
+    /// Of them, refused (error lines).
+    pub errors: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, o: &Tally) {
+        self.records += o.records;
+        self.objects += o.objects;
+        self.errors += o.errors;
+    }
 }
 
 impl ShardLedger {
     /// The record was read (whatever became of it); `object`: it was a
-    /// JSON object.
+    /// JSON object; `refused`: it became an error line.
     #[inline]
-    pub fn read(&mut self, pos: Position, object: bool) {
+    pub fn read(&mut self, pos: Position, object: bool, refused: bool) {
         self.read_to = Some(pos);
-        self.tally.0 += 1;
-        self.tally.1 += u64::from(object);
+        self.tally.records += 1;
+        self.tally.objects += u64::from(object);
+        self.tally.errors += u64::from(refused);
     }
 
-    /// (records read, of them JSON objects) since the shard was opened here.
-    pub fn tally(&self) -> (u64, u64) {
+    pub fn tally(&self) -> Tally {
         self.tally
     }
 
@@ -410,8 +427,8 @@ impl Ledger {
         self.get(shard).map_or(0, |st| st.done.len())
     }
 
-    /// (records read, of them JSON objects) of the shard since it was opened here.
-    pub fn tally(&self, shard: &ShardId) -> Option<(u64, u64)> {
+    /// What became of the shard's records since it was opened here.
+    pub fn tally(&self, shard: &ShardId) -> Option<Tally> {
         self.get(shard).map(ShardLedger::tally)
     }
 

@@ -11,6 +11,7 @@
 //! released). Failure: [`IngestError`] from the source or the commit
 //! protocol; nothing is checkpointed past a failure, so a restart replays.
 
+use crate::checkpoint::Tally;
 use crate::commit::{commit, CommitError, Committer};
 use crate::ids::ShardId;
 use crate::pipeline::Pipeline;
@@ -37,9 +38,30 @@ const AGE_CHECK: Duration = Duration::from_millis(500);
 /// What the loop saw that the user must hear about.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
-    /// Shards (inputs) that ended with records of which none was a JSON
-    /// object: `<shard>: <what it looks like and the fix>`.
-    pub not_ndjson: Vec<String>,
+    /// Shards that ended (inputs, or units of them), in order.
+    pub ended: Vec<Ended>,
+}
+
+/// A shard that ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub shard: ShardId,
+    /// What became of its records.
+    pub tally: Tally,
+    /// What its start looks like when that is not NDJSON ([`Source::diagnose`]).
+    pub looks: Option<String>,
+}
+
+/// Whether an input that ended with `tally` is not NDJSON (none of its
+/// records was a JSON object, or it looks like something else and most
+/// were not): what to tell the user, naming the fix.
+pub fn not_ndjson(tally: &Tally, looks: Option<&str>) -> Option<String> {
+    let Tally { records, objects, .. } = *tally;
+    if records == 0 || !(objects == 0 || (looks.is_some() && objects * 2 < records)) {
+        return None;
+    }
+    let why = looks.unwrap_or("no line of it is a JSON object; lakehose reads one JSON object per line (each line's reason is in the error prefix)");
+    Some(format!("{objects} of {records} records parsed: {why}"))
 }
 
 /// Reads `src` until it finishes or `cancel` fires, sleeping `poll` when it
@@ -70,15 +92,8 @@ pub async fn drive<S: Source>(
             Some(SourceEvent::Assigned { shard, checkpoint, intent }) => p.restore_with_intent(&shard, &checkpoint, &intent),
             Some(SourceEvent::Revoked(shard)) => p.drop_shard(&shard),
             Some(SourceEvent::Ended(shard)) => {
-                // not NDJSON: no record was a JSON object, or the input looks
-                // like something else and most were not
-                let (records, objects) = p.tally(&shard).unwrap_or_default();
-                let looks = src.diagnose(&shard);
-                if records > 0 && (objects == 0 || (looks.is_some() && objects * 2 < records)) {
-                    let why = looks.unwrap_or_else(|| "no line of it is a JSON object; lakehose reads one JSON object per line (each line's reason is in the error prefix)".into());
-                    tracing::error!(shard = %shard, records, objects, "{shard}: {objects} of {records} records parsed: {why}");
-                    report.not_ndjson.push(format!("{shard}: {objects} of {records} records parsed: {why}"));
-                }
+                let tally = p.tally(&shard).unwrap_or_default();
+                report.ended.push(Ended { shard: shard.clone(), tally, looks: src.diagnose(&shard) });
                 let rest = p.take_shard(&shard);
                 c.flush(p, src, rest).await?;
                 let cp = p.checkpoint(&shard);
@@ -432,8 +447,11 @@ mod tests {
         assert!(std::fs::metadata(&path).unwrap().len() as usize > 20 * read);
         let stores = Stores::new();
         let mut p = Pipeline::new(schema, Limits::default(), limit).with_raw_backup(true);
-        let summary = crate::run::convert(&mut p, &[path.to_string_lossy().into_owned()], stores.sinks()).await.unwrap();
-        assert_eq!(summary.stats.records_in, 80_002);
+        use crate::source::{inputs, units::UnitSource, work::Work};
+        let work = Work::new(inputs::jobs(vec![inputs::local_input(&path).unwrap()], inputs::CHUNK, false).unwrap(), 64 << 20, false);
+        let mut src = UnitSource::new(work, tokio::runtime::Handle::current(), inputs::CHUNK, limit);
+        run_to_end(&mut src, &mut p, &mut stores.committer()).await;
+        assert_eq!(p.stats().records_in, 80_002);
         let (rows, errors, raw) = read_back(&stores).await; // each sorted
         let mut want: Vec<String> = (0..80_000).map(|i| format!("r{i}")).chain(["big".to_string()]).collect();
         want.sort();

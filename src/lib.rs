@@ -7,9 +7,12 @@
 //! [`buffers`] (per-partition buffers, due queue, memory budget, seal) →
 //! [`commit`] (intent → [`write`] to [`store`] → [`catalog`] →
 //! checkpoint), with the per-shard [`checkpoint`] ledger saying what is
-//! durable and what a restart replays. [`run`] wires a config to them.
+//! durable and what a restart replays. [`run`] wires a config to them;
+//! [`backfill`] runs `convert`'s inputs through them on every core, with
+//! [`progress`] on stderr.
 
 pub mod aws;
+pub mod backfill;
 pub mod buffers;
 pub mod catalog;
 pub mod checkpoint;
@@ -22,6 +25,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod partition;
 pub mod pipeline;
+pub mod progress;
 pub mod retry;
 pub mod route;
 pub mod run;

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use lakehose::config::Config;
 use lakehose::buffers::Limits;
 use lakehose::commit::Sinks;
-use lakehose::pipeline::Pipeline;
+use lakehose::backfill::{self, Backfill, BackfillError};
 use lakehose::run;
 use lakehose::schema::{evolve, infer, TableSchema};
 use lakehose::store::StoreOptions;
@@ -30,8 +30,10 @@ enum Cmd {
         #[arg(long, default_value = "lakehose.toml")]
         config: PathBuf,
     },
-    /// Convert NDJSON files (or - for stdin) to partitioned Parquet once,
-    /// through the same code path as the daemon.
+    /// Convert NDJSON (files, directories, glob patterns, - for stdin,
+    /// s3://bucket/prefix/; plain, gzip or zstd) to partitioned Parquet
+    /// once, on every core, through the same code path as the daemon.
+    /// Re-running the same command replaces the same objects.
     Convert {
         /// Schema file describing the table.
         #[arg(long)]
@@ -63,7 +65,30 @@ enum Cmd {
         /// SSE-KMS key for every object written to S3.
         #[arg(long)]
         kms_key_id: Option<String>,
-        /// Input files; - reads stdin.
+        /// AWS region of the S3 buckets and Glue (else the SDK's default chain).
+        #[arg(long)]
+        region: Option<String>,
+        /// Workers converting at once (default: the cores available).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// The inputs are error-prefix objects: convert the records their
+        /// lines hold (rawData) again. Without it, an input whose first line
+        /// is an error line is read as one.
+        #[arg(long)]
+        from_errors: bool,
+        /// Register the partitions written in a catalog: none or glue (with --database).
+        #[arg(long, value_enum, default_value = "none", requires_if("glue", "database"))]
+        catalog: CatalogKind,
+        /// Glue database (with --catalog glue).
+        #[arg(long)]
+        database: Option<String>,
+        /// Progress on stderr: a bar on a terminal, a JSON line every 5 s otherwise.
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: lakehose::progress::Mode,
+        /// Input bytes per unit of work (objects are cut at least this often).
+        #[arg(long, default_value = "64MiB")]
+        chunk_size: String,
+        /// Inputs: files, directories, glob patterns, - (stdin), s3://bucket/prefix/.
         #[arg(default_value = "-")]
         inputs: Vec<String>,
     },
@@ -99,6 +124,12 @@ enum SchemaCmd {
         #[arg(long)]
         table: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CatalogKind {
+    None,
+    Glue,
 }
 
 /// An error that maps to exit code 2.
@@ -164,7 +195,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             tracing::info!(%summary, "stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Convert { schema, out, errors, raw_backup, max_record_size, max_records, max_bytes, memory_limit, endpoint, kms_key_id, inputs } => {
+        Cmd::Convert { schema, out, errors, raw_backup, max_record_size, max_records, max_bytes, memory_limit, endpoint, kms_key_id, region, jobs, from_errors, catalog, database, progress, chunk_size, inputs } => {
             let schema = load_schema(&schema)?;
             let limits = Limits {
                 max_records,
@@ -173,15 +204,48 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 max_age: std::time::Duration::from_secs(u64::MAX / 4),
             };
             limits.check_record_size(max_record_size).map_err(|m| usage(format!("--max-record-size: {m} (--memory-limit)")))?;
+            let chunk = size(&chunk_size, "--chunk-size")? as u64;
+            if chunk < 1 << 20 {
+                return Err(usage("--chunk-size: at least 1MiB"));
+            }
+            if jobs == Some(0) {
+                return Err(usage("--jobs: at least 1"));
+            }
             let out = if out.ends_with('/') { out } else { format!("{out}/") };
             let errors = errors.unwrap_or_else(|| format!("{out}_errors/"));
-            let opts = StoreOptions { endpoint, region: None, kms_key_id };
-            let sinks = Sinks::open(&out, raw_backup.as_deref(), &errors, &opts).map_err(usage)?;
-            let mut p = Pipeline::new(schema, limits, max_record_size).with_raw_backup(sinks.raw.is_some());
-            let summary = run::convert(&mut p, &inputs, sinks).await?;
+            let store = StoreOptions { endpoint, region, kms_key_id };
+            // the destinations are checked before anything is read
+            Sinks::open(&out, raw_backup.as_deref(), &errors, &store).map_err(usage)?;
+            let job = Backfill {
+                schema,
+                limits,
+                max_record_bytes: max_record_size,
+                jobs: jobs.unwrap_or_else(backfill::default_jobs),
+                from_errors,
+                progress,
+                lake: out,
+                raw: raw_backup,
+                errors,
+                store,
+                glue_database: database.filter(|_| catalog == CatalogKind::Glue),
+                chunk,
+            };
+            let summary = job.run(&inputs).await.map_err(|e| match e {
+                // what the command line names does not exist or cannot be listed
+                e @ BackfillError::Input(_) => usage(e),
+                BackfillError::Catalog(c @ lakehose::catalog::CatalogError::Incompatible { .. }) => usage(c),
+                e => anyhow::Error::new(e).context("convert failed"),
+            })?;
             eprintln!("lakehose convert: {summary}");
-            // an input of which no record parsed is the wrong kind of file
-            Ok(if summary.not_ndjson.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            // an input of which no record parsed is the wrong kind of file;
+            // one that could not be read whole is a failure
+            Ok(if summary.not_ndjson() {
+                ExitCode::from(2)
+            } else if !summary.problems.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Schema { cmd: SchemaCmd::Check { schema, against, against_glue, database, endpoint } } => {
             let new = load_schema(&schema)?;

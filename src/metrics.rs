@@ -37,6 +37,19 @@ impl Stats {
     pub fn error_total(&self) -> u64 {
         self.errors.values().sum()
     }
+
+    /// Adds another worker's counters.
+    pub fn add(&mut self, o: &Stats) {
+        self.records_in += o.records_in;
+        self.bytes_in += o.bytes_in;
+        self.rows += o.rows;
+        for (code, n) in &o.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        self.skipped_replay += o.skipped_replay;
+        self.fused_in_place += o.fused_in_place;
+        self.encode_time += o.encode_time;
+    }
 }
 
 /// What the runner publishes.

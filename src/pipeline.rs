@@ -64,6 +64,12 @@ impl Pipeline {
         self
     }
 
+    /// See [`crate::buffers::Buffers::set_line_cap`].
+    pub fn with_line_cap(mut self, bytes: usize) -> Self {
+        self.buffers.set_line_cap(bytes);
+        self
+    }
+
     pub fn with_table_ref(mut self, t: TableRef) -> Self {
         self.table_ref = t;
         self
@@ -110,6 +116,7 @@ impl Pipeline {
         }
         let routed = self.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
         let object = routed.as_ref().err().is_none_or(|e| e.code == ErrorCode::MalformedData);
+        let refused = routed.is_err();
         if let Err(e) = routed {
             *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
             let line = error_line(&e, shard.id, &pos, arrival_ms, data, None, &self.table_ref);
@@ -118,7 +125,7 @@ impl Pipeline {
                 buf.push(b'\n');
             });
         }
-        led.read(pos, object);
+        led.read(pos, object, refused);
         self.buffers.shed_if_over();
     }
 
@@ -150,7 +157,7 @@ impl Pipeline {
             buf.extend_from_slice(&line);
             buf.push(b'\n');
         });
-        led.read(pos, false);
+        led.read(pos, false, true);
         self.buffers.shed_if_over();
     }
 
@@ -246,9 +253,9 @@ impl Pipeline {
         self.ledger.has(shard)
     }
 
-    /// (records read, of them JSON objects) of the shard since it was
-    /// opened here; None when it is not read here.
-    pub fn tally(&self, shard: &ShardId) -> Option<(u64, u64)> {
+    /// What became of the shard's records since it was opened here; None
+    /// when it is not read here.
+    pub fn tally(&self, shard: &ShardId) -> Option<crate::checkpoint::Tally> {
         self.ledger.tally(shard)
     }
 

@@ -351,7 +351,7 @@ impl Router {
             stats.bytes_in += data.len() as u64;
             let took = buf.row_added(led, shard.slot, prefix, &pos, data.len(), schema);
             count_row(stats, took);
-            led.read(pos, true);
+            led.read(pos, true, false);
             stats.fused_in_place += 1;
             taken += 1;
             if buf.must_stop() {

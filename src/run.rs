@@ -1,10 +1,10 @@
-//! The runner: a config (daemon) or a list of files (`convert`) wired into
-//! the record path.
+//! The runner: a config wired into the record path (the daemon; `convert`
+//! is [`crate::backfill`]).
 //!
-//! Input: a validated config, or `convert`'s inputs and options. Output:
+//! Input: a validated config. Output:
 //! the source, pipeline, writers, catalog and metrics built from them and
 //! driven by the ingestion loop ([`crate::ingest::drive`]) until the source
-//! finishes (convert, stdin) or the cancellation token fires (SIGTERM/
+//! finishes (stdin) or the cancellation token fires (SIGTERM/
 //! SIGINT: reading stops, every buffer is flushed, checkpoints are stored);
 //! then the run's [`Summary`]. Failure: [`RunError`]: a destination, the
 //! catalog, the source or the metrics address that cannot be opened, or a
@@ -18,13 +18,13 @@ use crate::ingest::{drive, IngestError, Report, SchemaWatch};
 use crate::metrics::{Metrics, Stats};
 use crate::pipeline::Pipeline;
 use crate::schema::TableSchema;
-use crate::source::files::FileSource;
 use crate::source::http::forward::Forwarder;
 use crate::source::http::log::LogWriter;
 use crate::source::http::log_source::LogSource;
 use crate::source::http::{Door, DoorError, DoorStats, Medium};
 use crate::source::kinesis::KinesisSource;
 use crate::source::spool::SpoolSource;
+use crate::source::stdin::StdinSource;
 use crate::source::SourceError;
 use crate::store::StoreError;
 use crate::write::{ParquetOptions, TableRef};
@@ -68,12 +68,19 @@ pub struct Summary {
 
 impl Summary {
     fn new(stats: Stats, elapsed: Duration, report: Report) -> Summary {
-        Summary { stats, elapsed, not_ndjson: report.not_ndjson, peak_rss: peak_rss() }
+        let mut not_ndjson = Vec::new();
+        for e in report.ended {
+            if let Some(why) = crate::ingest::not_ndjson(&e.tally, e.looks.as_deref()) {
+                tracing::error!(shard = %e.shard, "{}: {why}", e.shard);
+                not_ndjson.push(format!("{}: {why}", e.shard));
+            }
+        }
+        Summary { stats, elapsed, not_ndjson, peak_rss: peak_rss() }
     }
 }
 
 /// VmHWM of /proc/self/status: the peak resident set size.
-fn peak_rss() -> Option<u64> {
+pub fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb * 1024)
@@ -96,16 +103,6 @@ impl std::fmt::Display for Summary {
         }
         Ok(())
     }
-}
-
-/// One-shot conversion of NDJSON files (`-` for stdin) through the same
-/// record path as the daemon, without a catalog.
-pub async fn convert(p: &mut Pipeline, inputs: &[String], sinks: Sinks) -> Result<Summary, RunError> {
-    let started = Instant::now();
-    let mut committer = Committer::new(sinks, Box::new(NoCatalog), Arc::new(Metrics::default()));
-    let mut src = FileSource::new(inputs, p.max_record_bytes());
-    let report = drive(&mut src, p, &mut committer, None, Duration::ZERO, &CancellationToken::new()).await?;
-    Ok(Summary::new(p.stats().clone(), started.elapsed(), report))
 }
 
 /// The daemon: runs until the source ends (stdin) or `cancel` fires. `hup`
@@ -149,7 +146,7 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
         .with_table_ref(table_ref);
     let report = match &cfg.source {
         SourceConfig::Stdin => {
-            let mut src = FileSource::stdin(cancel.clone(), cfg.max_record_bytes);
+            let mut src = StdinSource::new(cancel.clone(), cfg.max_record_bytes);
             drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?
         }
         SourceConfig::Spool { dir, state_dir, poll } => {

@@ -97,6 +97,29 @@ impl Store {
         keys
     }
 
+    /// The objects below `prefix` (relative to this store's prefix), listed
+    /// page by page: (key, size, last modified in epoch ms), sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64, i64)>, StoreError> {
+        use futures::TryStreamExt;
+        let full = ObjPath::parse(format!("{}{prefix}", self.prefix).trim_end_matches('/')).map_err(|e| StoreError::Backend { url: format!("{}{prefix}", self.url), source: e.into() })?;
+        let mut out: Vec<(String, u64, i64)> = self
+            .inner
+            .list(Some(&full))
+            .map_ok(|m| (m.location.to_string()[self.prefix.len()..].to_string(), m.size, m.last_modified.timestamp_millis()))
+            .try_collect()
+            .await
+            .map_err(|source| StoreError::Backend { url: format!("{}{prefix}", self.url), source })?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// The bytes of the object at `key`, as they come.
+    pub async fn get_stream(&self, key: &str) -> Result<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>, StoreError> {
+        let err = |source| StoreError::Backend { url: format!("{}{key}", self.url), source };
+        let path = self.path(key).map_err(|e| err(e.into()))?;
+        Ok(self.inner.get(&path).await.map_err(err)?.into_stream())
+    }
+
     /// The object at `key` (tests read back what was written); panics when
     /// it cannot be read.
     pub async fn get(&self, key: &str) -> bytes::Bytes {

@@ -3,18 +3,23 @@
 //! Every source hands the ingestion loop [`Batch`]es: records of one shard
 //! in position order, each with its [`Position`] (sequence and sub-sequence
 //! number; a byte offset for files), its arrival time and its bytes.
-//! Replayable sources (spool, Kinesis) hand over each shard's stored
-//! [`ShardCheckpoint`] before reading, and store a new one durably when the
-//! commit stage commits it (after the objects it covers are written);
-//! one-shot sources (`convert`'s files, stdin) store nothing and end with
-//! [`SourceEvent::Finished`].
+//! Replayable sources (spool, Kinesis, the front door's log) hand over
+//! each shard's stored [`ShardCheckpoint`] before reading, and store a new
+//! one durably when the commit stage commits it (after the objects it
+//! covers are written); one-shot sources (`convert`'s units, stdin) store
+//! nothing and end with [`SourceEvent::Finished`].
 
-pub mod files;
+pub mod feed;
 pub mod http;
+pub mod inputs;
 pub mod kinesis;
 pub mod lines;
 pub mod segments;
 pub mod spool;
+pub mod stdin;
+pub mod units;
+pub mod unwrap;
+pub mod work;
 
 use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use crate::ids::{Position, ShardId};

@@ -169,6 +169,10 @@ pub trait SourceRig {
     fn open(&mut self) -> Self::S;
     /// Whether the source keeps committed checkpoints across opens.
     fn replayable(&self) -> bool;
+    /// The shard the records appended to `name` come from.
+    fn shard(&self, name: &str) -> ShardId {
+        ShardId::new(name)
+    }
 }
 
 /// Reads `src` until it finishes or has had nothing new `idle` times in a
@@ -206,7 +210,7 @@ pub async fn source_suite<R: SourceRig>(rig: &mut R) {
     for (s, name) in shards.iter().enumerate() {
         let recs: Vec<Vec<u8>> = (0..400).map(|i| record(s, i)).collect();
         rig.append(name, &recs);
-        want.insert(ShardId::new(name), recs);
+        want.insert(rig.shard(name), recs);
     }
     let mut src = rig.open();
     let got = drain(&mut src, 50).await;
@@ -273,18 +277,48 @@ mod tests {
         }
     }
 
-    struct FilesRig(Dir);
-    impl SourceRig for FilesRig {
-        type S = crate::source::files::FileSource;
+    /// `convert`'s inputs: a plain file (read in ranges), a gzip file of
+    /// two members and a zstd file (decoded as streams), cut in small units.
+    struct UnitsRig(tempfile::TempDir, BTreeMap<String, Vec<u8>>);
+    impl UnitsRig {
+        fn path(&self, name: &str) -> std::path::PathBuf {
+            self.0.path().join(match name {
+                "seg-b" => "seg-b.gz",
+                "seg-c" => "seg-c.zst",
+                n => n,
+            })
+        }
+    }
+    impl SourceRig for UnitsRig {
+        type S = crate::source::units::UnitSource;
         fn append(&mut self, name: &str, records: &[Vec<u8>]) {
-            self.0.write(name, records);
+            let f = self.1.entry(name.to_string()).or_default();
+            for (i, r) in records.iter().enumerate() {
+                f.extend_from_slice(r);
+                f.extend_from_slice(if i % 7 == 3 { b"\r\n\n  \n" } else { b"\n" });
+            }
+            let bytes = match name {
+                "seg-b" => {
+                    let half = f.len() / 2;
+                    [crate::write::gzip(&f[..half]).unwrap(), crate::write::gzip(&f[half..]).unwrap()].concat()
+                }
+                "seg-c" => zstd::encode_all(&f[..], 3).unwrap(),
+                _ => f.clone(),
+            };
+            std::fs::write(self.path(name), bytes).unwrap();
         }
         fn open(&mut self) -> Self::S {
-            let names: Vec<String> = self.0 .1.keys().map(|n| self.0 .0.path().join(n).display().to_string()).collect();
-            crate::source::files::FileSource::new(&names, 1 << 20)
+            use crate::source::inputs;
+            let chunk = 16 << 10;
+            let all: Vec<_> = self.1.keys().map(|n| inputs::local_input(&self.path(n)).unwrap()).collect();
+            let work = crate::source::work::Work::new(inputs::jobs(all, chunk, false).unwrap(), 4 << 20, false);
+            crate::source::units::UnitSource::new(work, tokio::runtime::Handle::current(), chunk, 1 << 20)
         }
         fn replayable(&self) -> bool {
             false
+        }
+        fn shard(&self, name: &str) -> ShardId {
+            crate::source::inputs::local_input(&self.path(name)).unwrap().id
         }
     }
 
@@ -306,9 +340,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn spool_file_and_memory_sources_conform() {
+    async fn spool_convert_and_memory_sources_conform() {
         source_suite(&mut SpoolRig(Dir::new())).await;
-        source_suite(&mut FilesRig(Dir::new())).await;
+        source_suite(&mut UnitsRig(tempfile::tempdir().unwrap(), BTreeMap::new())).await;
         source_suite(&mut MemoryRig(BTreeMap::new())).await;
     }
 

@@ -14,7 +14,7 @@
 use super::log::{read_frame, segment_name, LogShared, FRAME_HEADER};
 use crate::checkpoint::{Resume, ShardCheckpoint};
 use crate::ids::{Position, ShardId};
-use crate::source::files::IDLE_WAKE;
+use crate::source::stdin::IDLE_WAKE;
 use crate::source::segments::SegmentState;
 use crate::source::{now_ms, Batch, Source, SourceError, SourceEvent, SourceRecord};
 use std::collections::BTreeMap;
