@@ -10,8 +10,9 @@
 //! command after a crash, or on the same inputs, replaces the same objects
 //! instead of adding rows. Memory: `--memory-limit` is shared: half for the
 //! workers' buffers (each `limit / 2 / jobs`), a quarter for decoded bytes
-//! in flight, the rest for line readers (each holds a record of up to the
-//! size limit; `jobs` is lowered when they would not fit). With a Glue
+//! in flight, an eighth for line readers (each holds a line of up to a
+//! third more than the record size limit, [`line_limit`]; `jobs` is
+//! lowered when they would not fit). With a Glue
 //! catalog the partitions written are registered as they land. Progress
 //! on stderr ([`Progress`]); at the end a [`Summary`] with a line per
 //! input. Failure: [`BackfillError`]: bad inputs (nothing matched, an S3
@@ -33,6 +34,7 @@ use crate::progress::{Mode, Progress};
 use crate::schema::TableSchema;
 use crate::source::inputs::{self, Input, InputError, CHUNK};
 use crate::source::units::UnitSource;
+use crate::source::unwrap::line_limit;
 use crate::source::work::Work;
 use crate::store::{StoreError, StoreOptions};
 use crate::write::TableRef;
@@ -136,10 +138,11 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Workers that fit the memory limit: each line reader may hold a record
-/// of `max_record_bytes`, and the readers get an eighth of the limit.
+/// Workers that fit the memory limit: each line reader may hold a line of
+/// [`line_limit`] of `max_record_bytes`, and the readers get an eighth of
+/// the limit.
 pub fn workers_within(jobs: usize, limits: &Limits, max_record_bytes: usize) -> usize {
-    jobs.min(limits.memory_limit / 8 / max_record_bytes.max(1)).max(1)
+    jobs.min(limits.memory_limit / 8 / line_limit(max_record_bytes)).max(1)
 }
 
 impl Backfill {

@@ -130,11 +130,13 @@ impl Pipeline {
     }
 
     /// Routes a record longer than the record size limit, of which `head`
-    /// (its first `max_record_size` bytes) was kept and `len` is the full
+    /// (its start; only its first `max_record_size` bytes are kept) was
+    /// read and `len` is the full
     /// length: an error line whose `rawData` is `head`, marked truncated,
     /// and, with backups on, a raw line marked the same way
     /// ([`wrapped_raw_line`]). Never fails.
     pub fn push_oversized(&mut self, shard: &ShardId, pos: Position, arrival_ms: i64, head: &[u8], len: u64) {
+        let head = &head[..head.len().min(self.max_record_bytes)];
         let slot = self.arrive(shard, arrival_ms, len);
         let shard = Shard { id: shard, slot };
         let led = self.ledger.at(slot);

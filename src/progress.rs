@@ -5,7 +5,8 @@
 //! Output, on a thread of its own until stopped: on a terminal, a progress
 //! bar on stderr (bytes done and total, rate, ETA, records and errors so
 //! far); otherwise a JSON log line (`"message":"progress"`) every
-//! [`LOG_EVERY`]. Failure: none (a closed stderr drops the output).
+//! [`LOG_EVERY`] (`LAKEHOSE_PROGRESS_EVERY_MS` overrides). Failure: none
+//! (a closed stderr drops the output).
 
 use crate::metrics::Metrics;
 use crate::source::work::Work;
@@ -86,14 +87,15 @@ fn bar(total: Option<u64>, work: &Work, metrics: &[Arc<Metrics>], stop: &AtomicB
 }
 
 fn log(total: Option<u64>, work: &Work, metrics: &[Arc<Metrics>], stop: &AtomicBool) {
+    let every = std::env::var("LAKEHOSE_PROGRESS_EVERY_MS").ok().and_then(|v| v.parse().ok()).map_or(LOG_EVERY, Duration::from_millis);
     let started = Instant::now();
-    let mut next = started + LOG_EVERY;
+    let mut next = started + every;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if Instant::now() < next {
             continue;
         }
-        next += LOG_EVERY;
+        next += every;
         let done = work.bytes_done.load(Ordering::Relaxed);
         let secs = started.elapsed().as_secs_f64();
         let rate = done as f64 / secs.max(1e-3);

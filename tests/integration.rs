@@ -19,6 +19,8 @@ mod types;
 mod edges;
 #[path = "it/door.rs"]
 mod door;
+#[path = "it/backfill.rs"]
+mod backfill;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

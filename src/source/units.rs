@@ -19,7 +19,7 @@
 use super::feed;
 use super::inputs::Input;
 use super::lines::LineReader;
-use super::unwrap::{unwrap, LineKind};
+use super::unwrap::{line_limit, unwrap, LineKind};
 use super::work::{Job, Piece, PieceRx, Work};
 use super::{Batch, Source, SourceError, SourceEvent};
 use crate::checkpoint::ShardCheckpoint;
@@ -62,10 +62,13 @@ pub struct UnitSource {
 }
 
 impl UnitSource {
-    /// A worker's source of `work`; lines longer than `max_line` come cut
-    /// to it; streamed inputs are cut in chunks of `chunk` decoded bytes.
-    pub fn new(work: Arc<Work>, handle: Handle, chunk: u64, max_line: usize) -> UnitSource {
-        UnitSource { work, handle, chunk, max_line, cur: None, ended: None, batches: 0 }
+    /// A worker's source of `work`, for records of up to `max_record`
+    /// bytes (lines are held whole up to [`line_limit`] of it, so that
+    /// error lines and raw-backup wrappers of records cut to the limit
+    /// unwrap; longer lines come cut); streamed inputs are cut in chunks of
+    /// `chunk` decoded bytes.
+    pub fn new(work: Arc<Work>, handle: Handle, chunk: u64, max_record: usize) -> UnitSource {
+        UnitSource { work, handle, chunk, max_line: line_limit(max_record), cur: None, ended: None, batches: 0 }
     }
 
     fn open(&self, job: Job) -> Option<Unit> {

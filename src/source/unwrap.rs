@@ -28,6 +28,13 @@ pub enum LineKind {
 
 const WRAPPED: &[u8] = b"{\"lakehoseRaw\":";
 
+/// The longest line to hold whole when records are limited to
+/// `max_record` bytes: an error line or raw-backup wrapper holding a
+/// record cut to the limit is its base64 (a third longer) and a few fields.
+pub fn line_limit(max_record: usize) -> usize {
+    max_record + max_record / 3 + (64 << 10)
+}
+
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Wrapped {
