@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The strongest peer: DuckDB on one thread, read_json with explicit
+"""The strongest peer: DuckDB on one thread (DUCKDB_THREADS=n for more), read_json with explicit
 columns (the same types lakehose writes: properties a MAP, revenue a
 DECIMAL, ts a TIMESTAMP WITH TIME ZONE), then COPY … TO Parquet (snappy).
 Same input as lakehose.
@@ -22,7 +22,7 @@ cols = {
     "tags": "VARCHAR[]", "duration_ms": "INTEGER", "revenue": "DECIMAL(10,2)", "is_bot": "BOOLEAN",
 }
 con = duckdb.connect()
-con.execute("SET threads = 1")
+con.execute(f"SET threads = {int(os.environ.get('DUCKDB_THREADS', '1'))}")
 con.execute("SET TimeZone = 'UTC'")
 os.makedirs(sys.argv[2], exist_ok=True)
 src = f"read_json('{sys.argv[1]}', format='newline_delimited', columns={json.dumps(cols)})"

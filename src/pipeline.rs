@@ -11,7 +11,7 @@
 //! Never fails: a bad record becomes an error line.
 
 use crate::buffers::{Buffers, Limits, Sealed};
-use crate::checkpoint::{DestKind, FlushIntent, Ledger, Shard, ShardCheckpoint, ShardSlot};
+use crate::checkpoint::{DestKind, FlushIntent, Ledger, Shard, ShardCheckpoint, ShardLedger, ShardSlot};
 use crate::ids::{Position, ShardId};
 use crate::metrics::Stats;
 use crate::partition::hour_prefix;
@@ -104,15 +104,7 @@ impl Pipeline {
         let led = self.ledger.at(slot);
         let hour = &self.hour_cache.1;
         if self.raw_backup {
-            self.buffers.push_line(led, shard, DestKind::Raw, hour, &pos, data.len(), |buf| {
-                // a line the record is not, as it stands: wrapped
-                let as_line = memchr::memchr(b'\n', data).is_none() && data.last() != Some(&b'\r') && !data.iter().all(u8::is_ascii_whitespace);
-                match as_line {
-                    true => buf.extend_from_slice(data),
-                    false => buf.extend_from_slice(&wrapped_raw_line(data, data.len() as u64)),
-                }
-                buf.push(b'\n');
-            });
+            push_raw(&mut self.buffers, led, shard, hour, &pos, data);
         }
         let routed = self.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
         let object = routed.as_ref().err().is_none_or(|e| e.code == ErrorCode::MalformedData);
@@ -180,15 +172,24 @@ impl Pipeline {
     /// Pushes records of one shard, in order, for as long as each lands in
     /// place in the previous row's buffer ([`Router::run`]); returns how
     /// many it took. The caller pushes the next with [`Pipeline::push`],
-    /// which decides where it goes. Takes none with raw backups on (each
-    /// record also has a raw line) or when the last record pushed was of
+    /// which decides where it goes; with raw backups on, the taken records'
+    /// raw lines follow. Takes none when the last record pushed was of
     /// another shard.
     pub fn push_run<'d, R>(&mut self, shard: &ShardId, records: &'d [R], record: impl Fn(&'d R) -> (Position, i64, &'d [u8])) -> usize {
-        if self.raw_backup {
-            return 0;
-        }
         let Some(slot) = self.ledger.find(shard).filter(|s| self.known_shard == Some(*s)) else { return 0 };
-        let taken = self.router.run(self.ledger.at(slot), &mut self.buffers, &mut self.stats, Shard { id: shard, slot }, records, record);
+        let sh = Shard { id: shard, slot };
+        let taken = self.router.run(self.ledger.at(slot), &mut self.buffers, &mut self.stats, sh, records, &record);
+        if self.raw_backup {
+            // each taken record's raw line, in order: the raw buffer's
+            // content and seals are those of pushing them one by one
+            for r in &records[..taken] {
+                let (pos, arrival_ms, data) = record(r);
+                if self.hour_cache.0 != arrival_ms.div_euclid(3_600_000) {
+                    self.hour_cache = (arrival_ms.div_euclid(3_600_000), hour_prefix(arrival_ms));
+                }
+                push_raw(&mut self.buffers, self.ledger.at(slot), sh, &self.hour_cache.1, &pos, data);
+            }
+        }
         self.buffers.shed_if_over();
         taken
     }
@@ -301,6 +302,20 @@ impl Pipeline {
     }
 }
 
+/// A record's line in the raw backup: the record itself when it is one
+/// line as it stands, else wrapped ([`wrapped_raw_line`]).
+#[inline]
+fn push_raw(buffers: &mut Buffers, led: &mut ShardLedger, shard: Shard, hour: &str, pos: &Position, data: &[u8]) {
+    buffers.push_line(led, shard, DestKind::Raw, hour, pos, data.len(), |buf| {
+        let as_line = memchr::memchr(b'\n', data).is_none() && data.last() != Some(&b'\r') && !data.iter().all(u8::is_ascii_whitespace);
+        match as_line {
+            true => buf.extend_from_slice(data),
+            false => buf.extend_from_slice(&wrapped_raw_line(data, data.len() as u64)),
+        }
+        buf.push(b'\n');
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +375,13 @@ keys = ["k"]
             assert_eq!(got.get(k), Some(&want[k]), "{what}: {k}");
         }
         assert_eq!(got.len(), want.len(), "{what}");
+    }
+
+    /// Every line (row id, raw line) of the objects whose names start with `kind`, sorted.
+    fn lines_of(lake: &Lake, kind: &str) -> Vec<String> {
+        let mut all: Vec<String> = lake.iter().filter(|(k, _)| k.starts_with(kind)).flat_map(|(_, v)| v.iter().cloned()).collect();
+        all.sort();
+        all
     }
 
     /// Whether record `i` of [`records`] is bad (malformed, or missing its required id).
@@ -681,7 +703,9 @@ keys = ["k"]
     /// the stdin source do) seal the same objects, with the same rows and
     /// error lines and the same read position, as records pushed one by
     /// one: runs stop at a buffer coming due (`max_records`), at a record
-    /// of another partition, at a bad record and at the memory limit.
+    /// of another partition, at a bad record and at the memory limit; with
+    /// a raw backup, the raw objects are the same too (under memory
+    /// pressure, the same rows and raw lines).
     #[test]
     fn records_pushed_in_runs_seal_what_records_pushed_one_by_one_seal() {
         let keyed = Arc::new(TableSchema::parse("t.toml", SCHEMA).unwrap());
@@ -698,9 +722,9 @@ keys = ["k"]
             .collect();
         let shard = ShardId::new("s");
         let arrival = |i: usize| (i / 250) as i64 * 3_600_000;
-        let run = |schema: &Arc<TableSchema>, runs: bool, memory_limit: usize| {
+        let run = |schema: &Arc<TableSchema>, runs: bool, memory_limit: usize, raw: bool| {
             let limits = Limits { max_records: 45, max_bytes: 1 << 20, max_age: Duration::from_secs(3600), memory_limit };
-            let mut p = Pipeline::new(schema.clone(), limits, 1000).with_parquet(small_chunks());
+            let mut p = Pipeline::new(schema.clone(), limits, 1000).with_parquet(small_chunks()).with_raw_backup(raw);
             let mut lake = Lake::new();
             let (mut i, mut by_runs) = (0, 0);
             while i < recs.len() {
@@ -727,14 +751,25 @@ keys = ["k"]
             let errors: u64 = p.stats().error_total();
             (lake, p.stats().rows, errors, by_runs, read_to)
         };
-        for (schema, memory_limit) in [(&keyed, 1 << 30), (&keyed, 6 << 10), (&hourly, 1 << 30), (&hourly, 6 << 10)] {
-            let (one_by_one, rows, errors, _, read_to) = run(schema, false, memory_limit);
-            let (in_runs, run_rows, run_errors, by_runs, run_read_to) = run(schema, true, memory_limit);
+        let cases = [(&keyed, 1 << 30), (&keyed, 6 << 10), (&hourly, 1 << 30), (&hourly, 6 << 10)];
+        for ((schema, memory_limit), raw) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+            let (one_by_one, rows, errors, _, read_to) = run(schema, false, memory_limit, raw);
+            let (in_runs, run_rows, run_errors, by_runs, run_read_to) = run(schema, true, memory_limit, raw);
             assert!(one_by_one.keys().any(|k| k.contains("hr=11/")), "{:?}", one_by_one.keys());
+            let raw_lines: usize = in_runs.iter().filter(|(k, _)| k.starts_with("Raw/")).map(|(_, v)| v.len()).sum();
+            assert_eq!(raw_lines, if raw { 3000 } else { 0 }, "memory limit {memory_limit}: raw lines");
             assert_eq!((rows + errors, run_rows, run_errors), (3000, rows, errors), "memory limit {memory_limit}");
             assert!(by_runs > rows / 4, "memory limit {memory_limit}: {by_runs} of {rows} rows pushed in runs");
             assert_eq!(run_read_to, read_to);
-            assert_same_lake(&in_runs, &one_by_one, &format!("memory limit {memory_limit}"));
+            if raw && memory_limit < 1 << 20 {
+                // a run counts its raw lines' memory after it: objects cut
+                // for memory may end elsewhere, each record lands once
+                for kind in ["Table/", "Raw/"] {
+                    assert_eq!(lines_of(&in_runs, kind), lines_of(&one_by_one, kind), "memory limit {memory_limit}: {kind}");
+                }
+            } else {
+                assert_same_lake(&in_runs, &one_by_one, &format!("memory limit {memory_limit}, raw {raw}"));
+            }
         }
     }
 

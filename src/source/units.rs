@@ -156,7 +156,12 @@ impl Source for UnitSource {
             let Some(u) = &mut self.cur else {
                 match self.work.next().await {
                     None => return Ok(Some(SourceEvent::Finished)),
-                    Some(job) => self.cur = self.open(job),
+                    Some(job) => {
+                        self.cur = self.open(job);
+                        if let Some(u) = &self.cur {
+                            tracing::debug!(input = %u.input.name, start = u.start, "unit begins");
+                        }
+                    }
                 }
                 continue;
             };
@@ -166,6 +171,7 @@ impl Source for UnitSource {
                     Some(b) => return Ok(Some(SourceEvent::Batch(u.prepare(b)))),
                     None => {
                         let done = self.cur.take().expect("current");
+                        tracing::debug!(input = %done.input.name, start = done.start, "unit read");
                         self.ended = Some((shard.clone(), done.input.name.clone(), done.sniff));
                         return Ok(Some(SourceEvent::Ended(shard)));
                     }

@@ -11,8 +11,6 @@
 //! it whole. Failure: an I/O error of the encoder (which writes to memory:
 //! not expected), returned by `finish`.
 
-use flate2::write::GzEncoder;
-use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::oneshot;
@@ -22,11 +20,22 @@ pub const BLOCK: usize = 1 << 20;
 
 type Done = oneshot::Sender<std::io::Result<Vec<u8>>>;
 
-/// Gzip at a fast level: the output is ordinary gzip any tool reads.
+/// Gzip at a fast level (libdeflate's level 1, one member): the output is
+/// ordinary gzip any tool reads.
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::new(1));
-    enc.write_all(data)?;
-    enc.finish()
+    thread_local! {
+        // the compressor and an output area as large as any output, reused
+        static COMPRESSOR: std::cell::RefCell<(libdeflater::Compressor, Vec<u8>)> =
+            std::cell::RefCell::new((libdeflater::Compressor::new(libdeflater::CompressionLvl::new(1).expect("level 1 exists")), Vec::new()));
+    }
+    COMPRESSOR.with_borrow_mut(|(c, scratch)| {
+        let bound = c.gzip_compress_bound(data.len());
+        if scratch.len() < bound {
+            scratch.resize(bound, 0);
+        }
+        let n = c.gzip_compress(data, scratch).map_err(|e| std::io::Error::other(format!("gzip: {e:?}")))?;
+        Ok(scratch[..n].to_vec())
+    })
 }
 
 /// The compressing threads and their queue.
