@@ -25,6 +25,8 @@ pub struct Stats {
     pub bytes_in: u64,
     pub rows: u64,
     pub errors: BTreeMap<&'static str, u64>,
+    /// Records dropped by a filter of the schema file, by filter name.
+    pub filtered: BTreeMap<String, u64>,
     pub skipped_replay: u64,
     /// Records the fused decoder wrote into their buffer in place (the
     /// rest were staged or took the general path).
@@ -45,6 +47,9 @@ impl Stats {
         self.rows += o.rows;
         for (code, n) in &o.errors {
             *self.errors.entry(code).or_default() += n;
+        }
+        for (name, n) in &o.filtered {
+            *self.filtered.entry(name.clone()).or_default() += n;
         }
         self.skipped_replay += o.skipped_replay;
         self.fused_in_place += o.fused_in_place;
@@ -145,8 +150,12 @@ impl Metrics {
         single(&mut o, "incoming_bytes_total", "counter", "Bytes of records read from the source.", s.stats.bytes_in as f64);
         single(&mut o, "records_converted_total", "counter", "Records converted to rows (delivered when their buffer flushes).", s.stats.rows as f64);
         head(&mut o, "records_failed_total", "counter", "Records sent to the error prefix, by error code.");
-        for code in ["DataFormatConversion.ParseError", "DataFormatConversion.MalformedData", "DataFormatConversion.RecordTooLarge"] {
+        for code in ["DataFormatConversion.ParseError", "DataFormatConversion.MalformedData", "DataFormatConversion.RecordTooLarge", "lakehose.ValidationFailed"] {
             line(&mut o, "records_failed_total", &format!("{{code=\"{code}\"}}"), *s.stats.errors.get(code).unwrap_or(&0) as f64);
+        }
+        head(&mut o, "records_filtered_total", "counter", "Records dropped by a filter of the schema file (neither rows nor errors), by filter.");
+        for (name, n) in &s.stats.filtered {
+            line(&mut o, "records_filtered_total", &format!("{{filter=\"{name}\"}}"), *n as f64);
         }
         head(&mut o, "objects_delivered_total", "counter", "Objects written, by destination (table, errors, raw).");
         for d in ["table", "errors", "raw"] {

@@ -107,15 +107,20 @@ impl Pipeline {
             push_raw(&mut self.buffers, led, shard, hour, &pos, data);
         }
         let routed = self.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
-        let object = routed.as_ref().err().is_none_or(|e| e.code == ErrorCode::MalformedData);
-        let refused = routed.is_err();
-        if let Err(e) = routed {
-            *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
-            let line = error_line(&e, shard.id, &pos, arrival_ms, data, None, &self.table_ref);
-            self.buffers.push_line(led, shard, DestKind::Errors, hour, &pos, data.len(), |buf| {
-                buf.extend_from_slice(&line);
-                buf.push(b'\n');
-            });
+        let object = routed.as_ref().err().is_none_or(|e| matches!(e.code, ErrorCode::MalformedData | ErrorCode::ValidationFailed | ErrorCode::Filtered));
+        let refused = routed.as_ref().is_err_and(|e| e.code != ErrorCode::Filtered);
+        match routed {
+            Ok(()) => {}
+            // neither a row nor an error: dropped, counted per filter
+            Err(e) if e.code == ErrorCode::Filtered => *self.stats.filtered.entry(e.message).or_default() += 1,
+            Err(e) => {
+                *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
+                let line = error_line(&e, shard.id, &pos, arrival_ms, data, None, &self.table_ref);
+                self.buffers.push_line(led, shard, DestKind::Errors, hour, &pos, data.len(), |buf| {
+                    buf.extend_from_slice(&line);
+                    buf.push(b'\n');
+                });
+            }
         }
         led.read(pos, object, refused);
         self.buffers.shed_if_over();

@@ -154,6 +154,22 @@ impl ColBuf {
     }
 
 
+    /// Whether row `i` holds a value (is not null).
+    #[inline]
+    pub fn is_valid(&self, i: usize) -> bool {
+        match self {
+            ColBuf::Bool(p) => p.valid.get(i),
+            ColBuf::I8(p) => p.valid.get(i),
+            ColBuf::I16(p) => p.valid.get(i),
+            ColBuf::I32(p) | ColBuf::Date(p) => p.valid.get(i),
+            ColBuf::I64(p) | ColBuf::Ts(p) => p.valid.get(i),
+            ColBuf::F32(p) => p.valid.get(i),
+            ColBuf::F64(p) => p.valid.get(i),
+            ColBuf::Dec(p) => p.valid.get(i),
+            ColBuf::Bytes { valid, .. } | ColBuf::List { valid, .. } | ColBuf::Map { valid, .. } | ColBuf::Struct { valid, .. } => valid.get(i),
+        }
+    }
+
     pub fn push_null(&mut self) {
         match self {
             ColBuf::Bool(p) => p.null(),

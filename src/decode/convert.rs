@@ -234,14 +234,14 @@ fn decimal_value(doc: &Doc, n: u32, precision: u8, scale: u8) -> Result<i128, Co
 }
 
 /// Why a number's text does not make a decimal(p,s).
-pub(super) enum DecimalRefusal {
+pub(crate) enum DecimalRefusal {
     Syntax,
     Places,
     TooBig,
 }
 
 /// Unscaled value of a JSON number's text for decimal(precision, scale).
-pub(super) fn decimal_from_text(text: &str, precision: u8, scale: u8) -> Result<i128, DecimalRefusal> {
+pub(crate) fn decimal_from_text(text: &str, precision: u8, scale: u8) -> Result<i128, DecimalRefusal> {
     // the common case without a digit vector: `[-]int[.frac]`, no exponent,
     // at most 18 digits (they fit a u64) and no more places than the scale
     let b = text.as_bytes();

@@ -15,6 +15,7 @@
 //! the rest, which [`Decoder::parse`] (a strict tape, [`json`]) and
 //! [`Row::append_to`] ([`convert`]) take, producing every error.
 
+pub(crate) mod check;
 pub(crate) mod columns;
 pub(crate) mod convert;
 pub(crate) mod fast;
@@ -28,6 +29,7 @@ use columns::ColBuf;
 use convert::{append_value, ConvError, Plan};
 use json::{Doc, Kind, Tape};
 use keys::KeyIndex;
+pub(crate) use convert::decimal_from_text;
 use std::sync::Arc;
 
 /// Firehose's default (and maximum) record size: 1,000 KiB.
@@ -42,6 +44,11 @@ pub enum ErrorCode {
     MalformedData,
     /// Over the record size limit.
     RecordTooLarge,
+    /// Decoded, but a value fails a rule of the schema file.
+    ValidationFailed,
+    /// Not an error: the record matches a filter of the schema file and
+    /// is dropped (counted per filter; the message is the filter's name).
+    Filtered,
 }
 
 impl ErrorCode {
@@ -50,6 +57,8 @@ impl ErrorCode {
             ErrorCode::ParseError => "DataFormatConversion.ParseError",
             ErrorCode::MalformedData => "DataFormatConversion.MalformedData",
             ErrorCode::RecordTooLarge => "DataFormatConversion.RecordTooLarge",
+            ErrorCode::ValidationFailed => "lakehose.ValidationFailed",
+            ErrorCode::Filtered => "lakehose.Filtered",
         }
     }
 }
@@ -167,6 +176,8 @@ pub struct Decoder {
     unknown: Vec<u32>,
     max_record_bytes: usize,
     fused: Option<fast::Fused>,
+    /// The schema has rules or filters to apply to each row.
+    judged: bool,
 }
 
 impl Decoder {
@@ -177,6 +188,7 @@ impl Decoder {
         let col_slot = schema.columns.iter().map(|c| (keys.slot_of_source(&c.source[0]), c.source[1..].to_vec())).collect();
         let nslots = keys.slot_count();
         let fused = fast::Fused::new(&schema, max_record_bytes);
+        let judged = !schema.rules.is_empty() || !schema.filters.is_empty();
         Decoder {
             schema,
             plans,
@@ -187,6 +199,7 @@ impl Decoder {
             unknown: Vec::new(),
             max_record_bytes,
             fused,
+            judged,
         }
     }
 
@@ -212,7 +225,27 @@ impl Decoder {
     /// accepts it or says why not (see [`fast`]).
     #[inline]
     pub fn decode_fused(&mut self, data: &[u8], cols: &mut Columns) -> bool {
-        self.fused.as_mut().is_some_and(|f| f.decode(data, cols))
+        let row = cols.rows;
+        if !self.fused.as_mut().is_some_and(|f| f.decode(data, cols)) {
+            return false;
+        }
+        if self.judged && self.verdict(cols, row).is_err() {
+            // the general path says why
+            cols.truncate_rows(row);
+            return false;
+        }
+        true
+    }
+
+    /// The schema's rules and filters on row `row` of `cols`: a failed
+    /// rule's reason, or a matching filter as [`ErrorCode::Filtered`].
+    #[inline]
+    fn verdict(&self, cols: &Columns, row: usize) -> Result<(), RecordError> {
+        check::rules(&self.schema.rules, cols, row)?;
+        match check::filtered(&self.schema.filters, cols, row) {
+            Some(f) => Err(RecordError { code: ErrorCode::Filtered, message: self.schema.filters[f].name.clone() }),
+            None => Ok(()),
+        }
     }
 
     /// Parses one record and matches its keys to columns.
@@ -353,6 +386,12 @@ impl<'a> Row<'a> {
             }
         }
         cols.rows += 1;
+        if self.dec.judged {
+            if let Err(e) = self.dec.verdict(cols, start) {
+                cols.truncate_rows(start);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 }

@@ -59,6 +59,43 @@ name = "nested"
 type = "array<struct<a:int,m:map<string,array<int>>>>"
 "#;
 
+/// Rules on the events schema, which mutated records fail in every way.
+const EVENT_RULES: &str = r#"
+[[rules]]
+column = "event_type"
+allowed = ["page_view", "click", "add_to_cart", "purchase", "search", "view"]
+[[rules]]
+column = "event_id"
+pattern = "[a-z]+-[0-9]{2,8}(-[0-9a-f]{8})?"
+[[rules]]
+column = "duration_ms"
+min = 0
+max = 3600000
+[[rules]]
+column = "session_id"
+min_length = 20
+max_length = 30
+[[rules]]
+column = "user_id"
+not_null = true
+[[rules]]
+column = "device.os"
+allowed = ["ios", "android", "windows", "macos", "x"]
+[[rules]]
+column = "tags[]"
+max_length = 9
+[[rules]]
+column = "revenue"
+min = "0.01"
+[[rules]]
+column = "ts"
+min = "2026-01-01T00:00:00Z"
+[[filters]]
+name = "bots"
+column = "is_bot"
+equals = true
+"#;
+
 fn schema(extra: &str) -> Arc<TableSchema> {
     Arc::new(TableSchema::parse("t.toml", &format!("{extra}\n{SCHEMA}")).unwrap())
 }
@@ -247,6 +284,7 @@ fn fused_and_general_paths_agree_on_mutated_records() {
         format!("case_insensitive = false\n{all_types}"),
         format!("unknown_keys = \"reject\"\n{all_types}"),
         orders,
+        format!("{}\n{EVENT_RULES}", include_str!("../../schemas/events.toml").split("[partition]").next().unwrap()),
     ]
     .iter()
     .map(|t| Arc::new(TableSchema::parse("t.toml", t).unwrap()))

@@ -8,6 +8,7 @@
 
 pub mod evolve;
 pub mod infer;
+pub mod rules;
 pub mod types;
 
 use crate::timefmt::{compile_output_pattern, default_formats, PatTok, TsFormat};
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
 use toml::Spanned;
+pub use rules::{Check, Filter, Rule, RulePath, Step};
 pub use types::{ColType, StructField};
 
 /// Most value partition keys a table may have (Glue allows more, but every
@@ -115,6 +117,10 @@ pub struct TableSchema {
     /// Short content hash, written to every Parquet file's metadata.
     pub version: String,
     pub arrow: SchemaRef,
+    /// Value rules, in file order: a record failing one is an error record.
+    pub rules: Vec<Rule>,
+    /// Record filters, in file order: a record matching one is dropped.
+    pub filters: Vec<Filter>,
 }
 
 #[derive(Deserialize)]
@@ -126,20 +132,26 @@ struct RawSchema {
     case_insensitive: Option<bool>,
     columns: Spanned<Vec<RawColumn>>,
     partition: Option<RawPartition>,
+    #[serde(default)]
+    rules: Vec<rules::RawRule>,
+    #[serde(default)]
+    filters: Vec<rules::RawFilter>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawColumn {
-    name: Spanned<String>,
-    #[serde(rename = "type")]
-    ty: Spanned<String>,
-    #[serde(default)]
-    required: bool,
-    source: Option<Spanned<String>>,
-    formats: Option<Spanned<Vec<String>>>,
-    #[serde(alias = "description")]
-    comment: Option<String>,
+rules::with_rule_keys! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawColumn {
+        name: Spanned<String>,
+        #[serde(rename = "type")]
+        ty: Spanned<String>,
+        #[serde(default)]
+        required: bool,
+        source: Option<Spanned<String>>,
+        formats: Option<Spanned<Vec<String>>>,
+        #[serde(alias = "description")]
+        comment: Option<String>,
+    }
 }
 
 #[derive(Deserialize)]
@@ -257,6 +269,29 @@ impl TableSchema {
 
         let partition = parse_partition(raw.partition.as_ref(), &columns, &bad)?;
 
+        let mut rule_list = Vec::new();
+        for (i, rc) in raw.columns.get_ref().iter().enumerate() {
+            let path = RulePath { column: i, steps: Vec::new(), name: columns[i].name.clone(), leaf: columns[i].ty.clone() };
+            rule_list.extend(rules::compile_rules(&path, &rc.rule_keys(), &format!("columns[{i}]"), &bad)?);
+        }
+        for (i, rr) in raw.rules.iter().enumerate() {
+            let key = format!("rules[{i}]");
+            let path = rules::resolve(&columns, rr.column.get_ref()).map_err(|m| bad(rr.column.span(), &format!("{key}.column"), m))?;
+            let compiled = rules::compile_rules(&path, &rr.rule_keys(), &key, &bad)?;
+            if compiled.is_empty() {
+                return Err(bad(rr.column.span(), &key, "a rule needs at least one of allowed, min, max, pattern, min_length, max_length, not_null".into()));
+            }
+            rule_list.extend(compiled);
+        }
+        let mut filters = Vec::new();
+        for (i, rf) in raw.filters.iter().enumerate() {
+            let f = rules::compile_filter(&columns, rf, &format!("filters[{i}]"), &bad)?;
+            if filters.iter().any(|o: &Filter| o.name == f.name) {
+                return Err(bad(rf.name.span(), &format!("filters[{i}].name"), format!("filter name {:?} is used twice", f.name)));
+            }
+            filters.push(f);
+        }
+
         let mut fields: Vec<Field> = columns.iter().map(|c| Field::new(&c.name, c.ty.arrow(), !c.required)).collect();
         if unknown_keys == UnknownKeys::Keep {
             fields.push(Field::new(EXTRA_COLUMN, arrow_schema::DataType::Utf8, true));
@@ -271,6 +306,8 @@ impl TableSchema {
             case_insensitive,
             version: fnv_hex(text.as_bytes()),
             arrow: Arc::new(Schema::new(fields)),
+            rules: rule_list,
+            filters,
         })
     }
 
