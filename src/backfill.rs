@@ -116,6 +116,9 @@ impl std::fmt::Display for Summary {
         for (code, n) in &s.errors {
             write!(f, ", {code}: {n}")?;
         }
+        for (name, n) in &s.filtered {
+            write!(f, ", filtered by {name}: {n}")?;
+        }
         write!(f, "; {} inputs, {} workers", self.inputs.len(), self.workers)?;
         if let Some(b) = self.peak_rss {
             write!(f, "; peak memory {} MiB", b >> 20)?;

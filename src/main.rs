@@ -250,6 +250,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Schema { cmd: SchemaCmd::Check { schema, against, against_glue, database, endpoint } } => {
             let new = load_schema(&schema)?;
             println!("{}: valid schema for table {} ({} columns)", schema.display(), new.table, new.columns.len());
+            let against_path = against.clone();
             let (changes, what) = if let Some(old_path) = against {
                 let old = load_schema(&old_path)?;
                 (evolve::diff(&old, &new), old_path.display().to_string())
@@ -278,6 +279,12 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 let mark = if c.compatible { "ok " } else { "BAD" };
                 let why = if c.reason.is_empty() { String::new() } else { format!(" — {}", c.reason) };
                 println!("  {mark} {}: {}{why}", c.column, c.what);
+            }
+            if let Some(old_path) = &against_path {
+                let old = load_schema(old_path)?;
+                for s in lakehose::schema::rules::stricter(&old, &new) {
+                    println!("  stricter {s}");
+                }
             }
             if changes.iter().all(|c| c.compatible) {
                 println!("compatible: {} change(s) against {what}", changes.len());

@@ -94,6 +94,9 @@ impl std::fmt::Display for Summary {
         for (code, n) in &s.errors {
             write!(f, ", {code}: {n}")?;
         }
+        for (name, n) in &s.filtered {
+            write!(f, ", filtered by {name}: {n}")?;
+        }
         write!(f, "; encoding files took {:.2}s", s.encode_time.as_secs_f64())?;
         if let Some(b) = self.peak_rss {
             write!(f, "; peak memory {} MiB", b >> 20)?;

@@ -21,6 +21,8 @@ mod edges;
 mod door;
 #[path = "it/backfill.rs"]
 mod backfill;
+#[path = "it/rules.rs"]
+mod rules;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -17,6 +17,15 @@ use crate::timefmt::{civil, civil_from_days};
 #[inline]
 pub fn rules(rules: &[Rule], cols: &Columns, row: usize) -> Result<(), RecordError> {
     for r in rules {
+        if r.path.steps.is_empty() {
+            // a top-level column: one value
+            let buf = &cols.bufs[r.path.column];
+            let i = buf.is_valid(row).then_some(row);
+            if !passes(&r.check, buf, i) {
+                return Err(failure(r, &value_text(buf, i, &r.path.leaf)));
+            }
+            continue;
+        }
         let mut failed = None;
         visit(&cols.bufs[r.path.column], Some(row), &r.path.steps, &mut |buf, i| {
             if passes(&r.check, buf, i) {
@@ -26,10 +35,15 @@ pub fn rules(rules: &[Rule], cols: &Columns, row: usize) -> Result<(), RecordErr
             false
         });
         if let Some(v) = failed {
-            return Err(RecordError { code: ErrorCode::ValidationFailed, message: format!("column '{}': rule `{}` fails for {v}", r.path.name, r.text) });
+            return Err(failure(r, &v));
         }
     }
     Ok(())
+}
+
+#[cold]
+fn failure(r: &Rule, value: &str) -> RecordError {
+    RecordError { code: ErrorCode::ValidationFailed, message: format!("column '{}': rule `{}` fails for {value}", r.path.name, r.text) }
 }
 
 /// The index of the first filter that drops row `row` of `cols`.
@@ -84,6 +98,9 @@ fn passes(check: &Check, buf: &ColBuf, i: Option<usize>) -> bool {
             let n = match buf {
                 ColBuf::List { offsets, .. } => (offsets[i + 1] - offsets[i]) as u64,
                 _ => match text(buf, i) {
+                    // a string has between len/4 and len characters: count
+                    // them only when the bounds do not decide
+                    Some(t) if max.is_none_or(|m| t.len() as u64 <= m) && min.is_none_or(|m| (t.len() as u64).div_ceil(4) >= m) => return true,
                     // characters: bytes that do not continue a UTF-8 sequence
                     Some(t) => t.iter().filter(|&&b| (b as i8) >= -0x40).count() as u64,
                     None => return false,

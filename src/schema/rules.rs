@@ -342,3 +342,57 @@ fn exact(leaf: &ColType, v: &toml::Value) -> Result<i128, String> {
         _ => Err(wrong("comparable")),
     }
 }
+
+/// Rule and filter changes from `old` to `new` that can turn records
+/// which passed into error records or drop them: a rule added or
+/// narrowed, a filter added or changed. Widened or removed rules are not
+/// listed. One line each, naming the column and the rule.
+pub fn stricter(old: &super::TableSchema, new: &super::TableSchema) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &new.rules {
+        let same_kind = old.rules.iter().filter(|o| o.path.name == r.path.name && std::mem::discriminant(&o.check) == std::mem::discriminant(&r.check));
+        let mut narrower = true;
+        for o in same_kind {
+            narrower &= narrows(&o.check, &r.check);
+        }
+        if narrower {
+            out.push(format!("column '{}': rule `{}` may reject records that passed", r.path.name, r.text));
+        }
+    }
+    for f in &new.filters {
+        if !old.filters.iter().any(|o| o.name == f.name && o.text == f.text) {
+            out.push(format!("filter '{}' ({}) drops records that landed before", f.name, f.text));
+        }
+    }
+    out
+}
+
+/// Whether `new` rejects a value `old` accepts (checks of one kind).
+fn narrows(old: &Check, new: &Check) -> bool {
+    fn below<T: PartialOrd>(o: Option<T>, n: Option<T>) -> bool {
+        // a lower bound raised (or added)
+        match (o, n) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(o), Some(n)) => n > o,
+        }
+    }
+    fn above<T: PartialOrd>(o: Option<T>, n: Option<T>) -> bool {
+        match (o, n) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(o), Some(n)) => n < o,
+        }
+    }
+    match (old, new) {
+        (Check::NotNull, Check::NotNull) => false,
+        (Check::AllowedText(o), Check::AllowedText(n)) => o.iter().any(|v| !n.contains(v)),
+        (Check::AllowedInt(o), Check::AllowedInt(n)) => o.iter().any(|v| !n.contains(v)),
+        (Check::AllowedBool(o), Check::AllowedBool(n)) => o.iter().any(|v| !n.contains(v)),
+        (Check::Range { min: a, max: b }, Check::Range { min: c, max: d }) => below(*a, *c) || above(*b, *d),
+        (Check::FloatRange { min: a, max: b }, Check::FloatRange { min: c, max: d }) => below(*a, *c) || above(*b, *d),
+        (Check::Pattern(o), Check::Pattern(n)) => o.as_str() != n.as_str(),
+        (Check::Length { min: a, max: b }, Check::Length { min: c, max: d }) => below(*a, *c) || above(*b, *d),
+        _ => true,
+    }
+}
