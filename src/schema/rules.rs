@@ -396,3 +396,33 @@ fn narrows(old: &Check, new: &Check) -> bool {
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::schema::TableSchema;
+
+    fn schema(extra: &str) -> TableSchema {
+        let base = "table = \"t\"\n[[columns]]\nname = \"s\"\ntype = \"string\"\n[[columns]]\nname = \"n\"\ntype = \"int\"\n";
+        TableSchema::parse("t.toml", &format!("{base}{extra}")).unwrap()
+    }
+
+    /// `schema check --against` lists the rule edits that can reject
+    /// records which passed, and none of those that only widen.
+    #[test]
+    fn stricter_lists_added_and_narrowed_rules_only() {
+        let old = schema("[[rules]]\ncolumn = \"n\"\nmin = 0\nmax = 10\n[[rules]]\ncolumn = \"s\"\nallowed = [\"a\", \"b\"]\n[[filters]]\nname = \"f\"\ncolumn = \"s\"\nequals = \"x\"\n");
+        let cases = [
+            ("[[rules]]\ncolumn = \"n\"\nmin = -1\nmax = 20\n[[rules]]\ncolumn = \"s\"\nallowed = [\"a\", \"b\", \"c\"]\n[[filters]]\nname = \"f\"\ncolumn = \"s\"\nequals = \"x\"\n", vec![]),
+            ("[[rules]]\ncolumn = \"n\"\nmin = 1\nmax = 10\n[[rules]]\ncolumn = \"s\"\nallowed = [\"a\", \"b\"]\n[[filters]]\nname = \"f\"\ncolumn = \"s\"\nequals = \"x\"\n", vec!["column 'n': rule `min = 1, max = 10`"]),
+            ("[[rules]]\ncolumn = \"n\"\nmin = 0\nmax = 10\n[[rules]]\ncolumn = \"s\"\nallowed = [\"a\"]\n[[rules]]\ncolumn = \"s\"\nmax_length = 3\n", vec!["column 's': rule `allowed = [\"a\"]`", "column 's': rule `max_length = 3`"]),
+            ("[[rules]]\ncolumn = \"n\"\nmin = 0\nmax = 10\n[[rules]]\ncolumn = \"s\"\nallowed = [\"a\", \"b\"]\n[[filters]]\nname = \"f\"\ncolumn = \"s\"\nequals = \"y\"\n", vec!["filter 'f' (s = \"y\")"]),
+        ];
+        for (extra, want) in cases {
+            let got = super::stricter(&old, &schema(extra));
+            assert_eq!(got.len(), want.len(), "{extra}: {got:?}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(g.starts_with(w), "{g:?} does not start with {w:?}");
+            }
+        }
+    }
+}
