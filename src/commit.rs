@@ -47,11 +47,16 @@ pub const UPLOAD_GROUP: usize = 16;
 /// shard is flushed whole (the lease row must stay under DynamoDB's 400 KB).
 const MAX_DONE: usize = 1000;
 
-/// The three destinations.
+/// The destinations: per lane (see [`crate::lanes`]) a table and its error
+/// lines, and the raw backup. Lane 0 is the one table of an unrouted config;
+/// with routing it has no table and its errors are the shared error prefix
+/// (records no table takes, records whose route cannot be read).
 pub struct Sinks {
-    pub table: Box<dyn Sink>,
+    pub table: Option<Box<dyn Sink>>,
     pub raw: Option<LineSink>,
     pub errors: LineSink,
+    /// Routed tables: lane `k` at `k - 1`.
+    pub lanes: Vec<(Box<dyn Sink>, LineSink)>,
 }
 
 impl Sinks {
@@ -62,16 +67,32 @@ impl Sinks {
 
     pub fn hive(lake: Store, raw: Option<Store>, errors: Store) -> Sinks {
         Sinks {
-            table: Box::new(HiveParquet { store: lake }),
+            table: Some(Box::new(HiveParquet { store: lake })),
             raw: raw.map(|store| LineSink { store, dir: "" }),
             errors: LineSink { store: errors, dir: "format-conversion-failed/" },
+            lanes: Vec::new(),
         }
     }
 
-    async fn write(&self, s: &mut Sealed, schema: &crate::schema::TableSchema) -> Result<Written, WriteError> {
+    /// Adds a routed table (the next lane): Parquet in `lake`, error lines in `errors`.
+    pub fn with_lane(mut self, lake: Store, errors: Store) -> Sinks {
+        self.lanes.push((Box::new(HiveParquet { store: lake }), LineSink { store: errors, dir: "format-conversion-failed/" }));
+        self
+    }
+
+    /// Writes a sealed buffer of lane `lane` whose prefix is already
+    /// stripped of the lane's marker.
+    async fn write(&self, lane: usize, s: &mut Sealed, schema: &crate::schema::TableSchema) -> Result<Written, WriteError> {
+        let (table, errors) = match lane {
+            0 => (self.table.as_deref(), &self.errors),
+            k => {
+                let (t, e) = &self.lanes[k - 1];
+                (Some(&**t), e)
+            }
+        };
         match s.kind {
-            DestKind::Table => self.table.write(s, schema).await,
-            DestKind::Errors => self.errors.write(s).await,
+            DestKind::Table => table.expect("table buffers exist only in lanes with a table").write(s, schema).await,
+            DestKind::Errors => errors.write(s).await,
             DestKind::Raw => self.raw.as_ref().expect("raw buffers exist only with a raw store").write(s).await,
         }
     }
@@ -86,16 +107,27 @@ struct Outcome {
     fenced: BTreeSet<ShardId>,
 }
 
-/// Runs the protocol: owns the writers and the catalog.
+/// Runs the protocol: owns the writers and the catalogs (one per lane).
 pub struct Committer {
     pub sinks: Sinks,
-    pub catalog: Box<dyn Catalog>,
+    pub catalogs: Vec<Box<dyn Catalog>>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Committer {
     pub fn new(sinks: Sinks, catalog: Box<dyn Catalog>, metrics: Arc<Metrics>) -> Committer {
-        Committer { sinks, catalog, metrics }
+        Committer { sinks, catalogs: vec![catalog], metrics }
+    }
+
+    /// Adds the catalog of the next routed lane.
+    pub fn with_lane_catalog(mut self, c: Box<dyn Catalog>) -> Committer {
+        self.catalogs.push(c);
+        self
+    }
+
+    /// (calls, failed calls) of every catalog.
+    pub fn catalog_calls(&self) -> (u64, u64) {
+        self.catalogs.iter().map(|c| c.calls()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// Writes `sealed` and commits each shard's checkpoint after them. A
@@ -139,7 +171,6 @@ impl Committer {
     /// group's table files are registered in the catalog as soon as the
     /// group has landed.
     async fn write_sealed(&mut self, p: &mut Pipeline, sealed: Vec<Sealed>, may_write: &dyn Fn(&ShardId) -> bool) -> Result<Outcome, CommitError> {
-        let schema = p.schema().clone();
         let mut out = Outcome::default();
         let mut sealed = sealed.into_iter().peekable();
         while sealed.peek().is_some() {
@@ -156,9 +187,15 @@ impl Committer {
                 group.push(s);
             }
             let sinks = &self.sinks;
-            let schema = &schema;
+            let p_ref = &*p;
             let results: Vec<(Result<Written, WriteError>, Sealed)> = futures::stream::iter(group.into_iter().map(|mut s| async move {
-                let r = sinks.write(&mut s, schema).await;
+                // the object's key and the sink are the lane's: its marker is
+                // stripped for the write and kept for the ledger
+                let marked = std::mem::take(&mut s.prefix);
+                let (lane, bare) = crate::lanes::split_marker(&marked);
+                s.prefix = bare.to_string();
+                let r = sinks.write(lane, &mut s, p_ref.lane_schema(lane)).await;
+                s.prefix = marked;
                 (r, s)
             }))
             .buffered(UPLOAD_GROUP)
@@ -169,7 +206,7 @@ impl Committer {
             for (r, s) in results {
                 landed.push((r?, s));
             }
-            let mut files = Vec::new();
+            let mut files: Vec<Vec<TableFile>> = self.catalogs.iter().map(|_| Vec::new()).collect();
             for (w, s) in landed {
                 tracing::debug!(shard = %s.shard, file = %w.key, records = s.records, trigger = s.trigger.as_str(), "flush");
                 p.add_encode_time(w.encode_time);
@@ -182,10 +219,15 @@ impl Committer {
                 p.mark_durable(&s);
                 out.shards.insert(s.shard.clone());
                 if s.kind == DestKind::Table {
-                    files.push(TableFile { prefix: s.prefix, key: w.key, records: s.records, bytes: w.bytes });
+                    let (lane, bare) = crate::lanes::split_marker(&s.prefix);
+                    files[lane].push(TableFile { prefix: bare.to_string(), key: w.key, records: s.records, bytes: w.bytes });
                 }
             }
-            self.catalog.register(&files).await?;
+            for (i, (c, f)) in self.catalogs.iter_mut().zip(&files).enumerate() {
+                if i == 0 || !f.is_empty() {
+                    c.register(f).await?;
+                }
+            }
         }
         for s in &out.fenced {
             out.shards.remove(s);

@@ -70,7 +70,7 @@ pub async fn drive<S: Source>(
     src: &mut S,
     p: &mut Pipeline,
     c: &mut Committer,
-    mut watch: Option<&mut SchemaWatch>,
+    watches: &mut [SchemaWatch],
     poll: Duration,
     cancel: &CancellationToken,
 ) -> Result<Report, IngestError> {
@@ -109,9 +109,11 @@ pub async fn drive<S: Source>(
             last_age_check = Instant::now();
             let due = p.take_due(Instant::now());
             c.flush(p, src, due).await?;
-            if let Some(w) = watch.as_deref_mut() {
+            for w in watches.iter_mut() {
                 w.reload_if_edited(p, src, c).await?;
             }
+            // a SIGHUP reloads every table's schema file
+            watches.iter().for_each(SchemaWatch::clear_hup);
             publish(c, p);
             times.warn(p, false);
         }
@@ -204,7 +206,7 @@ async fn push_batch<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer,
 
 /// Publishes the pipeline's and the catalog's figures to the metrics.
 fn publish(c: &Committer, p: &Pipeline) {
-    let (calls, errors) = c.catalog.calls();
+    let (calls, errors) = c.catalog_calls();
     let schema = p.schema();
     c.metrics.update(|m| {
         m.table = schema.table.clone();
@@ -228,13 +230,21 @@ pub struct SchemaWatch {
     hup: Arc<AtomicBool>,
     /// Who else reads the schema (the front door's check of `/v1/events`).
     shared: Option<Arc<std::sync::Mutex<Arc<TableSchema>>>>,
+    /// The lane whose schema file this is ([`crate::lanes`]).
+    lane: usize,
 }
 
 impl SchemaWatch {
     pub fn new(path: &std::path::Path, every: Duration, hup: Arc<AtomicBool>) -> SchemaWatch {
-        let mut w = SchemaWatch { path: path.to_path_buf(), seen: None, every, last: Instant::now(), hup, shared: None };
+        let mut w = SchemaWatch { path: path.to_path_buf(), seen: None, every, last: Instant::now(), hup, shared: None, lane: 0 };
         w.seen = w.stamp();
         w
+    }
+
+    /// Watches the schema file of routed lane `lane`.
+    pub fn for_lane(mut self, lane: usize) -> SchemaWatch {
+        self.lane = lane;
+        self
     }
 
     /// Also puts each schema applied into `shared`.
@@ -247,9 +257,14 @@ impl SchemaWatch {
         std::fs::metadata(&self.path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
     }
 
-    /// True once per edit (or SIGHUP).
+    /// Forgets a SIGHUP once every watch has seen it.
+    fn clear_hup(&self) {
+        self.hup.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True once per edit (or SIGHUP, until [`SchemaWatch::clear_hup`]).
     fn changed(&mut self) -> bool {
-        if self.hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if self.hup.load(std::sync::atomic::Ordering::Relaxed) {
             self.seen = self.stamp();
             return true;
         }
@@ -282,10 +297,18 @@ impl SchemaWatch {
                 return Ok(());
             }
         };
-        if new.version == p.schema().version {
+        let lane = self.lane;
+        let current = p.lane_schema(lane).clone();
+        if new.version == current.version {
             return Ok(());
         }
-        let changes = crate::schema::evolve::diff(p.schema(), &new);
+        if let Err(why) = if lane == 1 { p.check_route(&new) } else { Ok(()) } {
+            tracing::error!(file = %path.display(), refused = %why, "schema edit refused; still running on the last good schema");
+            count(c, "rejected");
+            return Ok(());
+        }
+        // the lane's prefixes carry its marker: compare like with like
+        let changes = crate::schema::evolve::diff(&current, &crate::lanes::marked(new.clone(), lane));
         let bad: Vec<String> = changes.iter().filter(|c| !c.compatible).map(|c| format!("{}: {} ({})", c.column, c.what, c.reason)).collect();
         if !bad.is_empty() {
             tracing::error!(file = %path.display(), refused = %bad.join("; "), "schema edit refused: incompatible with files already written; still running on the last good schema");
@@ -294,17 +317,17 @@ impl SchemaWatch {
         }
         let rest = p.take_all();
         c.flush(p, src, rest).await?;
-        if let Err(e) = c.catalog.update_schema(&new).await {
+        if let Err(e) = c.catalogs[lane].update_schema(&new).await {
             tracing::error!(error = %e, "schema edit refused by the catalog; still running on the last good schema");
             count(c, "rejected");
             return Ok(());
         }
-        tracing::info!(file = %path.display(), from = %p.schema().version, to = %new.version, changes = changes.len(), "schema updated while running");
+        tracing::info!(file = %path.display(), from = %current.version, to = %new.version, changes = changes.len(), "schema updated while running");
         let new = Arc::new(new);
         if let Some(shared) = &self.shared {
             *shared.lock().unwrap() = new.clone();
         }
-        p.set_schema(new);
+        p.set_lane_schema(lane, new);
         count(c, "applied");
         Ok(())
     }
@@ -354,7 +377,7 @@ mod tests {
     }
 
     async fn run_to_end<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer) {
-        drive(src, p, c, None, Duration::from_millis(1), &CancellationToken::new()).await.unwrap();
+        drive(src, p, c, &mut [], Duration::from_millis(1), &CancellationToken::new()).await.unwrap();
     }
 
     #[tokio::test]

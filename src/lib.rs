@@ -22,6 +22,7 @@ pub mod decode;
 pub mod hash;
 pub mod ids;
 pub mod ingest;
+pub mod lanes;
 pub mod metrics;
 pub mod partition;
 pub mod pipeline;

@@ -183,11 +183,22 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run { config } => {
             let cfg = Config::load(&config).map_err(usage)?;
-            let schema = load_schema(&cfg.schema_path)?;
+            let schemas = match &cfg.routing {
+                None => vec![load_schema(&cfg.schema_path)?],
+                Some(r) => {
+                    let mut all = Vec::new();
+                    for t in &r.tables {
+                        all.push(load_schema(&t.schema_path)?);
+                    }
+                    // the route value is read as the first table declares its column
+                    r.routes.check_schema(&all[0]).map_err(|m| usage(format!("{}: key `routing.column`: {m}", cfg.file)))?;
+                    all
+                }
+            };
             let cancel = CancellationToken::new();
             let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
             spawn_signal_handler(cancel.clone(), hup.clone());
-            let summary = run::run(&cfg, schema, cancel, hup).await.map_err(|e| match e {
+            let summary = run::run(&cfg, schemas, cancel, hup).await.map_err(|e| match e {
                 // a Glue table that cannot take the schema is a schema problem: exit 2
                 run::RunError::Catalog(c @ lakehose::catalog::CatalogError::Incompatible { .. }) => usage(c),
                 e => anyhow::Error::new(e).context("run failed"),

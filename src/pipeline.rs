@@ -15,6 +15,7 @@ use crate::checkpoint::{DestKind, FlushIntent, Ledger, Shard, ShardCheckpoint, S
 use crate::ids::{Position, ShardId};
 use crate::metrics::Stats;
 use crate::partition::hour_prefix;
+use crate::lanes::{RouteReader, Routes};
 use crate::route::Router;
 use crate::schema::TableSchema;
 use crate::decode::{ErrorCode, RecordError};
@@ -22,13 +23,27 @@ use crate::write::{error_line, wrapped_raw_line, ParquetOptions, TableRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub struct Pipeline {
+/// A table the pipeline writes: its router (schema and decoder), how its
+/// error lines name it, and the marker its prefixes carry.
+struct Lane {
     router: Router,
+    table_ref: TableRef,
+    /// Its index in [`crate::lanes`] terms (0: unrouted).
+    index: usize,
+    marker: String,
+}
+
+pub struct Pipeline {
+    /// One lane, or with routing one per routed table.
+    lanes: Vec<Lane>,
+    /// With routing: the routes and the reader of the route column.
+    routing: Option<(Routes, RouteReader)>,
+    /// With routing, how error lines of the shared error prefix name the table.
+    shared_ref: TableRef,
     buffers: Buffers,
     ledger: Ledger,
     stats: Stats,
     raw_backup: bool,
-    table_ref: TableRef,
     max_record_bytes: usize,
     /// The shard of the last record pushed (cleared when a shard is
     /// dropped): records of it may be pushed in runs.
@@ -39,13 +54,15 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(schema: Arc<TableSchema>, limits: Limits, max_record_bytes: usize) -> Pipeline {
+        let table_ref = TableRef { database: None, table: schema.table.clone() };
         Pipeline {
-            router: Router::new(schema.clone(), max_record_bytes),
+            lanes: vec![Lane { router: Router::new(schema, max_record_bytes), table_ref: table_ref.clone(), index: 0, marker: String::new() }],
+            routing: None,
+            shared_ref: table_ref,
             buffers: Buffers::new(limits, ParquetOptions::default()),
             ledger: Ledger::default(),
             stats: Stats::default(),
             raw_backup: false,
-            table_ref: TableRef { database: None, table: schema.table.clone() },
             max_record_bytes,
             known_shard: None,
             hour_cache: (i64::MIN, String::new()),
@@ -71,12 +88,54 @@ impl Pipeline {
     }
 
     pub fn with_table_ref(mut self, t: TableRef) -> Self {
-        self.table_ref = t;
+        self.shared_ref = TableRef { database: t.database.clone(), table: String::new() };
+        self.lanes[0].table_ref = t;
         self
     }
 
+    /// Routes records to several tables: `tables` (schema and name for
+    /// error lines) in the order of `routes.values`, as lanes 1, 2, …
+    /// Error lines of records no table takes go to lane 0's errors.
+    /// `routes` are checked against every schema ([`Routes::check_schema`]).
+    pub fn with_routes(mut self, routes: Routes, tables: Vec<(Arc<TableSchema>, TableRef)>) -> Self {
+        assert_eq!(routes.values.len(), tables.len(), "one route per table");
+        let reader = RouteReader::new(&routes, &tables[0].0, self.max_record_bytes);
+        self.lanes = tables
+            .into_iter()
+            .enumerate()
+            .map(|(i, (schema, table_ref))| {
+                let index = i + 1;
+                let schema = Arc::new(crate::lanes::marked((*schema).clone(), index));
+                Lane { router: Router::new(schema, self.max_record_bytes), table_ref, index, marker: crate::lanes::marker(index) }
+            })
+            .collect();
+        self.routing = Some((routes, reader));
+        self
+    }
+
+    /// The first table's schema (the only one without routing).
     pub fn schema(&self) -> &Arc<TableSchema> {
-        self.router.schema()
+        self.lanes[0].router.schema()
+    }
+
+    /// The schema of lane `index` (its partition layout carries the lane's
+    /// marker; see [`crate::lanes`]). With routing, lane 0 (the shared error
+    /// prefix) answers with the first table's.
+    pub fn lane_schema(&self, index: usize) -> &Arc<TableSchema> {
+        self.lanes.iter().find(|l| l.index == index).unwrap_or(&self.lanes[0]).router.schema()
+    }
+
+    /// Why `schema` cannot be a routed table's (see [`Routes::check_schema`]).
+    pub fn check_route(&self, schema: &TableSchema) -> Result<(), String> {
+        match &self.routing {
+            Some((routes, _)) => routes.check_schema(schema),
+            None => Ok(()),
+        }
+    }
+
+    /// The lane indexes that write tables (`[0]` without routing).
+    pub fn table_lanes(&self) -> Vec<usize> {
+        self.lanes.iter().map(|l| l.index).collect()
     }
 
     /// The record size limit: longer records are cut to it and refused.
@@ -87,9 +146,23 @@ impl Pipeline {
     /// Switches to a new schema. Call only with no open buffer (after
     /// [`Pipeline::take_all`] and writing): buffers hold columns of the old one.
     pub fn set_schema(&mut self, schema: Arc<TableSchema>) {
+        self.set_lane_schema(0, schema);
+    }
+
+    /// As [`Pipeline::set_schema`], for lane `index`; `schema` as the file
+    /// says it (the lane's marker is added here).
+    pub fn set_lane_schema(&mut self, index: usize, schema: Arc<TableSchema>) {
         debug_assert!(self.buffers.is_empty(), "open buffers under the old schema");
-        self.table_ref.table = schema.table.clone();
-        self.router.set_schema(schema, self.max_record_bytes);
+        let max = self.max_record_bytes;
+        let Some(lane) = self.lanes.iter_mut().find(|l| l.index == index) else { return };
+        let schema = if index == 0 { schema } else { Arc::new(crate::lanes::marked((*schema).clone(), index)) };
+        lane.table_ref.table = schema.table.clone();
+        lane.router.set_schema(schema.clone(), max);
+        if let Some((routes, reader)) = &mut self.routing {
+            if index == 1 {
+                *reader = RouteReader::new(routes, &schema, max);
+            }
+        }
     }
 
     /// Routes one record: a row or an error line, and a raw line when
@@ -106,22 +179,39 @@ impl Pipeline {
         if self.raw_backup {
             push_raw(&mut self.buffers, led, shard, hour, &pos, data);
         }
-        let routed = self.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
-        let object = routed.as_ref().err().is_none_or(|e| matches!(e.code, ErrorCode::MalformedData | ErrorCode::ValidationFailed | ErrorCode::Filtered));
-        let refused = routed.as_ref().is_err_and(|e| e.code != ErrorCode::Filtered);
-        match routed {
-            Ok(()) => {}
-            // neither a row nor an error: dropped, counted per filter
-            Err(e) if e.code == ErrorCode::Filtered => *self.stats.filtered.entry(e.message).or_default() += 1,
-            Err(e) => {
-                *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
-                let line = error_line(&e, shard.id, &pos, arrival_ms, data, None, &self.table_ref);
-                self.buffers.push_line(led, shard, DestKind::Errors, hour, &pos, data.len(), |buf| {
-                    buf.extend_from_slice(&line);
-                    buf.push(b'\n');
-                });
+        let rec = Rec { shard, pos: &pos, arrival_ms, data };
+        let (object, refused) = match &mut self.routing {
+            None => {
+                let lane = &mut self.lanes[0];
+                let routed = lane.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
+                settle(routed, &mut self.buffers, &mut self.stats, led, &rec, hour, &lane.table_ref)
             }
-        }
+            Some((routes, reader)) => match reader.value(data) {
+                // the route cannot be read: the shared error prefix
+                Err(e) => settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, hour, &self.shared_ref),
+                Ok(value) => {
+                    let targets = routes.targets(value.as_deref());
+                    if targets.is_empty() {
+                        let shown = value.as_deref().map_or("null".to_string(), |v| format!("{v:?}"));
+                        let e = RecordError { code: ErrorCode::NoRoute, message: format!("no table takes {} = {shown}", routes.column) };
+                        settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, hour, &self.shared_ref)
+                    } else {
+                        let (mut object, mut refused) = (true, false);
+                        let mut marked = String::new();
+                        for i in targets {
+                            let lane = &mut self.lanes[i];
+                            let routed = lane.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
+                            marked.clear();
+                            marked.push_str(&lane.marker);
+                            marked.push_str(hour);
+                            let (o, r) = settle(routed, &mut self.buffers, &mut self.stats, led, &rec, &marked, &lane.table_ref);
+                            (object, refused) = (object && o, refused || r);
+                        }
+                        (object, refused)
+                    }
+                }
+            },
+        };
         led.read(pos, object, refused);
         self.buffers.shed_if_over();
     }
@@ -151,7 +241,8 @@ impl Pipeline {
             message: format!("record is {len} bytes, over the {}-byte limit; rawData holds its first {} bytes", self.max_record_bytes, head.len()),
         };
         *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
-        let line = error_line(&e, shard.id, &pos, arrival_ms, head, Some(len), &self.table_ref);
+        let table_ref = if self.routing.is_some() { &self.shared_ref } else { &self.lanes[0].table_ref };
+        let line = error_line(&e, shard.id, &pos, arrival_ms, head, Some(len), table_ref);
         self.buffers.push_line(led, shard, DestKind::Errors, hour, &pos, in_len, |buf| {
             buf.extend_from_slice(&line);
             buf.push(b'\n');
@@ -181,9 +272,12 @@ impl Pipeline {
     /// raw lines follow. Takes none when the last record pushed was of
     /// another shard.
     pub fn push_run<'d, R>(&mut self, shard: &ShardId, records: &'d [R], record: impl Fn(&'d R) -> (Position, i64, &'d [u8])) -> usize {
+        if self.routing.is_some() {
+            return 0;
+        }
         let Some(slot) = self.ledger.find(shard).filter(|s| self.known_shard == Some(*s)) else { return 0 };
         let sh = Shard { id: shard, slot };
-        let taken = self.router.run(self.ledger.at(slot), &mut self.buffers, &mut self.stats, sh, records, &record);
+        let taken = self.lanes[0].router.run(self.ledger.at(slot), &mut self.buffers, &mut self.stats, sh, records, &record);
         if self.raw_backup {
             // each taken record's raw line, in order: the raw buffer's
             // content and seals are those of pushing them one by one
@@ -298,12 +392,44 @@ impl Pipeline {
     /// Per timestamp column taking epoch numbers: (name, stored values
     /// before 2000 or after 2100, the last of them).
     pub fn implausible_times(&self) -> &[(String, u64, i64)] {
-        self.router.implausible_times()
+        self.lanes[0].router.implausible_times()
     }
 
     /// Bytes held by open buffers.
     pub fn buffered_bytes(&self) -> usize {
         self.buffers.mem_total()
+    }
+}
+
+/// The record being pushed, for its error line.
+struct Rec<'a> {
+    shard: Shard<'a>,
+    pos: &'a Position,
+    arrival_ms: i64,
+    data: &'a [u8],
+}
+
+/// What a record's routing into one table came to: a row (nothing more
+/// to do), a filter's drop (counted), or an error line under `prefix`.
+/// Returns (a JSON object, refused).
+fn settle(routed: Result<(), RecordError>, buffers: &mut Buffers, stats: &mut Stats, led: &mut ShardLedger, r: &Rec, prefix: &str, table_ref: &TableRef) -> (bool, bool) {
+    let object = routed.as_ref().err().is_none_or(|e| matches!(e.code, ErrorCode::MalformedData | ErrorCode::ValidationFailed | ErrorCode::Filtered | ErrorCode::NoRoute));
+    match routed {
+        Ok(()) => (object, false),
+        // neither a row nor an error: dropped, counted per filter
+        Err(e) if e.code == ErrorCode::Filtered => {
+            *stats.filtered.entry(e.message).or_default() += 1;
+            (object, false)
+        }
+        Err(e) => {
+            *stats.errors.entry(e.code.as_str()).or_default() += 1;
+            let line = error_line(&e, r.shard.id, r.pos, r.arrival_ms, r.data, None, table_ref);
+            buffers.push_line(led, r.shard, DestKind::Errors, prefix, r.pos, r.data.len(), |buf| {
+                buf.extend_from_slice(&line);
+                buf.push(b'\n');
+            });
+            (object, true)
+        }
     }
 }
 
@@ -668,7 +794,7 @@ keys = ["k"]
         let run = |fused: bool, peek: bool| {
             let limits = Limits { max_records: 5, max_bytes: 1 << 20, max_age: Duration::from_secs(3600), memory_limit: 1 << 30 };
             let mut p = Pipeline::new(schema.clone(), limits, 1000).with_raw_backup(true).with_parquet(small_chunks());
-            p.router.set_paths(fused, peek);
+            p.lanes[0].router.set_paths(fused, peek);
             let mut lake = Lake::new();
             for (n, (pos, data)) in recs.iter().enumerate() {
                 p.push(&shard, pos.clone(), 0, data);
@@ -851,7 +977,7 @@ keys = ["k"]
         let run = |fused: bool, guess: bool| {
             let limits = Limits { max_records: 97, ..Limits::default() };
             let mut p = Pipeline::new(schema.clone(), limits, 2000).with_raw_backup(true);
-            p.router.set_paths(fused, guess);
+            p.lanes[0].router.set_paths(fused, guess);
             let (mut rows, mut lines, mut raw) = (0usize, 0usize, 0usize);
             let mut count = |sealed: Vec<Sealed>| {
                 for s in sealed {

@@ -26,7 +26,7 @@ use crate::source::kinesis::KinesisSource;
 use crate::source::spool::SpoolSource;
 use crate::source::stdin::StdinSource;
 use crate::source::SourceError;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use crate::write::{ParquetOptions, TableRef};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -110,9 +110,24 @@ impl std::fmt::Display for Summary {
 
 /// The daemon: runs until the source ends (stdin) or `cancel` fires. `hup`
 /// is set by SIGHUP: reload the schema file.
-pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationToken, hup: Arc<AtomicBool>) -> Result<Summary, RunError> {
+/// `schemas`: the table's schema, or with routing every table's in the
+/// config's order (each checked to have the route column).
+pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: CancellationToken, hup: Arc<AtomicBool>) -> Result<Summary, RunError> {
     let started = Instant::now();
-    let sinks = Sinks::open(&cfg.sink.url, cfg.sink.raw_backup.as_deref(), &cfg.sink.errors, &cfg.sink.store)?;
+    let schema = schemas[0].clone();
+    let sinks = match &cfg.routing {
+        None => Sinks::open(&cfg.sink.url, cfg.sink.raw_backup.as_deref(), &cfg.sink.errors, &cfg.sink.store)?,
+        Some(r) => {
+            let open = |u: &str| Store::open(u, &cfg.sink.store);
+            let raw = cfg.sink.raw_backup.as_deref().map(open).transpose()?;
+            let mut s = Sinks::hive(open(&r.tables[0].url)?, raw, open(&cfg.sink.errors)?);
+            s.table = None;
+            for t in &r.tables {
+                s = s.with_lane(open(&t.url)?, open(&t.errors)?);
+            }
+            s
+        }
+    };
     let has_raw = sinks.raw.is_some();
     let metrics = Arc::new(Metrics::default());
     metrics.update(|m| m.max_age = cfg.limits.max_age);
@@ -124,17 +139,37 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
     if cfg.metrics.emf {
         crate::metrics::emf_loop(metrics.clone(), cfg.metrics.emf_interval, background.clone());
     }
-    let mut table_ref = TableRef { database: None, table: schema.table.clone() };
-    let catalog: Box<dyn Catalog> = match &cfg.catalog {
-        CatalogConfig::None => Box::new(NoCatalog),
-        CatalogConfig::Glue { database, projection, endpoint, region } => {
-            let sdk = crate::aws::sdk_config(endpoint.as_deref(), region.as_deref()).await;
-            table_ref.database = Some(database.clone());
-            Box::new(GlueCatalog::open(&sdk, database, &schema, &cfg.sink.url, *projection).await?)
+    // one catalog per table (and none for the shared error prefix of a routed config)
+    let database = match &cfg.catalog {
+        CatalogConfig::Glue { database, .. } => Some(database.clone()),
+        CatalogConfig::None => None,
+    };
+    let urls: Vec<String> = match &cfg.routing {
+        None => vec![cfg.sink.url.clone()],
+        Some(r) => r.tables.iter().map(|t| t.url.clone()).collect(),
+    };
+    let mut catalogs: Vec<Box<dyn Catalog>> = Vec::new();
+    for (s, url) in schemas.iter().zip(&urls) {
+        catalogs.push(match &cfg.catalog {
+            CatalogConfig::None => Box::new(NoCatalog),
+            CatalogConfig::Glue { database, projection, endpoint, region } => {
+                let sdk = crate::aws::sdk_config(endpoint.as_deref(), region.as_deref()).await;
+                Box::new(GlueCatalog::open(&sdk, database, s, url, *projection).await?)
+            }
+        });
+    }
+    let table_ref = |s: &TableSchema| TableRef { database: database.clone(), table: s.table.clone() };
+    let shared_schema = Arc::new(std::sync::Mutex::new(schema.clone()));
+    let mut watches = match &cfg.routing {
+        None => vec![SchemaWatch::new(&cfg.schema_path, cfg.schema_poll, hup).sharing(shared_schema.clone())],
+        Some(r) => {
+            let watch = |(i, t): (usize, &crate::config::TableConfig)| {
+                let w = SchemaWatch::new(&t.schema_path, cfg.schema_poll, hup.clone()).for_lane(i + 1);
+                if i == 0 { w.sharing(shared_schema.clone()) } else { w }
+            };
+            r.tables.iter().enumerate().map(watch).collect()
         }
     };
-    let shared_schema = Arc::new(std::sync::Mutex::new(schema.clone()));
-    let mut watch = SchemaWatch::new(&cfg.schema_path, cfg.schema_poll, hup).sharing(shared_schema.clone());
     let door = |medium: Medium| -> Option<Arc<Door>> {
         let h = cfg.http.clone()?;
         let stats = Arc::new(DoorStats::default());
@@ -142,20 +177,26 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
         Some(Arc::new(Door::new(h, medium, shared_schema.clone(), cfg.max_record_bytes, stats)))
     };
     let mut door_task = None;
-    let mut c = Committer::new(sinks, catalog, metrics.clone());
-    let mut p = Pipeline::new(schema, cfg.limits.clone(), cfg.max_record_bytes)
+    let mut p = Pipeline::new(schema.clone(), cfg.limits.clone(), cfg.max_record_bytes)
         .with_raw_backup(has_raw)
         .with_parquet(ParquetOptions { row_group_bytes: cfg.sink.row_group_bytes, ..Default::default() })
-        .with_table_ref(table_ref);
+        .with_table_ref(table_ref(&schema));
+    let mut c = match &cfg.routing {
+        None => Committer::new(sinks, catalogs.remove(0), metrics.clone()),
+        Some(r) => {
+            p = p.with_routes(r.routes.clone(), schemas.iter().map(|s| (s.clone(), table_ref(s))).collect());
+            catalogs.into_iter().fold(Committer::new(sinks, Box::new(NoCatalog), metrics.clone()), |c, cat| c.with_lane_catalog(cat))
+        }
+    };
     let report = match &cfg.source {
         SourceConfig::Stdin => {
             let mut src = StdinSource::new(cancel.clone(), cfg.max_record_bytes);
-            drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?
+            drive(&mut src, &mut p, &mut c, &mut watches, Duration::ZERO, &cancel).await?
         }
         SourceConfig::Spool { dir, state_dir, poll } => {
             let mut src = SpoolSource::open(dir, state_dir.as_deref(), cfg.max_record_bytes).map_err(SourceError::from)?;
             tracing::info!(dir = %dir.display(), "reading spool");
-            drive(&mut src, &mut p, &mut c, Some(&mut watch), *poll, &cancel).await?
+            drive(&mut src, &mut p, &mut c, &mut watches, *poll, &cancel).await?
         }
         SourceConfig::Kinesis(k) => {
             if cfg.http.is_some() {
@@ -167,7 +208,7 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
             }
             let mut src = KinesisSource::open(k.clone()).await.map_err(SourceError::from)?;
             c.metrics.set_kinesis(src.stats.clone());
-            drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?
+            drive(&mut src, &mut p, &mut c, &mut watches, Duration::ZERO, &cancel).await?
         }
         SourceConfig::Http { dir, max_log_bytes } => {
             let cfg_http = cfg.http.as_ref().expect("validated: source http has [http]");
@@ -179,7 +220,7 @@ pub async fn run(cfg: &Config, schema: Arc<TableSchema>, cancel: CancellationTok
             door_task = Some(crate::source::http::serve(d, cancel.clone()).await?);
             let mut src = LogSource::open(dir, shared, max_frame)?;
             tracing::info!(dir = %dir.display(), "reading the front door's log");
-            drive(&mut src, &mut p, &mut c, Some(&mut watch), Duration::ZERO, &cancel).await?
+            drive(&mut src, &mut p, &mut c, &mut watches, Duration::ZERO, &cancel).await?
         }
     };
     if let Some(t) = door_task {

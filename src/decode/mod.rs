@@ -46,6 +46,8 @@ pub enum ErrorCode {
     RecordTooLarge,
     /// Decoded, but a value fails a rule of the schema file.
     ValidationFailed,
+    /// No routed table takes the record's route value.
+    NoRoute,
     /// Not an error: the record matches a filter of the schema file and
     /// is dropped (counted per filter; the message is the filter's name).
     Filtered,
@@ -58,6 +60,7 @@ impl ErrorCode {
             ErrorCode::MalformedData => "DataFormatConversion.MalformedData",
             ErrorCode::RecordTooLarge => "DataFormatConversion.RecordTooLarge",
             ErrorCode::ValidationFailed => "lakehose.ValidationFailed",
+            ErrorCode::NoRoute => "lakehose.NoRoute",
             ErrorCode::Filtered => "lakehose.Filtered",
         }
     }

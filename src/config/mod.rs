@@ -6,12 +6,15 @@
 //! file's directory. Failure: [`ConfigError`] naming the file, line (when
 //! the key is in the file), key and the fix; the CLI exits with code 2.
 
+mod tables;
+
 use crate::buffers::Limits;
 use serde::Deserialize;
+pub use tables::{RoutingConfig, TableConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const SECTIONS: &[&str] = &["source", "lease", "table", "sink", "buffer", "catalog", "metrics", "http"];
+const SECTIONS: &[&str] = &["source", "lease", "table", "sink", "buffer", "catalog", "metrics", "http", "routing"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}{}: key `{key}`: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -36,6 +39,9 @@ struct Raw {
     catalog: RawCatalog,
     metrics: Option<RawMetrics>,
     http: Option<RawHttp>,
+    routing: Option<tables::RawRouting>,
+    #[serde(default)]
+    tables: Vec<tables::RawTableEntry>,
 }
 
 #[derive(Deserialize, Default)]
@@ -199,6 +205,10 @@ pub struct Config {
     pub schema_poll: Duration,
     /// The HTTP front door, when `[http]` is set.
     pub http: Option<crate::source::http::HttpConfig>,
+    /// Several tables (`[routing]` and `[[tables]]`); then `schema_path`
+    /// and `sink.url` are the first table's and `sink.errors` the shared
+    /// error prefix.
+    pub routing: Option<RoutingConfig>,
 }
 
 /// Parses `128MiB`, `1GiB`, `500KB`, `1000KiB` or a plain byte count.
@@ -379,9 +389,25 @@ impl Config {
             }
             Some(h) => Some(http_config(h, &resolve, &var, &err)?),
         };
-        let schema = raw.table.as_ref().ok_or_else(|| err("table", "schema", "missing; set [table] schema = \"schemas/<table>.toml\"".into()))?;
+        let routing = tables::routing(file, text, raw.routing.as_ref(), &raw.tables, &resolve, &resolve_url)?;
         let sink = raw.sink.as_ref().ok_or_else(|| err("sink", "url", "missing [sink] section; set url and errors".into()))?;
-        let url = sink.url.as_deref().ok_or_else(|| err("sink", "url", "missing; set the lake URL, e.g. \"s3://bucket/events/\" or \"file:///var/lib/lakehose/lake/\"".into()))?;
+        let (schema_path, url) = match &routing {
+            Some(r) => {
+                if raw.table.is_some() {
+                    return Err(err("table", "schema", "with [[tables]], each table names its schema: remove [table]".into()));
+                }
+                if sink.url.is_some() {
+                    return Err(err("sink", "url", "with [[tables]], each table names its url: remove [sink] url (errors is the shared error prefix)".into()));
+                }
+                (r.tables[0].schema_path.clone(), r.tables[0].url.clone())
+            }
+            None => {
+                let schema = raw.table.as_ref().ok_or_else(|| err("table", "schema", "missing; set [table] schema = \"schemas/<table>.toml\"".into()))?;
+                let url = sink.url.as_deref().ok_or_else(|| err("sink", "url", "missing; set the lake URL, e.g. \"s3://bucket/events/\" or \"file:///var/lib/lakehose/lake/\"".into()))?;
+                (resolve(&schema.schema), resolve_url(url))
+            }
+        };
+        let url = url.as_str();
         let errors = sink.errors.as_deref().ok_or_else(|| err("sink", "errors", "missing; bad records need a place, e.g. \"s3://bucket/errors/events/\"".into()))?;
         for (key, u) in [("url", Some(url)), ("errors", Some(errors)), ("raw_backup", sink.raw_backup.as_deref())] {
             if let Some(u) = u {
@@ -444,9 +470,9 @@ impl Config {
         Ok(Config {
             file: file.to_string(),
             source,
-            schema_path: resolve(&schema.schema),
+            schema_path,
             sink: SinkConfig {
-                url: resolve_url(url),
+                url: url.to_string(),
                 raw_backup: sink.raw_backup.as_deref().map(resolve_url),
                 errors: resolve_url(errors),
                 store: crate::store::StoreOptions {
@@ -462,6 +488,7 @@ impl Config {
             metrics,
             schema_poll,
             http,
+            routing,
         })
     }
 }

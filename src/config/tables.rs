@@ -1,0 +1,144 @@
+//! `[routing]` and `[[tables]]`: one stream into several tables.
+//!
+//! Input: the raw `[routing]` section (route column, mode) and the
+//! `[[tables]]` entries (schema file, lake URL, error URL, and the route
+//! values the table takes or `default = true`). Output: a
+//! [`RoutingConfig`]: routes with canonical value texts and each table's
+//! resolved paths. Failure: [`ConfigError`] naming the file, the line of
+//! the entry's key, the key (`tables[1].values`) and the fix.
+
+use super::ConfigError;
+use crate::lanes::{Mode, Routes};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouting {
+    column: Option<String>,
+    mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTableEntry {
+    schema: Option<String>,
+    url: Option<String>,
+    errors: Option<String>,
+    values: Option<Vec<toml::Value>>,
+    #[serde(default)]
+    default: bool,
+}
+
+/// One routed table.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    pub schema_path: PathBuf,
+    pub url: String,
+    pub errors: String,
+}
+
+/// The routes and the tables, in the file's order.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub routes: Routes,
+    pub tables: Vec<TableConfig>,
+}
+
+/// Line of `key` in the `i`-th `[[tables]]` entry (or of its header).
+fn entry_line(text: &str, i: usize, key: &str) -> Option<usize> {
+    let mut n = None;
+    let mut header = None;
+    for (l, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if t.replace(' ', "") == "[[tables]]" {
+                n = Some(n.map_or(0, |k| k + 1));
+                if n == Some(i) {
+                    header = Some(l + 1);
+                }
+            } else {
+                n = n.map(|_| usize::MAX / 2);
+            }
+        } else if n == Some(i) && t.split('=').next().map(str::trim) == Some(key) {
+            return Some(l + 1);
+        }
+    }
+    header
+}
+
+/// Validates `[routing]` and `[[tables]]`; `resolve` and `resolve_url`
+/// turn relative paths into the config directory's.
+pub(super) fn routing(
+    file: &str,
+    text: &str,
+    raw: Option<&RawRouting>,
+    entries: &[RawTableEntry],
+    resolve: &dyn Fn(&str) -> PathBuf,
+    resolve_url: &dyn Fn(&str) -> String,
+) -> Result<Option<RoutingConfig>, ConfigError> {
+    let err = |i: usize, key: &str, message: String| ConfigError {
+        file: file.to_string(),
+        line: entry_line(text, i, key),
+        key: format!("tables[{i}].{key}"),
+        message,
+    };
+    let routing_err = |key: &str, message: String| ConfigError {
+        file: file.to_string(),
+        line: super::locate(text, "routing", key),
+        key: format!("routing.{key}"),
+        message,
+    };
+    if entries.is_empty() {
+        return match raw {
+            Some(_) => Err(routing_err("column", "[routing] needs [[tables]] entries to route to; remove it or add the tables".into())),
+            None => Ok(None),
+        };
+    }
+    let raw = raw.ok_or_else(|| routing_err("column", "[[tables]] need a [routing] section naming the route column, e.g. column = \"event_type\"".into()))?;
+    let column = raw.column.clone().filter(|c| !c.is_empty()).ok_or_else(|| routing_err("column", "missing; name the top-level column whose value picks the table, e.g. column = \"event_type\"".into()))?;
+    let mode = match raw.mode.as_deref() {
+        None | Some("first") => Mode::First,
+        Some("all") => Mode::All,
+        Some(o) => return Err(routing_err("mode", format!("{o:?} is not a mode; use \"first\" (the first table that lists the value) or \"all\" (every table that does)"))),
+    };
+    let (mut tables, mut values) = (Vec::new(), Vec::new());
+    for (i, e) in entries.iter().enumerate() {
+        let schema = e.schema.as_deref().ok_or_else(|| err(i, "schema", "missing; set the table's schema file, e.g. schema = \"schemas/purchases.toml\"".into()))?;
+        let url = e.url.as_deref().ok_or_else(|| err(i, "url", "missing; set the table's lake URL, e.g. url = \"s3://bucket/purchases/\"".into()))?;
+        let errors = e.errors.as_deref().ok_or_else(|| err(i, "errors", "missing; set where the table's bad records go, e.g. errors = \"s3://bucket/errors/purchases/\"".into()))?;
+        for (key, u) in [("url", url), ("errors", errors)] {
+            if u.contains("://") && !(u.starts_with("s3://") || u.starts_with("file:///")) {
+                return Err(err(i, key, format!("{u:?} is not supported; use s3://bucket/prefix/ or file:///absolute/path/")));
+            }
+        }
+        let v = match (&e.values, e.default) {
+            (Some(_), true) => return Err(err(i, "default", "a table takes listed values or is the default, not both".into())),
+            (None, false) => return Err(err(i, "values", format!("missing; list the {column} values this table takes, e.g. values = [\"purchase\"], or set default = true"))),
+            (None, true) => {
+                if values.iter().any(Option::is_none) {
+                    return Err(err(i, "default", "only one table can be the default".into()));
+                }
+                None
+            }
+            (Some(list), false) => {
+                if list.is_empty() {
+                    return Err(err(i, "values", "the list is empty: the table would take nothing".into()));
+                }
+                let texts = list
+                    .iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => Ok(s.clone()),
+                        toml::Value::Integer(n) => Ok(n.to_string()),
+                        toml::Value::Boolean(b) => Ok(b.to_string()),
+                        other => Err(err(i, "values", format!("{other} is not a string, integer or boolean"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(texts)
+            }
+        };
+        values.push(v);
+        tables.push(TableConfig { schema_path: resolve(schema), url: resolve_url(url), errors: resolve_url(errors) });
+    }
+    Ok(Some(RoutingConfig { routes: Routes { column: column.to_ascii_lowercase(), mode, values }, tables }))
+}
