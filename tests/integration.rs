@@ -23,6 +23,8 @@ mod door;
 mod backfill;
 #[path = "it/rules.rs"]
 mod rules;
+#[path = "it/routing.rs"]
+mod routing;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

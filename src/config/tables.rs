@@ -142,3 +142,78 @@ pub(super) fn routing(
     }
     Ok(Some(RoutingConfig { routes: Routes { column: column.to_ascii_lowercase(), mode, values }, tables }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use crate::lanes::Mode;
+
+    const ROUTED: &str = r#"
+[source]
+kind = "spool"
+dir = "spool"
+
+[sink]
+errors = "errors/unrouted"
+raw_backup = "raw"
+
+[routing]
+column = "event_type"
+
+[[tables]]
+schema = "schemas/purchases.toml"
+url = "lake/purchases"
+errors = "errors/purchases"
+values = ["purchase", "refund"]
+
+[[tables]]
+schema = "schemas/events.toml"
+url = "s3://lake/events/"
+errors = "errors/events"
+default = true
+"#;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse("/etc/lh/l.toml", text, std::iter::empty()).map_err(|e| e.to_string())
+    }
+
+    /// A routed config: tables in order, paths resolved, values as text;
+    /// the first table's schema and lake stand in for the single-table
+    /// fields, and the shared error prefix is `[sink] errors`.
+    #[test]
+    fn tables_and_routes_are_read_in_order() {
+        let c = parse(ROUTED).unwrap();
+        let r = c.routing.as_ref().unwrap();
+        assert_eq!((r.routes.column.as_str(), r.routes.mode), ("event_type", Mode::First));
+        assert_eq!(r.routes.values, vec![Some(vec!["purchase".to_string(), "refund".into()]), None]);
+        assert_eq!(r.tables[0].url, "/etc/lh/lake/purchases/");
+        assert_eq!(r.tables[1].url, "s3://lake/events/");
+        assert_eq!(r.tables[1].errors, "/etc/lh/errors/events/");
+        assert_eq!(c.schema_path, std::path::PathBuf::from("/etc/lh/schemas/purchases.toml"));
+        assert_eq!(c.sink.errors, "/etc/lh/errors/unrouted/");
+        let all = parse(&ROUTED.replace("column = \"event_type\"", "column = \"event_type\"\nmode = \"all\"").replace("values = [\"purchase\", \"refund\"]", "values = [1, true, \"x\"]")).unwrap();
+        let r = all.routing.unwrap();
+        assert_eq!(r.routes.mode, Mode::All);
+        assert_eq!(r.routes.values[0], Some(vec!["1".to_string(), "true".into(), "x".into()]));
+    }
+
+    /// Every mistake names the file, the line of the entry's key and the key.
+    #[test]
+    fn routing_mistakes_name_line_and_key() {
+        let cases = [
+            (ROUTED.replace("default = true", "values = []"), "/etc/lh/l.toml:23: key `tables[1].values`: the list is empty"),
+            (ROUTED.replace("default = true", ""), "key `tables[1].values`: missing; list the event_type values"),
+            (ROUTED.replace("values = [\"purchase\", \"refund\"]", "default = true"), "key `tables[1].default`: only one table can be the default"),
+            (ROUTED.replace("url = \"lake/purchases\"\n", ""), "/etc/lh/l.toml:13: key `tables[0].url`: missing"),
+            (ROUTED.replace("column = \"event_type\"", "column = \"event_type\"\nmode = \"any\""), "key `routing.mode`: \"any\" is not a mode"),
+            (ROUTED.replace("[routing]\ncolumn = \"event_type\"\n", ""), "key `routing.column`: [[tables]] need a [routing] section"),
+            (ROUTED.replace("[sink]\n", "[table]\nschema = \"x.toml\"\n[sink]\n"), "key `table.schema`: with [[tables]], each table names its schema"),
+            (ROUTED.replace("[sink]\n", "[sink]\nurl = \"lake\"\n"), "key `sink.url`: with [[tables]], each table names its url"),
+            (ROUTED.replace("values = [\"purchase\", \"refund\"]", "values = [1.5]"), "key `tables[0].values`: 1.5 is not a string, integer or boolean"),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains(want), "{e:?} does not say {want:?}");
+        }
+    }
+}

@@ -64,6 +64,9 @@ impl SpoolSource {
     pub fn open(dir: &Path, state_dir: Option<&Path>, max_line: usize) -> Result<SpoolSource, SpoolError> {
         let derr = |source| SpoolError::Dir { dir: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(derr)?;
+        if let Some(s) = state_dir {
+            std::fs::create_dir_all(s).map_err(|source| SpoolError::Dir { dir: s.display().to_string(), source })?;
+        }
         let state = SegmentState::load(&state_dir.unwrap_or(dir).join(STATE_FILE))?;
         Ok(SpoolSource { dir: dir.to_path_buf(), state, segments: BTreeMap::new(), reading: None, max_line })
     }

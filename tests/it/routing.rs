@@ -1,0 +1,151 @@
+//! One stream routed to two tables (`[routing]`, `[[tables]]`): through the
+//! spool with kill -9, and through Kinesis on moto with kill -9 and Glue.
+//! Each table's lake (pyarrow, DuckDB) holds exactly its routed good
+//! records once, its error prefix exactly its refused ones, the shared
+//! error prefix the records whose route cannot be read, filtered records
+//! appear only in the raw backup.
+
+use super::*;
+
+/// The clickstream plus hand-made bad records: malformed (the route cannot
+/// be read), a purchase failing a rule of the purchases table, a click
+/// failing the events table's types.
+fn input(path: &Path, records: &str, seed: &str) -> Vec<String> {
+    let (mut ids, _) = gen(path, &["--records", records, "--seed", seed]);
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    for i in 0..30 {
+        let line = match i % 3 {
+            0 => format!("{{\"event_id\":\"bad-m-{i:08}-0000beef\" \"event_type\":\"click\"}}"),
+            1 => format!("{{\"event_id\":\"bad-p-{i:08}-0000beef\",\"event_type\":\"purchase\",\"user_id\":null,\"timestamp\":\"2026-11-21T01:00:00Z\"}}"),
+            _ => format!("{{\"event_id\":\"bad-c-{i:08}-0000beef\",\"event_type\":\"click\",\"user_id\":\"abc\"}}"),
+        };
+        writeln!(f, "{line}").unwrap();
+        ids.push(extract_id(line.as_bytes()).unwrap());
+    }
+    ids
+}
+
+/// Where each record of `path` belongs: (purchases rows, events rows,
+/// purchases errors, events errors, shared errors, bots filtered).
+struct Expect {
+    purchases: Vec<String>,
+    events: Vec<String>,
+    purchase_errors: Vec<String>,
+    event_errors: Vec<String>,
+    unrouted: Vec<String>,
+    bots: usize,
+}
+
+fn expect(path: &Path) -> Expect {
+    let mut e = Expect { purchases: vec![], events: vec![], purchase_errors: vec![], event_errors: vec![], unrouted: vec![], bots: 0 };
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let Ok(r) = serde_json::from_str::<Value>(line) else {
+            e.unrouted.push(extract_id(line.as_bytes()).unwrap());
+            continue;
+        };
+        let id = r["event_id"].as_str().unwrap().to_string();
+        match (r["event_type"].as_str().unwrap(), id.starts_with("bad-")) {
+            ("purchase", true) => e.purchase_errors.push(id),
+            ("purchase", false) if r["is_bot"] == true => e.bots += 1,
+            ("purchase", false) => e.purchases.push(id),
+            (_, true) => e.event_errors.push(id),
+            (_, false) => e.events.push(id),
+        }
+    }
+    for v in [&mut e.purchases, &mut e.events, &mut e.purchase_errors, &mut e.event_errors, &mut e.unrouted] {
+        v.sort();
+    }
+    e
+}
+
+fn routed_config(dir: &Path, source: &str, extra: &str) -> PathBuf {
+    let cfg = dir.join("routed.toml");
+    std::fs::write(&cfg, format!(r#"
+{source}
+
+[sink]
+raw_backup = "raw"
+errors = "errors/unrouted"
+
+[routing]
+column = "event_type"
+
+[[tables]]
+schema = "{purchases}"
+url = "lake/purchases"
+errors = "errors/purchases"
+values = ["purchase", "refund"]
+
+[[tables]]
+schema = "{events}"
+url = "lake/events"
+errors = "errors/events"
+default = true
+
+[buffer]
+max_records = 150
+max_age = "1s"
+{extra}
+"#, purchases = root().join("schemas/purchases.toml").display(), events = root().join("schemas/events.toml").display())).unwrap();
+    cfg
+}
+
+/// Error ids of one error prefix, each once, with the code wanted.
+fn error_ids(facts: &Value, code: &str) -> Vec<String> {
+    let mut ids: Vec<String> = facts["errors"].as_array().unwrap().iter().map(|e| {
+        assert_eq!(e["errorCode"], code, "{e}");
+        e["id"].as_str().unwrap().to_string()
+    }).collect();
+    ids.sort();
+    ids
+}
+
+/// Checks every prefix of `dir` against `want` and the raw backup against `all`.
+fn assert_routed(dir: &Path, want: &Expect, all: &[String]) {
+    let p = |s: &str| dir.join(s).display().to_string();
+    let purchases = check(&["--lake", &p("lake/purchases"), "--errors", &p("errors/purchases"), "--raw", &p("raw")]);
+    assert_eq!(strs(&purchases["ids"]), want.purchases, "the purchases table holds exactly the routed good purchases once");
+    assert_eq!(purchases["duckdb_rows"].as_u64().unwrap() as usize, want.purchases.len());
+    assert_eq!(error_ids(&purchases, "lakehose.ValidationFailed"), want.purchase_errors);
+    let events = check(&["--lake", &p("lake/events"), "--errors", &p("errors/events")]);
+    assert_eq!(strs(&events["ids"]), want.events, "the events table holds every other good record once");
+    assert_eq!(error_ids(&events, "DataFormatConversion.MalformedData"), want.event_errors);
+    let unrouted = check(&["--lake", &p("nothing"), "--errors", &p("errors/unrouted")]);
+    assert_eq!(error_ids(&unrouted, "DataFormatConversion.ParseError"), want.unrouted);
+    let mut all = all.to_vec();
+    all.sort();
+    assert_eq!(strs(&purchases["raw_ids"]), all, "the raw backup holds every record once, filtered ones too");
+}
+
+#[test]
+fn routed_tables_hold_their_records_once_through_spool_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let cfg = routed_config(dir.path(), "[source]\nkind = \"spool\"\ndir = \"spool\"\npoll_interval = \"50ms\"", "");
+    let (mut all, mut lines) = (Vec::new(), String::new());
+    let mut rng: u64 = 0x407e5;
+    let mut next = || {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    for seg in 0..4 {
+        let tmp = dir.path().join(format!("seg-{seg}.tmp"));
+        all.extend(input(&tmp, "1000", &seg.to_string()));
+        lines.push_str(&std::fs::read_to_string(&tmp).unwrap());
+        std::fs::rename(&tmp, spool.join(format!("seg-{seg}.ndjson"))).unwrap();
+        let d = Daemon::start(&cfg);
+        std::thread::sleep(Duration::from_millis(200 + next() % 900));
+        d.kill9();
+    }
+    let whole = dir.path().join("all.ndjson");
+    std::fs::write(&whole, lines).unwrap();
+    let want = expect(&whole);
+    assert!(want.bots > 0 && want.purchases.len() > 200 && want.unrouted.len() == 40);
+    let d = Daemon::start(&cfg);
+    wait_for(&dir.path().join("lake/events"), &dir.path().join("errors/events"), want.events.len(), want.event_errors.len(), 120);
+    wait_for(&dir.path().join("lake/purchases"), &dir.path().join("errors/purchases"), want.purchases.len(), want.purchase_errors.len(), 60);
+    let (ok, _, stderr) = d.term();
+    assert!(ok, "{stderr}");
+    assert_routed(dir.path(), &want, &all);
+}
