@@ -149,3 +149,59 @@ fn routed_tables_hold_their_records_once_through_spool_kill_9() {
     assert!(ok, "{stderr}");
     assert_routed(dir.path(), &want, &all);
 }
+
+const AWS_ENV: [(&str, &str); 3] = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
+
+/// Partition values of a table in Glue on moto, sorted.
+fn glue_partitions(moto: &Moto, table: &str) -> Vec<Vec<String>> {
+    serde_json::from_str(&moto.boto(&format!(r#"
+ps = [p['Values'] for page in c('glue').get_paginator('get_partitions').paginate(DatabaseName='analytics', TableName='{table}') for p in page['Partitions']]
+print(json.dumps(sorted(ps)))"#))).unwrap()
+}
+
+/// Partition values of a local lake's Parquet files (from `k=v/` directories), sorted, once each.
+fn lake_partitions(lake: &Path) -> Vec<Vec<String>> {
+    let mut parts: Vec<Vec<String>> = walk(lake)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| p.strip_prefix(lake).unwrap().parent().unwrap().components().map(|c| c.as_os_str().to_string_lossy().split_once('=').unwrap().1.to_string()).collect())
+        .collect();
+    parts.sort();
+    parts.dedup();
+    parts
+}
+
+/// Kinesis on moto, a producer writing while the daemon is killed -9 and
+/// restarted, Glue on moto: both tables hold exactly their records once,
+/// and Glue has both tables, each with the partitions its lake has.
+#[test]
+fn routed_tables_through_kinesis_kill_9_with_glue_on_moto() {
+    let moto = Moto::start();
+    moto.boto("c('kinesis').create_stream(StreamName='routed', ShardCount=2)");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.ndjson");
+    let all = input(&file, "2500", "21");
+    let want = expect(&file);
+    let source = format!("[source]\nkind = \"kinesis\"\nstream = \"routed\"\nendpoint = \"{ep}\"\npoll_interval = \"200ms\"\nshard_sync_interval = \"1s\"\n[lease]\ntable = \"leases-routed\"\nendpoint = \"{ep}\"\nfailover = \"2s\"", ep = moto.endpoint);
+    let cfg = routed_config(dir.path(), &source, &format!("[catalog]\nkind = \"glue\"\ndatabase = \"analytics\"\nendpoint = \"{}\"\n", moto.endpoint));
+    let start = || Daemon::new(bin().envs(AWS_ENV).args(["run", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    let mut producer = Command::new(py()).arg(root().join("tests/py/kinesis_put.py")).arg(&file)
+        .args(["--stream", "routed", "--endpoint", &moto.endpoint, "--batch", "50", "--pause", "0.1"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut d = start();
+    for wait in [900, 1400, 700] {
+        std::thread::sleep(Duration::from_millis(wait));
+        d.kill9();
+        d = start();
+    }
+    assert!(producer.wait().unwrap().success(), "producer failed");
+    wait_for(&dir.path().join("lake/events"), &dir.path().join("errors/events"), want.events.len(), want.event_errors.len(), 120);
+    wait_for(&dir.path().join("lake/purchases"), &dir.path().join("errors/purchases"), want.purchases.len(), want.purchase_errors.len(), 60);
+    let (ok, secs, err) = d.term();
+    assert!(ok && secs < 15.0, "SIGTERM: {ok} after {secs}s: {err}");
+    assert_routed(dir.path(), &want, &all);
+    for table in ["purchases", "events"] {
+        let lake = lake_partitions(&dir.path().join("lake").join(table));
+        assert!(!lake.is_empty());
+        assert_eq!(glue_partitions(&moto, table), lake, "Glue table {table} has the partitions its lake has");
+    }
+}
