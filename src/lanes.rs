@@ -78,6 +78,31 @@ impl Routes {
         out
     }
 
+    /// Whether [`Routes::targets`] of `value` is `want`, without allocating.
+    #[inline]
+    pub fn targets_are(&self, value: Option<&str>, want: &[usize]) -> bool {
+        let listed = |i: usize| value.is_some_and(|v| self.values[i].as_ref().is_some_and(|l| l.iter().any(|x| x == v)));
+        let mut n = 0;
+        for i in 0..self.values.len() {
+            if listed(i) {
+                if self.mode == Mode::First {
+                    return want == [i];
+                }
+                if want.get(n) != Some(&i) {
+                    return false;
+                }
+                n += 1;
+            }
+        }
+        if n > 0 {
+            return n == want.len();
+        }
+        match self.values.iter().position(Option::is_none) {
+            Some(d) => want == [d],
+            None => want.is_empty(),
+        }
+    }
+
     /// Why the first table's schema cannot route (the route value is read
     /// as it declares the column): the column missing, or of a type whose
     /// text is not canonical.
@@ -151,6 +176,15 @@ mod tests {
         no_default.values[1] = Some(vec!["d".into()]);
         assert_eq!(no_default.targets(Some("z")), Vec::<usize>::new());
         assert_eq!(no_default.targets(None), Vec::<usize>::new());
+        for r in [first, all, no_default] {
+            for v in [Some("a"), Some("b"), Some("c"), Some("d"), Some("z"), None] {
+                let t = r.targets(v);
+                assert!(r.targets_are(v, &t), "{v:?}");
+                for other in [vec![], vec![0], vec![1], vec![2], vec![0, 2], vec![1, 2]] {
+                    assert_eq!(r.targets_are(v, &other), other == t, "{v:?} {other:?}");
+                }
+            }
+        }
     }
 
     #[test]

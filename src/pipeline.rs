@@ -15,6 +15,7 @@ use crate::checkpoint::{DestKind, FlushIntent, Ledger, Shard, ShardCheckpoint, S
 use crate::ids::{Position, ShardId};
 use crate::metrics::Stats;
 use crate::partition::hour_prefix;
+use crate::decode::peek::RoutePeek;
 use crate::lanes::{RouteReader, Routes};
 use crate::route::Router;
 use crate::schema::TableSchema;
@@ -22,6 +23,15 @@ use crate::decode::{ErrorCode, RecordError};
 use crate::write::{error_line, wrapped_raw_line, ParquetOptions, TableRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How records find their tables: a guess from the bytes ([`RoutePeek`]),
+/// confirmed by the first target table's decoded row, else the route read
+/// exactly ([`RouteReader`]).
+struct Routing {
+    routes: Arc<Routes>,
+    reader: RouteReader,
+    peek: RoutePeek,
+}
 
 /// A table the pipeline writes: its router (schema and decoder), how its
 /// error lines name it, and the marker its prefixes carry.
@@ -36,8 +46,11 @@ struct Lane {
 pub struct Pipeline {
     /// One lane, or with routing one per routed table.
     lanes: Vec<Lane>,
-    /// With routing: the routes and the reader of the route column.
-    routing: Option<(Routes, RouteReader)>,
+    /// With routing: the routes, the exact reader of the route column and
+    /// the guess from the bytes.
+    routing: Option<Routing>,
+    /// With routing, the lane the last record went to alone (runs go on there).
+    last_lane: Option<usize>,
     /// With routing, how error lines of the shared error prefix name the table.
     shared_ref: TableRef,
     buffers: Buffers,
@@ -58,6 +71,7 @@ impl Pipeline {
         Pipeline {
             lanes: vec![Lane { router: Router::new(schema, max_record_bytes), table_ref: table_ref.clone(), index: 0, marker: String::new() }],
             routing: None,
+            last_lane: None,
             shared_ref: table_ref,
             buffers: Buffers::new(limits, ParquetOptions::default()),
             ledger: Ledger::default(),
@@ -100,16 +114,20 @@ impl Pipeline {
     pub fn with_routes(mut self, routes: Routes, tables: Vec<(Arc<TableSchema>, TableRef)>) -> Self {
         assert_eq!(routes.values.len(), tables.len(), "one route per table");
         let reader = RouteReader::new(&routes, &tables[0].0, self.max_record_bytes);
+        let source = tables[0].0.columns.iter().find(|c| c.name == routes.column).map_or(routes.column.clone(), |c| c.source.join("."));
+        let routes = Arc::new(routes);
         self.lanes = tables
             .into_iter()
             .enumerate()
             .map(|(i, (schema, table_ref))| {
                 let index = i + 1;
                 let schema = Arc::new(crate::lanes::marked((*schema).clone(), index));
-                Lane { router: Router::new(schema, self.max_record_bytes), table_ref, index, marker: crate::lanes::marker(index) }
+                let mut router = Router::new(schema, self.max_record_bytes);
+                router.set_routes(routes.clone());
+                Lane { router, table_ref, index, marker: crate::lanes::marker(index) }
             })
             .collect();
-        self.routing = Some((routes, reader));
+        self.routing = Some(Routing { routes, reader, peek: RoutePeek::new(&source) });
         self
     }
 
@@ -128,7 +146,7 @@ impl Pipeline {
     /// Why `schema` cannot be a routed table's (see [`Routes::check_schema`]).
     pub fn check_route(&self, schema: &TableSchema) -> Result<(), String> {
         match &self.routing {
-            Some((routes, _)) => routes.check_schema(schema),
+            Some(r) => r.routes.check_schema(schema),
             None => Ok(()),
         }
     }
@@ -158,9 +176,9 @@ impl Pipeline {
         let schema = if index == 0 { schema } else { Arc::new(crate::lanes::marked((*schema).clone(), index)) };
         lane.table_ref.table = schema.table.clone();
         lane.router.set_schema(schema.clone(), max);
-        if let Some((routes, reader)) = &mut self.routing {
+        if let Some(r) = &mut self.routing {
             if index == 1 {
-                *reader = RouteReader::new(routes, &schema, max);
+                r.reader = RouteReader::new(&r.routes, &schema, max);
             }
         }
     }
@@ -186,31 +204,57 @@ impl Pipeline {
                 let routed = lane.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
                 settle(routed, &mut self.buffers, &mut self.stats, led, &rec, hour, &lane.table_ref)
             }
-            Some((routes, reader)) => match reader.value(data) {
-                // the route cannot be read: the shared error prefix
-                Err(e) => settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, hour, &self.shared_ref),
-                Ok(value) => {
-                    let targets = routes.targets(value.as_deref());
+            Some(Routing { routes, reader, peek }) => {
+                // a guess from the bytes when the first table can confirm it
+                let mut plan = peek.guess(data).map(|v| routes.targets(v)).filter(|t| t.first().is_some_and(|&i| self.lanes[i].router.has_gate()));
+                self.last_lane = None;
+                'route: loop {
+                    let guessed = plan.is_some();
+                    let targets = match plan.take() {
+                        Some(t) => t,
+                        None => match reader.value(data) {
+                            // the route cannot be read: the shared error prefix
+                            Err(e) => break settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, hour, &self.shared_ref),
+                            Ok(v) => routes.targets(v.as_deref()),
+                        },
+                    };
                     if targets.is_empty() {
+                        let value = reader.value(data).ok().flatten();
                         let shown = value.as_deref().map_or("null".to_string(), |v| format!("{v:?}"));
                         let e = RecordError { code: ErrorCode::NoRoute, message: format!("no table takes {} = {shown}", routes.column) };
-                        settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, hour, &self.shared_ref)
-                    } else {
-                        let (mut object, mut refused) = (true, false);
-                        let mut marked = String::new();
-                        for i in targets {
-                            let lane = &mut self.lanes[i];
-                            let routed = lane.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
-                            marked.clear();
-                            marked.push_str(&lane.marker);
-                            marked.push_str(hour);
-                            let (o, r) = settle(routed, &mut self.buffers, &mut self.stats, led, &rec, &marked, &lane.table_ref);
-                            (object, refused) = (object && o, refused || r);
-                        }
-                        (object, refused)
+                        break settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, hour, &self.shared_ref);
                     }
+                    let (mut object, mut refused, mut confirmed) = (true, false, !guessed);
+                    let mut marked = String::new();
+                    for &i in &targets {
+                        let lane = &mut self.lanes[i];
+                        lane.router.expect_targets(if confirmed { None } else { Some(&targets) });
+                        let routed = lane.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
+                        if !confirmed {
+                            confirmed = match &routed {
+                                Err(e) if e.code == ErrorCode::Misrouted => false,
+                                Ok(()) => true,
+                                Err(e) if matches!(e.code, ErrorCode::Filtered | ErrorCode::ValidationFailed) => true,
+                                // decoding stopped before the gate: read the route exactly
+                                Err(_) => reader.value(data).is_ok_and(|v| routes.targets_are(v.as_deref(), &targets)),
+                            };
+                            if !confirmed {
+                                // nothing of it was kept: route it again, exactly
+                                continue 'route;
+                            }
+                        }
+                        marked.clear();
+                        marked.push_str(&lane.marker);
+                        marked.push_str(hour);
+                        let (o, r) = settle(routed, &mut self.buffers, &mut self.stats, led, &rec, &marked, &lane.table_ref);
+                        (object, refused) = (object && o, refused || r);
+                    }
+                    if let [i] = targets[..] {
+                        self.last_lane = Some(i);
+                    }
+                    break (object, refused);
                 }
-            },
+            }
         };
         led.read(pos, object, refused);
         self.buffers.shed_if_over();
@@ -272,12 +316,28 @@ impl Pipeline {
     /// raw lines follow. Takes none when the last record pushed was of
     /// another shard.
     pub fn push_run<'d, R>(&mut self, shard: &ShardId, records: &'d [R], record: impl Fn(&'d R) -> (Position, i64, &'d [u8])) -> usize {
-        if self.routing.is_some() {
-            return 0;
-        }
+        // with routing, runs go on in the table the last record went to
+        // alone, each row confirmed by its route column
+        let lane = match self.routing {
+            None => 0,
+            Some(_) => match self.last_lane.filter(|&i| self.lanes[i].router.has_gate()) {
+                Some(i) => {
+                    self.lanes[i].router.expect_targets(Some(&[i]));
+                    i
+                }
+                None => return 0,
+            },
+        };
         let Some(slot) = self.ledger.find(shard).filter(|s| self.known_shard == Some(*s)) else { return 0 };
         let sh = Shard { id: shard, slot };
-        let taken = self.lanes[0].router.run(self.ledger.at(slot), &mut self.buffers, &mut self.stats, sh, records, &record);
+        let taken = match &mut self.routing {
+            None => self.lanes[lane].router.run(self.ledger.at(slot), &mut self.buffers, &mut self.stats, sh, records, &record, |_| true),
+            // a record the bytes send elsewhere ends the run before it is decoded
+            Some(Routing { routes, peek, .. }) => {
+                let accept = |d: &[u8]| peek.guess(d).is_some_and(|v| routes.targets_are(v, &[lane]));
+                self.lanes[lane].router.run(self.ledger.at(slot), &mut self.buffers, &mut self.stats, sh, records, &record, accept)
+            }
+        };
         if self.raw_backup {
             // each taken record's raw line, in order: the raw buffer's
             // content and seals are those of pushing them one by one
@@ -728,6 +788,64 @@ keys = ["k"]
                 assert_eq!(saved.resume, Resume::After(Position::offset(199 * 100)));
             }
         }
+    }
+
+    /// The route guessed from the bytes is confirmed by the decoded row:
+    /// a record whose route key comes nested first, in another letter
+    /// case, or twice (the last wins) lands where its decoded value sends
+    /// it; records pushed in runs land where records pushed one by one do.
+    #[test]
+    fn guessed_routes_are_confirmed_by_the_decoded_row() {
+        use crate::lanes::{Mode, Routes};
+        let routes = Routes { column: "k".into(), mode: Mode::First, values: vec![Some(vec!["p0".to_string()]), None] };
+        let schema = |t: &str| Arc::new(TableSchema::parse("t.toml", &SCHEMA.replace("table = \"t\"", &format!("table = \"{t}\""))).unwrap());
+        let tricky = [
+            (r#"{"id":"n1","q":{"k":"p0"},"k":"p3"}"#, 2),
+            (r#"{"id":"n2","K":"p0"}"#, 1),
+            (r#"{"id":"n3","k":"p0","k":"p3"}"#, 2),
+            (r#"{"id":"n4","k":"p3","K":"p0"}"#, 1),
+            (r#"{"id":"n5","k":"p\u0030"}"#, 1),
+        ];
+        // runs of one table, then the tricky ones between
+        let mut recs: Vec<(u64, Vec<u8>)> = (0..400u64).map(|i| (i, format!("{{\"id\":\"r{i}\",\"k\":\"p{}\"}}", i / 50 % 2 * 3).into_bytes())).collect();
+        for (j, (t, _)) in tricky.iter().enumerate() {
+            recs.insert(60 + j * 70, (0, t.as_bytes().to_vec()));
+        }
+        for (n, r) in recs.iter_mut().enumerate() {
+            r.0 = n as u64 * 100;
+        }
+        let shard = ShardId::new("s");
+        let lake_of = |runs: bool| {
+            let mut p = Pipeline::new(schema("a"), Limits::default(), 1000).with_routes(routes.clone(), vec![(schema("a"), TableRef { database: None, table: "a".into() }), (schema("b"), TableRef { database: None, table: "b".into() })]);
+            let mut i = 0;
+            while i < recs.len() {
+                if runs {
+                    i += p.push_run(&shard, &recs[i..], |(off, d)| (Position::offset(*off), 0, &d[..]));
+                }
+                if let Some((off, d)) = recs.get(i) {
+                    p.push(&shard, Position::offset(*off), 0, d);
+                    i += 1;
+                }
+            }
+            let mut lake = Lake::new();
+            for mut s in p.take_all() {
+                store(&mut lake, &mut s);
+            }
+            (lake, p.stats().fused_in_place)
+        };
+        let (lake, _) = lake_of(false);
+        for lane in [1usize, 2] {
+            let mut rows = lines_of(&lake, &format!("Table/{}", crate::lanes::marker(lane)));
+            let mut want: Vec<String> = (0..400).filter(|i| (i / 50 % 2 == 0) == (lane == 1)).map(|i| format!("r{i}")).collect();
+            want.extend(tricky.iter().enumerate().filter(|(_, (_, l))| *l == lane).map(|(j, _)| format!("n{}", j + 1)));
+            want.sort();
+            rows.sort();
+            assert_eq!(rows, want, "table {lane}");
+        }
+        assert!(lines_of(&lake, "Errors/").is_empty());
+        let (in_runs, fused) = lake_of(true);
+        assert!(fused > 300, "records go in runs: {fused}");
+        assert_same_lake(&in_runs, &lake, "runs");
     }
 
     /// One flush at a time as the Kinesis source does it: intent saved,

@@ -64,6 +64,10 @@ pub struct Router {
     scratch: Option<Columns>,
     time_cache: TimeCache,
     times: TimeWatch,
+    /// With routing, the routes its decoder's gate checks rows against.
+    routes: Option<Arc<crate::lanes::Routes>>,
+    /// The decoder has a route gate.
+    gated: bool,
 }
 
 /// Event times of the rows that land, outside [`PLAUSIBLE`], per top-level
@@ -135,7 +139,43 @@ impl Router {
             stage: None,
             scratch: None,
             time_cache: TimeCache::default(),
+            routes: None,
+            gated: false,
         }
+    }
+
+    /// With routing: rows decoded on a guessed route are confirmed by the
+    /// route column of this table ([`Decoder::set_gate`]), when it has one
+    /// whose text is canonical.
+    pub fn set_routes(&mut self, routes: Arc<crate::lanes::Routes>) {
+        self.routes = Some(routes);
+        self.apply_gate();
+    }
+
+    fn apply_gate(&mut self) {
+        let Some(routes) = &self.routes else { return };
+        use crate::schema::ColType;
+        let col = self.schema.columns.iter().position(|c| {
+            c.name == routes.column
+                && c.source.len() == 1
+                && matches!(c.ty, ColType::String | ColType::Varchar(_) | ColType::TinyInt | ColType::SmallInt | ColType::Int | ColType::BigInt | ColType::Boolean)
+        });
+        self.gated = col.is_some();
+        if let Some(col) = col {
+            self.decoder.set_gate(col, routes.clone());
+        }
+    }
+
+    /// Whether rows can be confirmed against a guessed route.
+    pub fn has_gate(&self) -> bool {
+        self.gated
+    }
+
+    /// The tables the next records were sent to on a guess, for the gate
+    /// to confirm (None: the route is known).
+    #[inline]
+    pub fn expect_targets(&mut self, targets: Option<&[usize]>) {
+        self.decoder.expect_targets(targets);
     }
 
     pub fn schema(&self) -> &Arc<TableSchema> {
@@ -151,6 +191,7 @@ impl Router {
         self.time_cache = TimeCache::default();
         self.times = TimeWatch::new(&schema, std::mem::take(&mut self.times.counts));
         self.schema = schema;
+        self.apply_gate();
     }
 
     /// Per top-level timestamp column taking epoch numbers: (name, stored
@@ -305,7 +346,8 @@ impl Router {
     /// memory exceed its limit, and before a record already written to the
     /// partition (a replay after a restart), one of another partition
     /// (which `route` decodes again: at most once per run) or one the fused
-    /// decoder declines.
+    /// decoder declines, or that `accept` refuses (with routing: a record
+    /// whose route guess sends it to another table).
     #[allow(clippy::too_many_arguments)]
     pub fn run<'d, R>(
         &mut self,
@@ -315,6 +357,7 @@ impl Router {
         shard: Shard,
         records: &'d [R],
         record: impl Fn(&'d R) -> (Position, i64, &'d [u8]),
+        mut accept: impl FnMut(&[u8]) -> bool,
     ) -> usize {
         if self.same_partition < RUN_AFTER || !self.fuse_next || bufs.has_due() || led.replaying() {
             return 0;
@@ -330,7 +373,7 @@ impl Router {
         let mut taken = 0;
         for r in records {
             let (pos, arrival_ms, data) = record(r);
-            if written_to.as_ref().is_some_and(|d| &pos <= d) {
+            if written_to.as_ref().is_some_and(|d| &pos <= d) || !accept(data) {
                 break;
             }
             let cols = buf.cols();

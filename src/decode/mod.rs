@@ -48,6 +48,9 @@ pub enum ErrorCode {
     ValidationFailed,
     /// No routed table takes the record's route value.
     NoRoute,
+    /// Not an error: the decoded route value sends the record to other
+    /// tables than it was decoded for (the pipeline routes it again).
+    Misrouted,
     /// Not an error: the record matches a filter of the schema file and
     /// is dropped (counted per filter; the message is the filter's name).
     Filtered,
@@ -61,6 +64,7 @@ impl ErrorCode {
             ErrorCode::RecordTooLarge => "DataFormatConversion.RecordTooLarge",
             ErrorCode::ValidationFailed => "lakehose.ValidationFailed",
             ErrorCode::NoRoute => "lakehose.NoRoute",
+            ErrorCode::Misrouted => "lakehose.Misrouted",
             ErrorCode::Filtered => "lakehose.Filtered",
         }
     }
@@ -181,6 +185,12 @@ pub struct Decoder {
     fused: Option<fast::Fused>,
     /// The schema has rules or filters to apply to each row.
     judged: bool,
+    /// With routing: the route column and the routes, to confirm that a
+    /// decoded row belongs to the tables it was sent to ([`Decoder::expect_targets`]).
+    gate: Option<(usize, Arc<crate::lanes::Routes>)>,
+    /// The tables (lane positions) the record being decoded was sent to,
+    /// when that was a guess to confirm.
+    expect: Option<Vec<usize>>,
 }
 
 impl Decoder {
@@ -203,6 +213,8 @@ impl Decoder {
             max_record_bytes,
             fused,
             judged,
+            gate: None,
+            expect: None,
         }
     }
 
@@ -240,10 +252,37 @@ impl Decoder {
         true
     }
 
-    /// The schema's rules and filters on row `row` of `cols`: a failed
+    /// Confirms, on each decoded row, the route it was sent by: column
+    /// `column` of this schema read as the route value ([`crate::lanes`]).
+    pub fn set_gate(&mut self, column: usize, routes: Arc<crate::lanes::Routes>) {
+        self.gate = Some((column, routes));
+        self.judged = true;
+    }
+
+    /// The tables the next records were sent to on a guess (None: the
+    /// route is known; no check).
+    #[inline]
+    pub fn expect_targets(&mut self, targets: Option<&[usize]>) {
+        match (targets, &mut self.expect) {
+            (Some(t), Some(e)) => {
+                e.clear();
+                e.extend_from_slice(t);
+            }
+            (Some(t), e) => *e = Some(t.to_vec()),
+            (None, e) => *e = None,
+        }
+    }
+
+    /// The route gate, the schema's rules and its filters on row `row` of
+    /// `cols`: a row of other tables ([`ErrorCode::Misrouted`]), a failed
     /// rule's reason, or a matching filter as [`ErrorCode::Filtered`].
     #[inline]
     fn verdict(&self, cols: &Columns, row: usize) -> Result<(), RecordError> {
+        if let (Some((column, routes)), Some(want)) = (&self.gate, &self.expect) {
+            if !routes.targets_are(cols.key_text_at(*column, row).as_deref(), want) {
+                return Err(RecordError { code: ErrorCode::Misrouted, message: String::new() });
+            }
+        }
         check::rules(&self.schema.rules, cols, row)?;
         match check::filtered(&self.schema.filters, cols, row) {
             Some(f) => Err(RecordError { code: ErrorCode::Filtered, message: self.schema.filters[f].name.clone() }),

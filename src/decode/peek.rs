@@ -102,6 +102,27 @@ impl Peek {
     }
 }
 
+/// A guess at a record's route value from its bytes (see [`crate::lanes`]):
+/// the plain value after the route column's key. The decoded row confirms
+/// it (the lane's gate) or the route is read exactly.
+pub struct RoutePeek(Key);
+
+impl RoutePeek {
+    pub fn new(source: &str) -> RoutePeek {
+        RoutePeek(Key::new(source))
+    }
+
+    /// `Some(Some(text))`: a plain string or number; `Some(None)`: the key
+    /// is not in the record as written; `None`: no guess.
+    #[inline]
+    pub fn guess<'a>(&mut self, data: &'a [u8]) -> Option<Option<&'a str>> {
+        let Some(at) = self.0.find(data) else { return Some(None) };
+        match value(data, at)? {
+            Value::Str(s) | Value::Number(s) => Some(Some(s)),
+        }
+    }
+}
+
 impl Guess<'_> {
     /// True when row `row` of `cols` has these partition values (`spec`'s
     /// time within the same hour when its layout names nothing finer), so
