@@ -237,7 +237,7 @@ impl Backfill {
                 .with_table_ref(table_ref)
                 .with_line_cap(self.limits.line_cap());
             let mut src = UnitSource::new(work, main, self.chunk, self.max_record_bytes);
-            let report = drive(&mut src, &mut p, &mut c, &mut [], Duration::ZERO, &CancellationToken::new()).await?;
+            let report = drive(&mut src, &mut p, &mut c, &mut [], None, Duration::ZERO, &CancellationToken::new()).await?;
             Ok((p.stats().clone(), report))
         })
     }

@@ -71,6 +71,7 @@ pub async fn drive<S: Source>(
     p: &mut Pipeline,
     c: &mut Committer,
     watches: &mut [SchemaWatch],
+    mut routes: Option<&mut RouteWatch>,
     poll: Duration,
     cancel: &CancellationToken,
 ) -> Result<Report, IngestError> {
@@ -112,7 +113,10 @@ pub async fn drive<S: Source>(
             for w in watches.iter_mut() {
                 w.reload_if_edited(p, src, c).await?;
             }
-            // a SIGHUP reloads every table's schema file
+            if let Some(r) = routes.as_deref_mut() {
+                r.reload_if_edited(p, src, c).await?;
+            }
+            // a SIGHUP reloads every table's schema file (and the routes)
             watches.iter().for_each(SchemaWatch::clear_hup);
             publish(c, p);
             times.warn(p, false);
@@ -332,6 +336,61 @@ impl SchemaWatch {
         Ok(())
     }
 }
+/// Watches the config file for edits of `[routing]` and the tables'
+/// values: applied like a schema edit (every buffer written first), from
+/// the next record on. An edit that does not load, or that adds, removes
+/// or moves tables, is refused with a log line and a metric (tables need a
+/// restart); the routes in use stay.
+pub struct RouteWatch {
+    file: SchemaWatch,
+    tables: Vec<crate::config::TableConfig>,
+}
+
+impl RouteWatch {
+    pub fn new(config: &std::path::Path, every: Duration, hup: Arc<AtomicBool>, tables: Vec<crate::config::TableConfig>) -> RouteWatch {
+        RouteWatch { file: SchemaWatch::new(config, every, hup), tables }
+    }
+
+    async fn reload_if_edited<S: Source>(&mut self, p: &mut Pipeline, src: &mut S, c: &mut Committer) -> Result<(), IngestError> {
+        if !self.file.changed() {
+            return Ok(());
+        }
+        let count = |c: &Committer, r: &'static str| c.metrics.update(|m| *m.route_reloads.entry(r).or_default() += 1);
+        let refuse = |c: &Committer, why: String| {
+            tracing::error!(refused = %why, "route edit refused; still routing as before");
+            count(c, "rejected");
+        };
+        let cfg = match crate::config::Config::load(&self.file.path) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                refuse(c, e.to_string());
+                return Ok(());
+            }
+        };
+        let Some(r) = cfg.routing else {
+            refuse(c, "[routing] was removed: going back to one table needs a restart".into());
+            return Ok(());
+        };
+        if r.tables != self.tables {
+            refuse(c, "[[tables]] changed (schema, url or errors, or their order): tables need a restart; only routes apply live".into());
+            return Ok(());
+        }
+        if p.routes() == Some(&r.routes) {
+            return Ok(());
+        }
+        if let Err(why) = r.routes.check_schema(p.lane_schema(1)) {
+            refuse(c, why);
+            return Ok(());
+        }
+        let rest = p.take_all();
+        c.flush(p, src, rest).await?;
+        tracing::info!(column = %r.routes.column, "routes updated while running");
+        p.set_routes(r.routes);
+        count(c, "applied");
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,7 +436,7 @@ mod tests {
     }
 
     async fn run_to_end<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer) {
-        drive(src, p, c, &mut [], Duration::from_millis(1), &CancellationToken::new()).await.unwrap();
+        drive(src, p, c, &mut [], None, Duration::from_millis(1), &CancellationToken::new()).await.unwrap();
     }
 
     #[tokio::test]

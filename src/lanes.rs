@@ -57,7 +57,7 @@ pub enum Mode {
 
 /// The tables' routes: lane `i` (1-based in markers) takes `values[i]`,
 /// or is the default (`None`) that takes what no other table takes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Routes {
     pub column: String,
     pub mode: Mode,

@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub glue_errors: u64,
     /// "applied" | "rejected" → count.
     pub schema_reloads: BTreeMap<&'static str, u64>,
+    /// Edits of the config's `[routing]`/`[[tables]]` seen while running, by result.
+    pub route_reloads: BTreeMap<&'static str, u64>,
     /// Per timestamp column taking epoch numbers: stored values before 2000 or after 2100.
     pub implausible_times: Vec<(String, u64)>,
     pub schema_version: String,
@@ -180,6 +182,10 @@ impl Metrics {
         head(&mut o, "schema_reloads_total", "counter", "Schema file edits seen while running, by result.");
         for r in ["applied", "rejected"] {
             line(&mut o, "schema_reloads_total", &format!("{{result=\"{r}\"}}"), *s.schema_reloads.get(r).unwrap_or(&0) as f64);
+        }
+        head(&mut o, "route_reloads_total", "counter", "Edits of the config's routes seen while running, by result.");
+        for r in ["applied", "rejected"] {
+            line(&mut o, "route_reloads_total", &format!("{{result=\"{r}\"}}"), *s.route_reloads.get(r).unwrap_or(&0) as f64);
         }
         if let Some(k) = self.kinesis.lock().unwrap().as_ref() {
             let c = k.leases.lock().unwrap().clone();

@@ -143,6 +143,27 @@ impl Pipeline {
         self.lanes.iter().find(|l| l.index == index).unwrap_or(&self.lanes[0]).router.schema()
     }
 
+    /// The routes in use (None without routing).
+    pub fn routes(&self) -> Option<&Routes> {
+        self.routing.as_ref().map(|r| &*r.routes)
+    }
+
+    /// Routes the next records by `routes` (the same tables). Call with no
+    /// open buffer, as for a schema change: a replay never crosses it.
+    pub fn set_routes(&mut self, routes: Routes) {
+        debug_assert!(self.buffers.is_empty(), "open buffers under the old routes");
+        let Some(r) = &mut self.routing else { return };
+        let first = self.lanes[0].router.schema().clone();
+        let source = first.columns.iter().find(|c| c.name == routes.column).map_or(routes.column.clone(), |c| c.source.join("."));
+        r.reader = RouteReader::new(&routes, &first, self.max_record_bytes);
+        r.peek = RoutePeek::new(&source);
+        r.routes = Arc::new(routes);
+        for lane in &mut self.lanes {
+            lane.router.set_routes(r.routes.clone());
+        }
+        self.last_lane = None;
+    }
+
     /// Why `schema` cannot be a routed table's (see [`Routes::check_schema`]).
     pub fn check_route(&self, schema: &TableSchema) -> Result<(), String> {
         match &self.routing {

@@ -14,7 +14,7 @@ use crate::catalog::glue::GlueCatalog;
 use crate::catalog::{Catalog, CatalogError, NoCatalog};
 use crate::commit::{Committer, Sinks};
 use crate::config::{CatalogConfig, Config, SourceConfig};
-use crate::ingest::{drive, IngestError, Report, SchemaWatch};
+use crate::ingest::{drive, IngestError, Report, RouteWatch, SchemaWatch};
 use crate::metrics::{Metrics, Stats};
 use crate::pipeline::Pipeline;
 use crate::schema::TableSchema;
@@ -161,7 +161,7 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
     let table_ref = |s: &TableSchema| TableRef { database: database.clone(), table: s.table.clone() };
     let shared_schema = Arc::new(std::sync::Mutex::new(schema.clone()));
     let mut watches = match &cfg.routing {
-        None => vec![SchemaWatch::new(&cfg.schema_path, cfg.schema_poll, hup).sharing(shared_schema.clone())],
+        None => vec![SchemaWatch::new(&cfg.schema_path, cfg.schema_poll, hup.clone()).sharing(shared_schema.clone())],
         Some(r) => {
             let watch = |(i, t): (usize, &crate::config::TableConfig)| {
                 let w = SchemaWatch::new(&t.schema_path, cfg.schema_poll, hup.clone()).for_lane(i + 1);
@@ -175,6 +175,11 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
         let stats = Arc::new(DoorStats::default());
         metrics.set_door(stats.clone());
         Some(Arc::new(Door::new(h, medium, shared_schema.clone(), cfg.max_record_bytes, stats)))
+    };
+    // routes apply live from the config file (not from LAKEHOSE_CONFIG_TOML, which has no file)
+    let mut route_watch = match &cfg.routing {
+        Some(r) if std::env::var_os("LAKEHOSE_CONFIG_TOML").is_none() => Some(RouteWatch::new(std::path::Path::new(&cfg.file), cfg.schema_poll, hup.clone(), r.tables.clone())),
+        _ => None,
     };
     let mut door_task = None;
     let mut p = Pipeline::new(schema.clone(), cfg.limits.clone(), cfg.max_record_bytes)
@@ -191,12 +196,12 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
     let report = match &cfg.source {
         SourceConfig::Stdin => {
             let mut src = StdinSource::new(cancel.clone(), cfg.max_record_bytes);
-            drive(&mut src, &mut p, &mut c, &mut watches, Duration::ZERO, &cancel).await?
+            drive(&mut src, &mut p, &mut c, &mut watches, route_watch.as_mut(), Duration::ZERO, &cancel).await?
         }
         SourceConfig::Spool { dir, state_dir, poll } => {
             let mut src = SpoolSource::open(dir, state_dir.as_deref(), cfg.max_record_bytes).map_err(SourceError::from)?;
             tracing::info!(dir = %dir.display(), "reading spool");
-            drive(&mut src, &mut p, &mut c, &mut watches, *poll, &cancel).await?
+            drive(&mut src, &mut p, &mut c, &mut watches, route_watch.as_mut(), *poll, &cancel).await?
         }
         SourceConfig::Kinesis(k) => {
             if cfg.http.is_some() {
@@ -208,7 +213,7 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
             }
             let mut src = KinesisSource::open(k.clone()).await.map_err(SourceError::from)?;
             c.metrics.set_kinesis(src.stats.clone());
-            drive(&mut src, &mut p, &mut c, &mut watches, Duration::ZERO, &cancel).await?
+            drive(&mut src, &mut p, &mut c, &mut watches, route_watch.as_mut(), Duration::ZERO, &cancel).await?
         }
         SourceConfig::Http { dir, max_log_bytes } => {
             let cfg_http = cfg.http.as_ref().expect("validated: source http has [http]");
@@ -220,7 +225,7 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
             door_task = Some(crate::source::http::serve(d, cancel.clone()).await?);
             let mut src = LogSource::open(dir, shared, max_frame)?;
             tracing::info!(dir = %dir.display(), "reading the front door's log");
-            drive(&mut src, &mut p, &mut c, &mut watches, Duration::ZERO, &cancel).await?
+            drive(&mut src, &mut p, &mut c, &mut watches, route_watch.as_mut(), Duration::ZERO, &cancel).await?
         }
     };
     if let Some(t) = door_task {

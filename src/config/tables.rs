@@ -31,7 +31,7 @@ pub(super) struct RawTableEntry {
 }
 
 /// One routed table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TableConfig {
     pub schema_path: PathBuf,
     pub url: String,

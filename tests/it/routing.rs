@@ -205,3 +205,55 @@ fn routed_tables_through_kinesis_kill_9_with_glue_on_moto() {
         assert_eq!(glue_partitions(&moto, table), lake, "Glue table {table} has the partitions its lake has");
     }
 }
+
+/// Routes edited in the config while the daemon runs apply from the next
+/// record (buffers written first); an edit that does not load, or that
+/// changes the tables, is refused (metric, log) and routing goes on as before.
+#[test]
+fn live_route_edits_apply_from_the_next_record() {
+    use glue::wait_metric;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let (ids, _) = gen(&input, &["--records", "2000"]);
+    let special = dir.path().join("special.toml");
+    std::fs::write(&special, std::fs::read_to_string(root().join("schemas/events.toml")).unwrap().replace("table = \"events\"", "table = \"special\"")).unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("l.toml");
+    let config = |values: &str, events_url: &str| format!("[source]\nkind = \"stdin\"\n[sink]\nerrors = \"unrouted\"\n[routing]\ncolumn = \"event_type\"\n[[tables]]\nschema = \"{}\"\nurl = \"special\"\nerrors = \"special-errors\"\nvalues = {values}\n[[tables]]\nschema = \"{}\"\nurl = \"{events_url}\"\nerrors = \"events-errors\"\ndefault = true\n[buffer]\nmax_age = \"1s\"\n[catalog]\nschema_poll = \"200ms\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        special.display(), root().join("schemas/events.toml").display());
+    std::fs::write(&cfg, config("[\"purchase\"]", "events")).unwrap();
+    let mut child = bin().args(["run", "--config"]).arg(&cfg).current_dir(dir.path()).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let data = std::fs::read(&input).unwrap();
+    let half = data.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(999).unwrap().0 + 1;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data[..half]).unwrap();
+    stdin.flush().unwrap();
+    wait_for(&dir.path().join("events"), &dir.path().join("events-errors"), 1, 0, 30);
+    // searches join the special table
+    std::fs::write(&cfg, config("[\"purchase\", \"search\"]", "events")).unwrap();
+    wait_metric(port, "lakehose_route_reloads_total{result=\"applied\"}", 1.0, 20);
+    // refused: an empty list, then a table moved elsewhere
+    std::fs::write(&cfg, config("[]", "events")).unwrap();
+    wait_metric(port, "lakehose_route_reloads_total{result=\"rejected\"}", 1.0, 20);
+    std::fs::write(&cfg, config("[\"purchase\"]", "elsewhere")).unwrap();
+    wait_metric(port, "lakehose_route_reloads_total{result=\"rejected\"}", 2.0, 20);
+    stdin.write_all(&data[half..]).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("tables need a restart"), "{log}");
+    let lines: Vec<Value> = std::str::from_utf8(&data).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (mut want_special, mut want_events) = (Vec::new(), Vec::new());
+    for (i, r) in lines.iter().enumerate() {
+        let t = r["event_type"].as_str().unwrap();
+        let special = t == "purchase" || (i >= 1000 && t == "search");
+        if special { &mut want_special } else { &mut want_events }.push(ids[i].clone());
+    }
+    want_special.sort();
+    want_events.sort();
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    assert_eq!(strs(&check(&["--lake", &p("special")])["ids"]), want_special, "purchases throughout, searches after the edit");
+    assert_eq!(strs(&check(&["--lake", &p("events")])["ids"]), want_events, "the rest, and searches before the edit");
+    assert!(!dir.path().join("elsewhere").exists(), "the refused edit moved nothing");
+}
