@@ -223,7 +223,7 @@ impl Pipeline {
             None => {
                 let lane = &mut self.lanes[0];
                 let routed = lane.router.route(led, &mut self.buffers, &mut self.stats, shard, &pos, arrival_ms, data);
-                settle(routed, &mut self.buffers, &mut self.stats, led, &rec, hour, &lane.table_ref)
+                settle(routed, &mut self.buffers, &mut self.stats, led, &rec, ("", hour), &lane.table_ref)
             }
             Some(Routing { routes, reader, peek }) => {
                 // a guess from the bytes when the first table can confirm it
@@ -231,22 +231,23 @@ impl Pipeline {
                 self.last_lane = None;
                 'route: loop {
                     let guessed = plan.is_some();
+                    // the exact route value, once read
+                    let mut exact = None;
                     let targets = match plan.take() {
                         Some(t) => t,
                         None => match reader.value(data) {
                             // the route cannot be read: the shared error prefix
-                            Err(e) => break settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, hour, &self.shared_ref),
-                            Ok(v) => routes.targets(v.as_deref()),
+                            Err(e) => break settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, ("", hour), &self.shared_ref),
+                            Ok(v) => routes.targets(exact.insert(v).as_deref()),
                         },
                     };
                     if targets.is_empty() {
-                        let value = reader.value(data).ok().flatten();
-                        let shown = value.as_deref().map_or("null".to_string(), |v| format!("{v:?}"));
+                        // only an exact read finds no table: a guess is kept only when its first table has a gate
+                        let shown = exact.flatten().map_or("null".to_string(), |v| format!("{v:?}"));
                         let e = RecordError { code: ErrorCode::NoRoute, message: format!("no table takes {} = {shown}", routes.column) };
-                        break settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, hour, &self.shared_ref);
+                        break settle(Err(e), &mut self.buffers, &mut self.stats, led, &rec, ("", hour), &self.shared_ref);
                     }
                     let (mut object, mut refused, mut confirmed) = (true, false, !guessed);
-                    let mut marked = String::new();
                     for &i in &targets {
                         let lane = &mut self.lanes[i];
                         lane.router.expect_targets(if confirmed { None } else { Some(&targets) });
@@ -264,10 +265,7 @@ impl Pipeline {
                                 continue 'route;
                             }
                         }
-                        marked.clear();
-                        marked.push_str(&lane.marker);
-                        marked.push_str(hour);
-                        let (o, r) = settle(routed, &mut self.buffers, &mut self.stats, led, &rec, &marked, &lane.table_ref);
+                        let (o, r) = settle(routed, &mut self.buffers, &mut self.stats, led, &rec, (&lane.marker, hour), &lane.table_ref);
                         (object, refused) = (object && o, refused || r);
                     }
                     if let [i] = targets[..] {
@@ -491,9 +489,9 @@ struct Rec<'a> {
 }
 
 /// What a record's routing into one table came to: a row (nothing more
-/// to do), a filter's drop (counted), or an error line under `prefix`.
-/// Returns (a JSON object, refused).
-fn settle(routed: Result<(), RecordError>, buffers: &mut Buffers, stats: &mut Stats, led: &mut ShardLedger, r: &Rec, prefix: &str, table_ref: &TableRef) -> (bool, bool) {
+/// to do), a filter's drop (counted), or an error line under the lane's
+/// `(marker, arrival hour)` prefix. Returns (a JSON object, refused).
+fn settle(routed: Result<(), RecordError>, buffers: &mut Buffers, stats: &mut Stats, led: &mut ShardLedger, r: &Rec, (marker, hour): (&str, &str), table_ref: &TableRef) -> (bool, bool) {
     let object = routed.as_ref().err().is_none_or(|e| matches!(e.code, ErrorCode::MalformedData | ErrorCode::ValidationFailed | ErrorCode::Filtered | ErrorCode::NoRoute));
     match routed {
         Ok(()) => (object, false),
@@ -505,6 +503,14 @@ fn settle(routed: Result<(), RecordError>, buffers: &mut Buffers, stats: &mut St
         Err(e) => {
             *stats.errors.entry(e.code.as_str()).or_default() += 1;
             let line = error_line(&e, r.shard.id, r.pos, r.arrival_ms, r.data, None, table_ref);
+            // a routed lane's prefix is built only for its error lines
+            let marked;
+            let prefix = if marker.is_empty() {
+                hour
+            } else {
+                marked = format!("{marker}{hour}");
+                &marked
+            };
             buffers.push_line(led, r.shard, DestKind::Errors, prefix, r.pos, r.data.len(), |buf| {
                 buf.extend_from_slice(&line);
                 buf.push(b'\n');

@@ -205,11 +205,7 @@ pub(super) fn compile_rules(path: &RulePath, k: &RawRuleKeys, key: &str, bad: &B
         let span = k.min.as_ref().or(k.max.as_ref()).unwrap().span();
         let check = range(leaf, k.min.as_ref().map(Spanned::get_ref), k.max.as_ref().map(Spanned::get_ref))
             .map_err(|m| bad(span, &at(if k.min.is_some() { "min" } else { "max" }), m))?;
-        let text = [("min", &k.min), ("max", &k.max)]
-            .iter()
-            .filter_map(|(n, v)| v.as_ref().map(|v| format!("{n} = {}", v.get_ref())))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let text = bounds_text([("min", k.min.as_ref().map(Spanned::get_ref)), ("max", k.max.as_ref().map(Spanned::get_ref))]);
         out.push(Rule { path: path.clone(), check, text });
     }
     if let Some(p) = &k.pattern {
@@ -228,7 +224,7 @@ pub(super) fn compile_rules(path: &RulePath, k: &RawRuleKeys, key: &str, bad: &B
                 return Err(bad(span, &key, format!("min_length {a} is over max_length {b}")));
             }
         }
-        let text = [("min_length", min), ("max_length", max)].iter().filter_map(|(n, v)| v.map(|v| format!("{n} = {v}"))).collect::<Vec<_>>().join(", ");
+        let text = bounds_text([("min_length", min), ("max_length", max)]);
         out.push(Rule { path: path.clone(), check: Check::Length { min, max }, text });
     }
     Ok(out)
@@ -260,10 +256,15 @@ pub(super) fn compile_filter(columns: &[Column], f: &RawFilter, key: &str, bad: 
     } else {
         let span = f.min.as_ref().or(f.max.as_ref()).unwrap().span();
         let check = range(leaf, f.min.as_ref().map(Spanned::get_ref), f.max.as_ref().map(Spanned::get_ref)).map_err(|m| bad(span, &at("min"), m))?;
-        let text = [("min", &f.min), ("max", &f.max)].iter().filter_map(|(n, v)| v.as_ref().map(|v| format!("{n} = {}", v.get_ref()))).collect::<Vec<_>>().join(", ");
+        let text = bounds_text([("min", f.min.as_ref().map(Spanned::get_ref)), ("max", f.max.as_ref().map(Spanned::get_ref))]);
         (check, format!("{} in range ({text})", path.name))
     };
     Ok(Filter { name: name.clone(), path, check, text })
+}
+
+/// `min = 0, max = 10` of the bounds given, as the schema file says them.
+fn bounds_text<T: std::fmt::Display>(bounds: [(&str, Option<T>); 2]) -> String {
+    bounds.iter().filter_map(|(n, v)| v.as_ref().map(|v| format!("{n} = {v}"))).collect::<Vec<_>>().join(", ")
 }
 
 fn list_text(l: &[toml::Value]) -> String {
