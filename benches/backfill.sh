@@ -19,16 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${1:-1000000}
 RUNS=${2:-5}
-OUT=bench-out
-mkdir -p "$OUT"
-if ! .venv/bin/python -c "import pyarrow, duckdb" 2>/dev/null; then
-  python3 -m venv .venv && .venv/bin/pip install --quiet -r requirements-test.txt
-fi
-BIN=${BIN:-target/release/lakehose}
-[ "$BIN" != target/release/lakehose ] || cargo build --release --quiet
+source benches/setup.sh
 SCHEMA=benches/schemas/events-one-partition.toml
-INPUT="$OUT/clickstream-$RECORDS.ndjson"
-[ -f "$INPUT" ] || .venv/bin/python scripts/gen_clickstream.py "$INPUT" --records "$RECORDS" --seed 20261121 --hours 24
 GZ="$INPUT.gz"
 [ -f "$GZ" ] && [ "$GZ" -nt "$INPUT" ] || gzip -6 -c "$INPUT" > "$GZ"
 BYTES=$(stat -c %s "$INPUT")

@@ -13,15 +13,7 @@ cd "$(dirname "$0")/.."
 RECORDS=${1:-1000000}
 RUNS=${2:-5}
 CORE=${CORE:-0}
-OUT=bench-out
-mkdir -p "$OUT"
-if ! .venv/bin/python -c "import pyarrow, duckdb" 2>/dev/null; then
-  python3 -m venv .venv && .venv/bin/pip install --quiet -r requirements-test.txt
-fi
-BIN=${BIN:-target/release/lakehose}
-[ "$BIN" != target/release/lakehose ] || cargo build --release --quiet
-INPUT="$OUT/clickstream-$RECORDS.ndjson"
-[ -f "$INPUT" ] || .venv/bin/python scripts/gen_clickstream.py "$INPUT" --records "$RECORDS" --seed 20261121 --hours 24
+source benches/setup.sh
 BYTES=$(stat -c %s "$INPUT")
 cat "$INPUT" > /dev/null   # warm the page cache for all
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -10,15 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${1:-200000}
 RUNS=${2:-7}
-OUT=bench-out
-mkdir -p "$OUT"
-if ! .venv/bin/python -c "import pyarrow, duckdb" 2>/dev/null; then
-  python3 -m venv .venv && .venv/bin/pip install --quiet -r requirements-test.txt
-fi
-BIN=${BIN:-target/release/lakehose}
-[ "$BIN" != target/release/lakehose ] || cargo build --release --quiet
-INPUT="$OUT/clickstream-$RECORDS.ndjson"
-[ -f "$INPUT" ] || .venv/bin/python scripts/gen_clickstream.py "$INPUT" --records "$RECORDS" --seed 20261121 --hours 24
+source benches/setup.sh
 cat "$INPUT" > /dev/null
 err=$(mktemp)
 lh() { # schema → seconds
