@@ -74,7 +74,7 @@ pub enum Resume {
 
 impl Resume {
     /// Whether `p` comes after the resume point: a record read again.
-    fn ahead(&self, p: &Position) -> bool {
+    pub fn ahead(&self, p: &Position) -> bool {
         match self {
             Resume::At(r) => p >= r,
             Resume::After(r) => p > r,

@@ -18,7 +18,7 @@
 
 use crate::buffers::Sealed;
 use crate::catalog::{Catalog, CatalogError, TableFile};
-use crate::checkpoint::{DestKind, FlushIntent};
+use crate::checkpoint::{DestKind, FlushIntent, ShardCheckpoint};
 use crate::ids::ShardId;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -112,17 +112,30 @@ pub struct Committer {
     pub sinks: Sinks,
     pub catalogs: Vec<Box<dyn Catalog>>,
     pub metrics: Arc<Metrics>,
+    /// Every open buffer is flushed when one is due (a table whose every
+    /// flush is a commit: one commit per interval for all shards).
+    pub whole_flushes: bool,
 }
 
 impl Committer {
     pub fn new(sinks: Sinks, catalog: Box<dyn Catalog>, metrics: Arc<Metrics>) -> Committer {
-        Committer { sinks, catalogs: vec![catalog], metrics }
+        Committer { sinks, catalogs: vec![catalog], metrics, whole_flushes: false }
     }
 
     /// Adds the catalog of the next routed lane.
     pub fn with_lane_catalog(mut self, c: Box<dyn Catalog>) -> Committer {
         self.catalogs.push(c);
         self
+    }
+
+    /// The buffers to flush now: those due, and with
+    /// [`Committer::whole_flushes`] every other one with them.
+    pub fn due(&self, p: &mut Pipeline, now: std::time::Instant) -> Vec<Sealed> {
+        let mut due = p.take_due(now);
+        if self.whole_flushes && !due.is_empty() {
+            due.extend(p.take_all());
+        }
+        due
     }
 
     /// (calls, failed calls) of every catalog.
@@ -154,7 +167,7 @@ impl Committer {
                 p.drop_shard(s);
                 src.abandon(s).await?;
             }
-            commit(p, src, written.shards.clone()).await?;
+            commit(p, src, &mut self.catalogs, written.shards.clone()).await?;
             // a checkpoint that grew too large: flush those shards whole
             for s in written.shards {
                 if p.done_len(&s) > MAX_DONE {
@@ -236,13 +249,27 @@ impl Committer {
     }
 }
 
-/// Stores the checkpoint of each shard; a shard that is no longer ours is dropped.
-pub async fn commit<S: Source>(p: &mut Pipeline, src: &mut S, shards: BTreeSet<ShardId>) -> Result<(), CommitError> {
-    for s in shards {
-        let cp = p.checkpoint(&s);
-        if !src.commit(&s, cp).await? {
+/// Commits each shard's checkpoint: first to the tables that keep
+/// checkpoints (Iceberg: the commit of the files written since the last
+/// one), which may refuse shards another owner committed, then to the
+/// source. A shard refused or no longer ours is dropped. Returns how many
+/// shards the source stored.
+pub async fn commit<S: Source>(p: &mut Pipeline, src: &mut S, catalogs: &mut [Box<dyn Catalog>], shards: BTreeSet<ShardId>) -> Result<usize, CommitError> {
+    let mut cps: Vec<(ShardId, ShardCheckpoint)> = shards.into_iter().map(|s| (s.clone(), p.checkpoint(&s))).collect();
+    for c in catalogs.iter_mut() {
+        for s in c.commit(&cps).await? {
+            p.drop_shard(&s);
+            src.abandon(&s).await?;
+            cps.retain(|(c, _)| *c != s);
+        }
+    }
+    let mut stored = 0;
+    for (s, cp) in cps {
+        if src.commit(&s, cp).await? {
+            stored += 1;
+        } else {
             p.drop_shard(&s);
         }
     }
-    Ok(())
+    Ok(stored)
 }

@@ -11,7 +11,7 @@
 //! released). Failure: [`IngestError`] from the source or the commit
 //! protocol; nothing is checkpointed past a failure, so a restart replays.
 
-use crate::checkpoint::Tally;
+use crate::checkpoint::{FlushIntent, ShardCheckpoint, Tally};
 use crate::commit::{commit, CommitError, Committer};
 use crate::ids::ShardId;
 use crate::pipeline::Pipeline;
@@ -77,7 +77,7 @@ pub async fn drive<S: Source>(
 ) -> Result<Report, IngestError> {
     let mut report = Report::default();
     for (shard, cp) in src.checkpoints() {
-        p.restore(&shard, &cp);
+        restore(p, c, &shard, &cp, &[]).await?;
     }
     c.metrics.set_connected(true);
     let mut last_age_check = Instant::now();
@@ -90,15 +90,14 @@ pub async fn drive<S: Source>(
                 push_batch(src, p, c, &b).await?;
                 src.recycle(b);
             }
-            Some(SourceEvent::Assigned { shard, checkpoint, intent }) => p.restore_with_intent(&shard, &checkpoint, &intent),
+            Some(SourceEvent::Assigned { shard, checkpoint, intent }) => restore(p, c, &shard, &checkpoint, &intent).await?,
             Some(SourceEvent::Revoked(shard)) => p.drop_shard(&shard),
             Some(SourceEvent::Ended(shard)) => {
                 let tally = p.tally(&shard).unwrap_or_default();
                 report.ended.push(Ended { shard: shard.clone(), tally, looks: src.diagnose(&shard) });
                 let rest = p.take_shard(&shard);
                 c.flush(p, src, rest).await?;
-                let cp = p.checkpoint(&shard);
-                if src.commit(&shard, cp).await? {
+                if commit(p, src, &mut c.catalogs, BTreeSet::from([shard.clone()])).await? == 1 {
                     src.end_shard(&shard).await?;
                 }
                 p.drop_shard(&shard);
@@ -108,7 +107,7 @@ pub async fn drive<S: Source>(
         }
         if last_age_check.elapsed() >= AGE_CHECK {
             last_age_check = Instant::now();
-            let due = p.take_due(Instant::now());
+            let due = c.due(p, Instant::now());
             c.flush(p, src, due).await?;
             for w in watches.iter_mut() {
                 w.reload_if_edited(p, src, c).await?;
@@ -135,11 +134,35 @@ pub async fn drive<S: Source>(
     c.flush(p, src, rest).await?;
     // shards with nothing to flush still record how far they were read
     let live: BTreeSet<ShardId> = p.shards().cloned().collect();
-    commit(p, src, live).await?;
+    commit(p, src, &mut c.catalogs, live).await?;
     publish(c, p);
     times.warn(p, true);
     src.close().await?;
     Ok(report)
+}
+
+/// Restores a shard's progress before its records come: the source's
+/// checkpoint, or the table's when the table keeps checkpoints (Iceberg)
+/// and holds another one (a commit whose source checkpoint was not stored
+/// before a crash). Records the source hands again from before the
+/// table's resume point are skipped ([`Pipeline::skip_until`]).
+async fn restore(p: &mut Pipeline, c: &mut Committer, shard: &ShardId, cp: &ShardCheckpoint, intent: &[FlushIntent]) -> Result<(), IngestError> {
+    let mut table = None;
+    for cat in c.catalogs.iter_mut() {
+        if let Some(t) = cat.stored(shard).await.map_err(CommitError::from)? {
+            table = Some(t);
+        }
+    }
+    match table {
+        Some(t) if t != *cp => {
+            tracing::info!(shard = %shard, "resuming from the table's checkpoint, ahead of the source's");
+            // the intent was the flush the table already holds
+            p.restore_with_intent(shard, &t, &[]);
+            p.skip_until(shard, t.resume);
+        }
+        _ => p.restore_with_intent(shard, cp, intent),
+    }
+    Ok(())
 }
 
 /// Warns about implausible event times (see [`Pipeline::implausible_times`])
@@ -179,7 +202,10 @@ impl TimesWarning {
 async fn push_batch<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer, b: &Batch) -> Result<(), IngestError> {
     let record = |r: &crate::source::SourceRecord| (r.pos.clone(), r.arrival_ms, &b.buf[r.range.clone()]);
     let mut oversized = b.oversized.iter().peekable();
-    let mut i = 0;
+    let mut i = p.skipped(&b.shard, b.records.iter().map(|r| r.pos.clone()));
+    while oversized.peek().is_some_and(|o| o.0 < i) {
+        oversized.next();
+    }
     while i < b.records.len() {
         // a record cut to the size limit is pushed as such, never in a run
         let run_end = oversized.peek().map_or(b.records.len(), |o| o.0);
@@ -198,7 +224,7 @@ async fn push_batch<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer,
             }
         }
         if p.has_due() {
-            let due = p.take_due(Instant::now());
+            let due = c.due(p, Instant::now());
             c.flush(p, src, due).await?;
             if !p.has_shard(&b.shard) {
                 break;
@@ -293,7 +319,7 @@ impl SchemaWatch {
         }
         let path = &self.path;
         let count = |c: &Committer, r: &'static str| c.metrics.update(|m| *m.schema_reloads.entry(r).or_default() += 1);
-        let new = match TableSchema::load(path) {
+        let new = match TableSchema::load(path).map_err(|e| e.to_string()).and_then(|s| c.catalogs[self.lane].adapt(s).map_err(|e| e.to_string())) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "schema edit refused: the file does not parse; still running on the last good schema");
@@ -321,7 +347,8 @@ impl SchemaWatch {
         }
         let rest = p.take_all();
         c.flush(p, src, rest).await?;
-        if let Err(e) = c.catalogs[lane].update_schema(&new).await {
+        let mut new = new;
+        if let Err(e) = c.catalogs[lane].update_schema(&mut new).await {
             tracing::error!(error = %e, "schema edit refused by the catalog; still running on the last good schema");
             count(c, "rejected");
             return Ok(());

@@ -20,6 +20,7 @@ pub mod commit;
 pub mod config;
 pub mod decode;
 pub mod hash;
+pub mod iceberg;
 pub mod ids;
 pub mod ingest;
 pub mod lanes;

@@ -11,7 +11,7 @@
 //! Never fails: a bad record becomes an error line.
 
 use crate::buffers::{Buffers, Limits, Sealed};
-use crate::checkpoint::{DestKind, FlushIntent, Ledger, Shard, ShardCheckpoint, ShardLedger, ShardSlot};
+use crate::checkpoint::{DestKind, FlushIntent, Ledger, Shard, Resume, ShardCheckpoint, ShardLedger, ShardSlot};
 use crate::ids::{Position, ShardId};
 use crate::metrics::Stats;
 use crate::partition::hour_prefix;
@@ -63,6 +63,9 @@ pub struct Pipeline {
     known_shard: Option<ShardSlot>,
     /// The arrival hour of the last record and its raw/error prefix.
     hour_cache: (i64, String),
+    /// Shards restored from a table's checkpoint ahead of their source's:
+    /// records the source hands again up to this point are skipped.
+    skips: Vec<(ShardId, Resume)>,
 }
 
 impl Pipeline {
@@ -80,6 +83,7 @@ impl Pipeline {
             max_record_bytes,
             known_shard: None,
             hour_cache: (i64::MIN, String::new()),
+            skips: Vec::new(),
         }
     }
 
@@ -384,6 +388,30 @@ impl Pipeline {
         self.ledger.restore(shard, cp, intent);
     }
 
+    /// Skips the shard's records the source hands again up to `resume`
+    /// (a restore from a table's checkpoint ahead of the source's).
+    pub fn skip_until(&mut self, shard: &ShardId, resume: Resume) {
+        self.skips.push((shard.clone(), resume));
+    }
+
+    /// How many of a batch's first records are to be skipped (see
+    /// [`Pipeline::skip_until`]); past them, the shard reads as usual.
+    pub fn skipped(&mut self, shard: &ShardId, positions: impl Iterator<Item = Position>) -> usize {
+        let Some(i) = self.skips.iter().position(|(s, _)| s == shard) else { return 0 };
+        let (mut n, mut passed) = (0, false);
+        for pos in positions {
+            if self.skips[i].1.ahead(&pos) {
+                passed = true;
+                break;
+            }
+            n += 1;
+        }
+        if passed {
+            self.skips.swap_remove(i);
+        }
+        n
+    }
+
     /// Buffers due now: full ones, memory-shed ones, and those older than max_age.
     pub fn take_due(&mut self, now: Instant) -> Vec<Sealed> {
         self.buffers.take_due(&mut self.ledger, now)
@@ -448,6 +476,7 @@ impl Pipeline {
     /// Forgets a shard whose lease is gone: its open buffers are discarded
     /// unwritten (the new owner replays them from the last checkpoint).
     pub fn drop_shard(&mut self, shard: &ShardId) {
+        self.skips.retain(|(s, _)| s != shard);
         let Some(slot) = self.ledger.drop_shard(shard) else { return };
         if self.known_shard == Some(slot) {
             self.known_shard = None;
@@ -574,7 +603,7 @@ keys = ["k"]
     fn store(lake: &mut Lake, s: &mut Sealed) {
         let ids = match std::mem::take(&mut s.body) {
             SealedBody::Rows(r) => {
-                let file = bytes::Bytes::from(r.finish(&TableSchema::parse("t.toml", SCHEMA).unwrap(), Vec::new()).unwrap());
+                let file = bytes::Bytes::from(r.finish(&TableSchema::parse("t.toml", SCHEMA).unwrap(), Vec::new()).unwrap().0);
                 lake.insert(format!("Hash/{}", object_name(s)), vec![format!("{:x}", std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(), &file[..]))]);
                 let batches = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
                 batches.flat_map(|b| b.unwrap().column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>()).collect()

@@ -46,6 +46,8 @@ pub enum RunError {
     #[error(transparent)]
     Door(#[from] DoorError),
     #[error(transparent)]
+    Iceberg(#[from] crate::iceberg::IcebergError),
+    #[error(transparent)]
     Log(#[from] crate::source::http::log::LogError),
     #[error("metrics endpoint {addr}: {source}; set [metrics] listen to a free address")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
@@ -114,8 +116,23 @@ impl std::fmt::Display for Summary {
 /// config's order (each checked to have the route column).
 pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: CancellationToken, hup: Arc<AtomicBool>) -> Result<Summary, RunError> {
     let started = Instant::now();
+    let mut schemas = schemas;
+    // an Iceberg table: its schema as its files are written, its sink and catalog
+    let (mut iceberg, iceberg_files) = match &cfg.catalog {
+        CatalogConfig::Iceberg(ic) => {
+            let (table, files, adapted) = crate::iceberg::IcebergTable::open(&ic.for_schema(&schemas[0]), &schemas[0], &cfg.sink.store).await?;
+            schemas[0] = Arc::new(adapted);
+            (Some(table), Some(files))
+        }
+        _ => (None, None),
+    };
     let schema = schemas[0].clone();
     let sinks = match &cfg.routing {
+        None if iceberg_files.is_some() => {
+            let mut s = Sinks::hive(Store::memory(), cfg.sink.raw_backup.as_deref().map(|u| Store::open(u, &cfg.sink.store)).transpose()?, Store::open(&cfg.sink.errors, &cfg.sink.store)?);
+            s.table = iceberg_files.map(|f| Box::new(f) as Box<dyn crate::write::Sink>);
+            s
+        }
         None => Sinks::open(&cfg.sink.url, cfg.sink.raw_backup.as_deref(), &cfg.sink.errors, &cfg.sink.store)?,
         Some(r) => {
             let open = |u: &str| Store::open(u, &cfg.sink.store);
@@ -142,6 +159,7 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
     // one catalog per table (and none for the shared error prefix of a routed config)
     let database = match &cfg.catalog {
         CatalogConfig::Glue { database, .. } => Some(database.clone()),
+        CatalogConfig::Iceberg(ic) => Some(ic.namespace.clone()),
         CatalogConfig::None => None,
     };
     let urls: Vec<String> = match &cfg.routing {
@@ -152,6 +170,7 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
     for (s, url) in schemas.iter().zip(&urls) {
         catalogs.push(match &cfg.catalog {
             CatalogConfig::None => Box::new(NoCatalog),
+            CatalogConfig::Iceberg(_) => Box::new(iceberg.take().expect("opened above")),
             CatalogConfig::Glue { database, projection, endpoint, region } => {
                 let sdk = crate::aws::sdk_config(endpoint.as_deref(), region.as_deref()).await;
                 Box::new(GlueCatalog::open(&sdk, database, s, url, *projection).await?)
@@ -193,6 +212,7 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
             catalogs.into_iter().fold(Committer::new(sinks, Box::new(NoCatalog), metrics.clone()), |c, cat| c.with_lane_catalog(cat))
         }
     };
+    c.whole_flushes = matches!(cfg.catalog, CatalogConfig::Iceberg(_));
     let report = match &cfg.source {
         SourceConfig::Stdin => {
             let mut src = StdinSource::new(cancel.clone(), cfg.max_record_bytes);

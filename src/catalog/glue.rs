@@ -338,7 +338,7 @@ impl Catalog for GlueCatalog {
     fn register<'a>(&'a mut self, files: &'a [TableFile]) -> BoxFuture<'a, Result<(), CatalogError>> {
         Box::pin(self.register_files(files))
     }
-    fn update_schema<'a>(&'a mut self, s: &'a TableSchema) -> BoxFuture<'a, Result<(), CatalogError>> {
+    fn update_schema<'a>(&'a mut self, s: &'a mut TableSchema) -> BoxFuture<'a, Result<(), CatalogError>> {
         Box::pin(self.update(s))
     }
     fn calls(&self) -> (u64, u64) {

@@ -14,6 +14,8 @@
 
 pub mod glue;
 
+use crate::checkpoint::ShardCheckpoint;
+use crate::ids::ShardId;
 use crate::schema::TableSchema;
 use futures::future::BoxFuture;
 use std::collections::HashSet;
@@ -22,6 +24,8 @@ use std::collections::HashSet;
 pub enum CatalogError {
     #[error("Glue: {0}")]
     Other(String),
+    #[error("{0}")]
+    Iceberg(String),
     #[error("Glue table {table} cannot take this schema without breaking files already written:\n  {}\nfix the schema file (see `lakehose schema check --against-glue`) or migrate the table by hand", changes.join("\n  "))]
     Incompatible { table: String, changes: Vec<String> },
 }
@@ -41,10 +45,32 @@ pub struct TableFile {
 pub trait Catalog: Send {
     /// Registers the partitions of freshly written table files.
     fn register<'a>(&'a mut self, files: &'a [TableFile]) -> BoxFuture<'a, Result<(), CatalogError>>;
-    /// Brings the table to a new schema (already checked compatible with the old one).
-    fn update_schema<'a>(&'a mut self, s: &'a TableSchema) -> BoxFuture<'a, Result<(), CatalogError>>;
+    /// Brings the table to a new schema (already checked compatible with
+    /// the old one, and [adapted](Catalog::adapt)); the schema is adapted
+    /// again to the table it now is.
+    fn update_schema<'a>(&'a mut self, s: &'a mut TableSchema) -> BoxFuture<'a, Result<(), CatalogError>>;
     /// (calls, failed calls) made so far, for metrics.
     fn calls(&self) -> (u64, u64);
+    /// The schema file as this table format writes it (Iceberg: its
+    /// partition path layout, field ids): every schema loaded goes
+    /// through here before the pipeline sees it.
+    fn adapt(&self, s: TableSchema) -> Result<TableSchema, CatalogError> {
+        Ok(s)
+    }
+    /// For a table that keeps the checkpoints (Iceberg): commits the files
+    /// written since the last call together with these shards'
+    /// checkpoints, before any of them is stored by the source. Returns
+    /// the shards refused because the table holds another checkpoint for
+    /// them than this process last saw (another owner committed them):
+    /// their files are not committed and they must be dropped.
+    fn commit<'a>(&'a mut self, _cps: &'a [(ShardId, ShardCheckpoint)]) -> BoxFuture<'a, Result<Vec<ShardId>, CatalogError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// The checkpoint the table holds for the shard, for a table that
+    /// keeps checkpoints: it wins over the source's on restore.
+    fn stored<'a>(&'a mut self, _shard: &'a ShardId) -> BoxFuture<'a, Result<Option<ShardCheckpoint>, CatalogError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// No catalog: files only (a crawler or MSCK REPAIR finds them).
@@ -54,7 +80,7 @@ impl Catalog for NoCatalog {
     fn register<'a>(&'a mut self, _: &'a [TableFile]) -> BoxFuture<'a, Result<(), CatalogError>> {
         Box::pin(async { Ok(()) })
     }
-    fn update_schema<'a>(&'a mut self, _: &'a TableSchema) -> BoxFuture<'a, Result<(), CatalogError>> {
+    fn update_schema<'a>(&'a mut self, _: &'a mut TableSchema) -> BoxFuture<'a, Result<(), CatalogError>> {
         Box::pin(async { Ok(()) })
     }
     fn calls(&self) -> (u64, u64) {

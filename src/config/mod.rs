@@ -124,6 +124,10 @@ struct RawLease {
 #[serde(deny_unknown_fields)]
 struct RawTable {
     schema: String,
+    /// "hive" (default) or "iceberg".
+    format: Option<String>,
+    /// The Iceberg table's name (default: the schema file's `table`).
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +156,12 @@ struct RawBuffer {
 struct RawCatalog {
     kind: Option<String>,
     database: Option<String>,
+    /// Iceberg SQL catalog: the SQLite file.
+    uri: Option<String>,
+    /// Iceberg: where new tables are created.
+    warehouse: Option<String>,
+    /// Iceberg SQL catalog: the catalog's name in the file.
+    name: Option<String>,
     partition_projection: Option<bool>,
     endpoint: Option<String>,
     region: Option<String>,
@@ -162,6 +172,8 @@ struct RawCatalog {
 pub enum CatalogConfig {
     None,
     Glue { database: String, projection: bool, endpoint: Option<String>, region: Option<String> },
+    /// `[table] format = "iceberg"`: an Iceberg table in a SQL or Glue catalog.
+    Iceberg(crate::iceberg::IcebergConfig),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -389,6 +401,11 @@ impl Config {
             }
             Some(h) => Some(http_config(h, &resolve, &var, &err)?),
         };
+        let iceberg = match raw.table.as_ref().and_then(|t| t.format.as_deref()) {
+            None | Some("hive") => false,
+            Some("iceberg") => true,
+            Some(o) => return Err(err("table", "format", format!("{o:?} is not a table format; use \"hive\" (Parquet in Hive-style prefixes) or \"iceberg\""))),
+        };
         let routing = tables::routing(file, text, raw.routing.as_ref(), &raw.tables, &resolve, &resolve_url)?;
         let sink = raw.sink.as_ref().ok_or_else(|| err("sink", "url", "missing [sink] section; set url and errors".into()))?;
         let (schema_path, url) = match &routing {
@@ -403,8 +420,13 @@ impl Config {
             }
             None => {
                 let schema = raw.table.as_ref().ok_or_else(|| err("table", "schema", "missing; set [table] schema = \"schemas/<table>.toml\"".into()))?;
-                let url = sink.url.as_deref().ok_or_else(|| err("sink", "url", "missing; set the lake URL, e.g. \"s3://bucket/events/\" or \"file:///var/lib/lakehose/lake/\"".into()))?;
-                (resolve(&schema.schema), resolve_url(url))
+                let url = match sink.url.as_deref() {
+                    Some(_) if iceberg => return Err(err("sink", "url", "an Iceberg table's files go under its location in the catalog's warehouse: remove url (set [catalog] warehouse)".into())),
+                    Some(u) => resolve_url(u),
+                    None if iceberg => String::new(),
+                    None => return Err(err("sink", "url", "missing; set the lake URL, e.g. \"s3://bucket/events/\" or \"file:///var/lib/lakehose/lake/\"".into())),
+                };
+                (resolve(&schema.schema), url)
             }
         };
         let url = url.as_str();
@@ -444,6 +466,8 @@ impl Config {
             return Err(err("source", "max_record_size", m));
         }
         let catalog = match raw.catalog.kind.as_deref() {
+            _ if iceberg => iceberg_catalog(&raw, &resolve, &err)?,
+            Some("sql") => return Err(err("catalog", "kind", "the SQL catalog holds Iceberg tables: set [table] format = \"iceberg\"".into())),
             None | Some("none") => CatalogConfig::None,
             Some("glue") => CatalogConfig::Glue {
                 database: raw.catalog.database.clone().filter(|d| !d.is_empty()).ok_or_else(|| err("catalog", "database", "missing; Glue needs the database to put the table in, e.g. database = \"analytics\"".into()))?,
@@ -451,8 +475,15 @@ impl Config {
                 endpoint: raw.catalog.endpoint.clone(),
                 region: raw.catalog.region.clone(),
             },
-            Some(o) => return Err(err("catalog", "kind", format!("{o:?} is not a catalog; use \"glue\" or \"none\""))),
+            Some(o) => return Err(err("catalog", "kind", format!("{o:?} is not a catalog; use \"glue\" or \"none\" (\"sql\" with format = \"iceberg\")"))),
         };
+        if iceberg && routing.is_some() {
+            return Err(err("routing", "column", "routing to Iceberg tables is not supported yet: route to Hive-style tables, or run one lakehose per Iceberg table".into()));
+        }
+        if iceberg && raw.buffer.max_age.is_none() {
+            // the commit interval: every open buffer is committed together when one is due
+            limits.max_age = Duration::from_secs(15);
+        }
         let schema_poll = match &raw.catalog.schema_poll {
             None => Duration::from_secs(2),
             Some(s) => parse_duration(s).map_err(|m| err("catalog", "schema_poll", format!("{m}; write e.g. \"2s\"")))?,
@@ -549,6 +580,36 @@ fn http_config(h: &RawHttp, resolve: &dyn Fn(&str) -> PathBuf, var: &dyn Fn(&str
         _ => return Err(err("http", "tls_cert", "TLS needs both tls_cert and tls_key (PEM files)".into())),
     };
     Ok(HttpConfig { listen, streams, region: h.region.clone().unwrap_or_else(|| "us-east-1".into()), auth, invalid, max_request_bytes, max_inflight, tls })
+}
+
+/// `[catalog]` of an Iceberg table: kind "sql" (uri = the SQLite file) or
+/// "glue"; warehouse; database = the namespace.
+fn iceberg_catalog(raw: &Raw, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<CatalogConfig, ConfigError> {
+    let c = &raw.catalog;
+    let warehouse = |example: &str| -> Result<String, ConfigError> {
+        let w = c.warehouse.as_deref().filter(|w| !w.is_empty()).ok_or_else(|| err("catalog", "warehouse", format!("missing; Iceberg tables are created under the warehouse, e.g. warehouse = {example:?}")))?;
+        Ok(if w.starts_with("s3://") || w.starts_with("file:///") {
+            w.trim_end_matches('/').to_string()
+        } else if w.contains("://") {
+            return Err(err("catalog", "warehouse", format!("{w:?} is not supported; use s3://bucket/prefix or a directory")));
+        } else {
+            // the table's metadata names files by absolute URL
+            let abs = std::path::absolute(resolve(w)).map_err(|e| err("catalog", "warehouse", format!("{w:?}: {e}")))?;
+            format!("file://{}", abs.display()).trim_end_matches('/').to_string()
+        })
+    };
+    let catalog = match c.kind.as_deref() {
+        Some("sql") => {
+            let uri = c.uri.as_deref().ok_or_else(|| err("catalog", "uri", "missing; the SQL catalog is a SQLite file, e.g. uri = \"iceberg/catalog.db\"".into()))?;
+            let file = resolve(uri.strip_prefix("sqlite:").unwrap_or(uri).trim_start_matches("//"));
+            crate::iceberg::IcebergCatalog::Sql { file, warehouse: warehouse("iceberg/warehouse")?, name: c.name.clone().unwrap_or_else(|| "default".into()) }
+        }
+        Some("glue") => crate::iceberg::IcebergCatalog::Glue { warehouse: warehouse("s3://bucket/warehouse")?, endpoint: c.endpoint.clone(), region: c.region.clone() },
+        _ => return Err(err("catalog", "kind", "an Iceberg table needs its catalog: kind = \"sql\" (a SQLite file, with uri and warehouse) or \"glue\" (with database and warehouse)".into())),
+    };
+    let namespace = c.database.clone().filter(|d| !d.is_empty()).ok_or_else(|| err("catalog", "database", "missing; the Iceberg namespace (the Glue database) to put the table in, e.g. database = \"lake\"".into()))?;
+    let table = raw.table.as_ref().and_then(|t| t.name.clone()).unwrap_or_default();
+    Ok(CatalogConfig::Iceberg(crate::iceberg::IcebergConfig { catalog, namespace, table, checkpoints: true }))
 }
 
 fn kinesis_config(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<crate::source::kinesis::KinesisConfig, ConfigError> {

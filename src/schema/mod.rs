@@ -117,6 +117,10 @@ pub struct TableSchema {
     /// Short content hash, written to every Parquet file's metadata.
     pub version: String,
     pub arrow: SchemaRef,
+    /// The Arrow schema data files are written with when it is not
+    /// `arrow` (an Iceberg table's: field ids, microsecond timestamps):
+    /// each batch is cast to it before it is encoded.
+    pub file_arrow: Option<SchemaRef>,
     /// Value rules, in file order: a record failing one is an error record.
     pub rules: Vec<Rule>,
     /// Record filters, in file order: a record matching one is dropped.
@@ -306,6 +310,7 @@ impl TableSchema {
             case_insensitive,
             version: fnv_hex(text.as_bytes()),
             arrow: Arc::new(Schema::new(fields)),
+            file_arrow: None,
             rules: rule_list,
             filters,
         })

@@ -48,7 +48,7 @@ impl Catalog for MemoryCatalog {
             Ok(())
         })
     }
-    fn update_schema<'a>(&'a mut self, s: &'a TableSchema) -> BoxFuture<'a, Result<(), CatalogError>> {
+    fn update_schema<'a>(&'a mut self, s: &'a mut TableSchema) -> BoxFuture<'a, Result<(), CatalogError>> {
         Box::pin(async move {
             self.log.lock().unwrap().schemas.push(s.version.clone());
             Ok(())

@@ -43,6 +43,8 @@ pub use parquet_file::RowBuffer;
 pub enum WriteError {
     #[error("parquet encoding failed: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow conversion to the file schema failed: {0}; this is a bug, please report it")]
+    Arrow(#[from] arrow_schema::ArrowError),
     #[error("gzip encoding failed: {0}")]
     Gzip(#[from] std::io::Error),
     #[error("parquet file assembly failed: {0}; this is a bug, please report it")]
@@ -96,17 +98,21 @@ impl Sink for HiveParquet {
             let SealedBody::Rows(rows) = std::mem::take(&mut s.body) else {
                 unreachable!("a table buffer holds rows")
             };
-            let meta = vec![
-                KeyValue::new("lakehose.schema_version".into(), schema.version.clone()),
-                KeyValue::new("lakehose.table".into(), schema.table.clone()),
-                KeyValue::new("lakehose.shard".into(), s.shard.to_string()),
-                KeyValue::new("lakehose.first_position".into(), format!("{}/{}", s.first.seq, s.first.sub)),
-                KeyValue::new("lakehose.last_position".into(), format!("{}/{}", s.last.seq, s.last.sub)),
-            ];
-            let payload = rows.finish(schema, meta)?;
+            let (payload, _) = rows.finish(schema, file_meta(s, schema))?;
             put(&self.store, key, payload, started.elapsed()).await
         })
     }
+}
+
+/// The key-value metadata of a table file's footer.
+pub fn file_meta(s: &Sealed, schema: &TableSchema) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("lakehose.schema_version".into(), schema.version.clone()),
+        KeyValue::new("lakehose.table".into(), schema.table.clone()),
+        KeyValue::new("lakehose.shard".into(), s.shard.to_string()),
+        KeyValue::new("lakehose.first_position".into(), format!("{}/{}", s.first.seq, s.first.sub)),
+        KeyValue::new("lakehose.last_position".into(), format!("{}/{}", s.last.seq, s.last.sub)),
+    ]
 }
 
 /// Gzip NDJSON lines: `<dir><prefix><shard>-<firstSeq>-<firstSub>.json.gz`

@@ -27,7 +27,7 @@ use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::Compression;
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use bytes::Bytes;
@@ -73,7 +73,7 @@ impl RowBuffer {
         self.pending_in = 0;
         let batch = self.cols.finish_reserving(schema);
         if self.failed.is_none() {
-            if let Err(e) = self.write(&batch) {
+            if let Err(e) = self.write(&batch, schema) {
                 self.failed = Some(e);
                 self.file = None;
             }
@@ -82,7 +82,15 @@ impl RowBuffer {
         Some(started.elapsed())
     }
 
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+    fn write(&mut self, batch: &RecordBatch, schema: &TableSchema) -> Result<(), WriteError> {
+        let cast;
+        let batch = match &schema.file_arrow {
+            Some(to) => {
+                cast = to_file_schema(batch, to)?;
+                &cast
+            }
+            None => batch,
+        };
         let file = match &mut self.file {
             Some(f) => f,
             None => self.file.insert(ParquetFile::new(batch, &self.opts)?),
@@ -90,15 +98,28 @@ impl RowBuffer {
         file.write(batch)
     }
 
-    /// The Parquet file of every row, with `meta` in its footer.
-    pub fn finish(mut self, schema: &TableSchema, meta: Vec<KeyValue>) -> Result<PutPayload, WriteError> {
+    /// The Parquet file of every row, with `meta` in its footer, and the
+    /// footer (row groups, column chunk sizes and statistics).
+    pub fn finish(mut self, schema: &TableSchema, meta: Vec<KeyValue>) -> Result<(PutPayload, ParquetMetaData), WriteError> {
         let batch = self.cols.finish(schema);
         if let Some(e) = self.failed {
             return Err(e);
         }
-        self.write(&batch)?;
+        self.write(&batch, schema)?;
         self.file.take().expect("written above").finish(meta)
     }
+}
+
+/// `batch` cast to the file schema `to` (same columns; field ids,
+/// timestamp unit and integer width may differ).
+fn to_file_schema(batch: &RecordBatch, to: &SchemaRef) -> Result<RecordBatch, WriteError> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(to.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { arrow_cast::cast(c, f.data_type()) })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(to.clone(), cols)?)
 }
 
 /// An open Parquet file in memory: closed row groups in `writer`, the
@@ -261,12 +282,13 @@ impl ParquetFile {
         self.writer.inner().held() + open
     }
 
-    fn finish(mut self, meta: Vec<KeyValue>) -> Result<PutPayload, WriteError> {
+    fn finish(mut self, meta: Vec<KeyValue>) -> Result<(PutPayload, ParquetMetaData), WriteError> {
         self.close_group()?;
         for kv in meta {
             self.writer.append_key_value_metadata(kv);
         }
-        self.writer.into_inner()?.into_payload() // writes the footer
+        let footer = self.writer.finish()?;
+        Ok((std::mem::take(self.writer.inner_mut()).into_payload()?, footer))
     }
 }
 
@@ -593,7 +615,7 @@ mod tests {
         for p in parts {
             f.write(p).unwrap();
         }
-        Bytes::from(f.finish(vec![KeyValue::new("k".into(), "v".to_string())]).unwrap())
+        Bytes::from(f.finish(vec![KeyValue::new("k".into(), "v".to_string())]).unwrap().0)
     }
 
     /// The file's rows in batches of `rows`.
@@ -859,7 +881,7 @@ mod tests {
         let batch = nested_batch(rows);
         let file = file_of(&[batch.slice(0, 10_000), batch.slice(10_000, rows - 10_000)], &ParquetOptions::default());
         let md = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional).parse_and_finish(&file).unwrap();
-        let index = md.page_index().expect("a page index");
+        let (index, offsets) = (md.column_index().expect("a page index"), md.offset_index().expect("an offset index"));
         // a.b.s (leaf 0: null when b or s is), req, id and one (leaves 1-3)
         fn value(batch: &RecordBatch, leaf: usize, i: usize) -> Option<&[u8]> {
             if leaf == 0 {
@@ -869,8 +891,8 @@ mod tests {
             Some(batch.column(leaf).as_string::<i32>().value(i).as_bytes())
         }
         for leaf in 0..4 {
-            let Some(ColumnIndexMetaData::BYTE_ARRAY(ci)) = index.column_index(0, leaf) else { panic!("leaf {leaf}: no column index") };
-            let locations = &index.offset_index(0, leaf).expect("an offset index").page_locations;
+            let Some(ColumnIndexMetaData::BYTE_ARRAY(ci)) = index[0].get(leaf) else { panic!("leaf {leaf}: no column index") };
+            let locations = &offsets[0][leaf].page_locations;
             assert!(locations.len() >= 3, "pages of at most 20k rows");
             for (p, loc) in locations.iter().enumerate() {
                 let start = loc.first_row_index as usize;
@@ -885,8 +907,8 @@ mod tests {
         // every string leaf: pages cover the rows from the first, nulls add up to the chunk's
         let chunk = md.row_group(0);
         for leaf in 0..7 {
-            let ci = index.column_index(0, leaf).expect("a column index");
-            let first_rows: Vec<i64> = index.offset_index(0, leaf).unwrap().page_locations.iter().map(|l| l.first_row_index).collect();
+            let ci = index[0].get(leaf).expect("a column index");
+            let first_rows: Vec<i64> = offsets[0][leaf].page_locations.iter().map(|l| l.first_row_index).collect();
             assert_eq!(first_rows[0], 0);
             assert!(first_rows.windows(2).all(|w| w[0] < w[1]), "leaf {leaf}: {first_rows:?}");
             let nulls: i64 = ci.null_counts().unwrap().iter().sum();

@@ -602,8 +602,8 @@ impl PageIndex {
         let descending = bounds.windows(2).all(|w| w[0].0 >= w[1].0 && w[0].1 >= w[1].1);
         for (nulls, mm) in &self.stats {
             match mm {
-                Some((lo, hi)) => b.append(false, super::stats::truncate_min(lo).0, super::stats::truncate_max(hi).0, *nulls as i64, None),
-                None => b.append(true, Vec::new(), Vec::new(), *nulls as i64, None),
+                Some((lo, hi)) => b.append(false, super::stats::truncate_min(lo).0, super::stats::truncate_max(hi).0, *nulls as i64),
+                None => b.append(true, Vec::new(), Vec::new(), *nulls as i64),
             }
         }
         b.set_boundary_order(match (ascending, descending) {
