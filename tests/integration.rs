@@ -25,6 +25,8 @@ mod backfill;
 mod rules;
 #[path = "it/routing.rs"]
 mod routing;
+#[path = "it/iceberg.rs"]
+mod iceberg;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

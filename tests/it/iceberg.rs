@@ -1,0 +1,231 @@
+//! Iceberg tables through the SQL catalog (a SQLite file), read back by
+//! pyiceberg: rows, field ids, partition spec and pruning, schema
+//! evolution, kill -9, and a table checkpoint ahead of the source's.
+
+use super::*;
+
+/// A spool config writing the Iceberg table `lake.events` of `schema`
+/// through the SQL catalog in `dir/iceberg/`.
+fn iceberg_config(dir: &Path, schema: &Path) -> PathBuf {
+    let cfg = dir.join("lakehose.toml");
+    std::fs::write(&cfg, format!(r#"
+[source]
+kind = "spool"
+dir = "spool"
+state_dir = "state"
+poll_interval = "50ms"
+
+[table]
+schema = "{}"
+format = "iceberg"
+
+[catalog]
+kind = "sql"
+uri = "iceberg/catalog.db"
+warehouse = "iceberg/warehouse"
+database = "lake"
+schema_poll = "200ms"
+
+[sink]
+raw_backup = "raw"
+errors = "errors"
+
+[buffer]
+max_records = 400
+max_age = "1s"
+"#, schema.display())).unwrap();
+    cfg
+}
+
+/// pyiceberg's facts about `lake.events` in `dir/iceberg/` (see tests/py/check_iceberg.py).
+fn iceberg_facts(dir: &Path, extra: &[&str]) -> Value {
+    let out = run_ok(Command::new(py()).arg(root().join("tests/py/check_iceberg.py"))
+        .arg("--catalog").arg(dir.join("iceberg/catalog.db"))
+        .arg("--warehouse").arg(format!("file://{}", dir.join("iceberg/warehouse").display()))
+        .args(["--table", "lake.events"]).args(extra));
+    serde_json::from_slice(&out.stdout).expect("checker prints JSON")
+}
+
+/// Waits until pyiceberg sees `n` rows (or panics after `secs`).
+fn wait_rows(dir: &Path, n: usize, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if dir.join("iceberg/catalog.db").exists() {
+            let f = iceberg_facts(dir, &[]);
+            if f["ids"].as_array().unwrap().len() >= n {
+                return f;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {n} rows: have {}", f["ids"].as_array().unwrap().len());
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for the table");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Generated records put into the spool as `name` (the generator's list
+/// of bad records stays out of the spool).
+fn gen_into(dir: &Path, name: &str, args: &[&str]) -> (Vec<String>, BTreeMap<String, String>) {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let out = gen(&tmp, args);
+    std::fs::rename(&tmp, dir.join("spool").join(name)).unwrap();
+    out
+}
+
+fn good_sorted(ids: &[String], bad: &BTreeMap<String, String>) -> Vec<String> {
+    let mut want: Vec<String> = ids.iter().filter(|i| !bad.contains_key(*i)).cloned().collect();
+    want.sort();
+    want
+}
+
+/// Error lines and raw backup of an Iceberg run hold every bad / every
+/// record once (rows are checked through pyiceberg).
+fn assert_errors_and_raw_once(dir: &Path, ids: &[String], bad: &BTreeMap<String, String>) {
+    let empty = dir.join("no-lake");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut facts = check(&["--lake", empty.to_str().unwrap(), "--errors", dir.join("errors").to_str().unwrap(), "--raw", dir.join("raw").to_str().unwrap()]);
+    // the rows are the table's: let the shared assertion see them
+    facts["ids"] = Value::from(good_sorted(ids, bad));
+    facts.as_object_mut().unwrap().remove("duckdb_rows");
+    assert_exactly_once(&facts, ids, bad, true);
+}
+
+/// The table pyiceberg reads holds every good record once with the values
+/// the Hive-style lake holds (every column type of the schema, nested
+/// ones included), carries Iceberg field ids, microsecond timestamps and
+/// the `hour(ts)`/`identity(event_type)` spec, and a `ts` predicate plans
+/// fewer files. An added column gets the next field id; rows written
+/// before it read it as null.
+#[test]
+fn iceberg_table_reads_back_in_pyiceberg_as_the_hive_lake_and_evolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("spool")).unwrap();
+    let schema = d.join("events.toml");
+    std::fs::copy(root().join("schemas/events.toml"), &schema).unwrap();
+    let (ids, bad) = gen_into(d, "seg-1.ndjson", &["--records", "3000", "--bad-every", "40", "--seed", "7"]);
+    // the reference: the same input as Hive-style Parquet
+    run_ok(bin().args(["convert", "--schema"]).arg(&schema).arg("--out").arg(d.join("hive")).arg("--errors").arg(d.join("hive-errors")).arg(d.join("spool/seg-1.ndjson")));
+    let cfg = iceberg_config(d, &schema);
+    let daemon = Daemon::start(&cfg);
+    wait_rows(d, ids.len() - bad.len(), 120);
+    let (ok, _, log) = daemon.term();
+    assert!(ok, "{log}");
+    let f = iceberg_facts(d, &["--hive", d.join("hive").to_str().unwrap(), "--after", "median"]);
+    assert_eq!(strs(&f["ids"]), good_sorted(&ids, &bad), "every good id exactly once");
+    assert_eq!(f["mismatches"], Value::Array(vec![]), "rows equal the Hive lake's");
+    assert_eq!(f["hive_rows"].as_u64().unwrap() as usize, ids.len() - bad.len());
+    assert_errors_and_raw_once(d, &ids, &bad);
+    assert_eq!(f["spec"], serde_json::json!(["hour(ts)->ts_hour", "identity(event_type)->event_type"]));
+    assert_eq!(f["ts_type"], "timestamp[us, tz=UTC]");
+    assert_eq!(f["required"], serde_json::json!(["event_id", "event_type"]));
+    let field_ids: BTreeMap<String, u64> = serde_json::from_value(f["schema"].clone()).unwrap();
+    for n in ["event_id", "ts", "page.url", "properties.key", "properties.value", "tags.element", "geo.lat", "revenue"] {
+        assert!(field_ids.contains_key(n), "{n} has a field id: {field_ids:?}");
+    }
+    let distinct: BTreeSet<u64> = field_ids.values().copied().collect();
+    assert_eq!(distinct.len(), field_ids.len(), "field ids are distinct");
+    let (all, after) = (f["files"].as_u64().unwrap(), f["files_after"].as_u64().unwrap());
+    assert!(after < all, "a ts predicate plans fewer files: {after} of {all}");
+    assert_eq!(f["rows_after"], f["want_after"], "the pruned scan still finds every matching row");
+    let snaps = f["snapshots"].as_array().unwrap();
+    assert!(snaps.iter().all(|s| s["lakehose.checkpoint.seg-1.ndjson"].is_string()), "every commit carries the shard's checkpoint: {snaps:?}");
+
+    // a column added to the schema file: a new field id, null in old rows
+    let highest = *field_ids.values().max().unwrap();
+    let text = std::fs::read_to_string(&schema).unwrap();
+    std::fs::write(&schema, format!("{text}\n[[columns]]\nname = \"page_title\"\ntype = \"string\"\nsource = \"page.title\"\n")).unwrap();
+    let (ids2, bad2) = gen_into(d, "seg-2.ndjson", &["--records", "500", "--bad-every", "40", "--seed", "8", "--id-prefix", "kb"]);
+    let daemon = Daemon::start(&cfg);
+    let good = ids.len() - bad.len() + ids2.len() - bad2.len();
+    let f = wait_rows(d, good, 120);
+    let (ok, _, log) = daemon.term();
+    assert!(ok, "{log}");
+    assert_eq!(f["schema"]["page_title"].as_u64(), Some(highest + 1), "the added column gets the next id");
+    assert_eq!(f["schema"]["event_id"], Value::from(field_ids["event_id"]), "old ids stay");
+    let with_title: BTreeSet<String> = strs(&f["columns"]["page_title"]).into_iter().collect();
+    assert!(!with_title.is_empty() && with_title.iter().all(|i| i.starts_with("kb")), "only rows written after the edit have the column");
+    let mut all_ids = ids.clone();
+    all_ids.extend(ids2);
+    let mut all_bad = bad.clone();
+    all_bad.extend(bad2);
+    assert_eq!(strs(&f["ids"]), good_sorted(&all_ids, &all_bad));
+}
+
+/// kill -9 at random moments while segments arrive: the table holds every
+/// good id once, errors and raw backup every record once.
+#[test]
+fn iceberg_spool_survives_kill_9_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("spool")).unwrap();
+    let cfg = iceberg_config(d, &root().join("schemas/events.toml"));
+    let (mut all_ids, mut all_bad) = (Vec::new(), BTreeMap::new());
+    let mut rng: u64 = 0x1ce;
+    let mut next = || {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    for seg in 0..6 {
+        let tmp = d.join(format!("seg-{seg}.tmp"));
+        let prefix = format!("k{}", (b'a' + seg as u8) as char);
+        let (ids, bad) = gen(&tmp, &["--records", "1200", "--bad-every", "50", "--seed", &seg.to_string(), "--id-prefix", &prefix]);
+        let data = std::fs::read(&tmp).unwrap();
+        all_ids.extend(ids);
+        all_bad.extend(bad);
+        let target = d.join(format!("spool/seg-{seg}.ndjson"));
+        let cut = data.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(500).unwrap().0 + 1;
+        std::fs::write(&target, &data[..cut]).unwrap();
+        let daemon = Daemon::start(&cfg);
+        std::thread::sleep(Duration::from_millis(300 + next() % 1200));
+        std::fs::OpenOptions::new().append(true).open(&target).unwrap().write_all(&data[cut..]).unwrap();
+        std::thread::sleep(Duration::from_millis(next() % 1500));
+        daemon.kill9();
+    }
+    let daemon = Daemon::start(&cfg);
+    wait_rows(d, all_ids.len() - all_bad.len(), 180);
+    let (ok, _, log) = daemon.term();
+    assert!(ok, "{log}");
+    let f = iceberg_facts(d, &[]);
+    assert_eq!(strs(&f["ids"]), good_sorted(&all_ids, &all_bad), "every good id exactly once");
+    assert_errors_and_raw_once(d, &all_ids, &all_bad);
+}
+
+/// A commit whose source checkpoint was never stored (a crash between the
+/// two): the table's checkpoint wins on restart and the records the
+/// source hands again are not committed twice.
+#[test]
+fn a_table_checkpoint_ahead_of_the_source_wins_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("spool")).unwrap();
+    let cfg = iceberg_config(d, &root().join("schemas/events.toml"));
+    let (mut ids, mut bad) = gen_into(d, "a.ndjson", &["--records", "800", "--bad-every", "50", "--seed", "1", "--id-prefix", "ka"]);
+    let daemon = Daemon::start(&cfg);
+    wait_rows(d, ids.len() - bad.len(), 60);
+    assert!(daemon.term().0);
+    // the source's state as it was here: the next commits' checkpoints are lost with it
+    let saved = std::fs::read_dir(d.join("state")).unwrap().map(|e| e.unwrap().path()).map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect::<Vec<_>>();
+    let seg = std::fs::read(d.join("spool/a.ndjson")).unwrap();
+    let (ids2, bad2) = gen(&d.join("more.tmp"), &["--records", "800", "--bad-every", "50", "--seed", "2", "--id-prefix", "kb"]);
+    std::fs::OpenOptions::new().append(true).open(d.join("spool/a.ndjson")).unwrap().write_all(&std::fs::read(d.join("more.tmp")).unwrap()).unwrap();
+    let (ids3, bad3) = gen_into(d, "b.ndjson", &["--records", "300", "--bad-every", "50", "--seed", "3", "--id-prefix", "kc"]);
+    ids.extend(ids2);
+    ids.extend(ids3);
+    bad.extend(bad2);
+    bad.extend(bad3);
+    let daemon = Daemon::start(&cfg);
+    wait_rows(d, ids.len() - bad.len(), 60);
+    assert!(daemon.term().0);
+    for (p, bytes) in &saved {
+        std::fs::write(p, bytes).unwrap();
+    }
+    assert!(seg.len() < std::fs::metadata(d.join("spool/a.ndjson")).unwrap().len() as usize);
+    let mut daemon = Daemon::new(bin().env("LAKEHOSE_LOG", "info").args(["run", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    std::thread::sleep(Duration::from_secs(4));
+    let log = daemon.log();
+    let (ok, _, _) = daemon.term();
+    assert!(ok);
+    let f = iceberg_facts(d, &[]);
+    assert_eq!(strs(&f["ids"]), good_sorted(&ids, &bad), "no record committed twice");
+    assert!(log.contains("resuming from the table's checkpoint"), "{log}");
+}
