@@ -229,3 +229,63 @@ fn a_table_checkpoint_ahead_of_the_source_wins_on_restart() {
     assert_eq!(strs(&f["ids"]), good_sorted(&ids, &bad), "no record committed twice");
     assert!(log.contains("resuming from the table's checkpoint"), "{log}");
 }
+
+/// Two processes' commits on one table through the real SQL catalog: a
+/// zombie (its view of a shard older than the table's) is refused for that
+/// shard, and commits that race on other shards both land, each keeping
+/// the other's checkpoint (carried forward from the version it lands on).
+#[test]
+fn a_zombie_is_refused_and_racing_commits_keep_each_others_checkpoints() {
+    use lakehose::checkpoint::ShardCheckpoint;
+    use lakehose::iceberg::{IcebergCatalog, IcebergConfig, IcebergTable};
+    use lakehose::ids::ShardId;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = IcebergConfig {
+        catalog: IcebergCatalog::Sql { file: d.join("catalog.db"), warehouse: format!("file://{}", d.join("wh").display()), name: "default".into() },
+        namespace: "lake".into(),
+        table: "events".into(),
+        checkpoints: true,
+    };
+    let schema = lakehose::schema::TableSchema::load(&root().join("schemas/events.toml")).unwrap();
+    let cp = |n: u64| -> ShardCheckpoint { serde_json::from_str(&format!(r#"{{"resume":{{"after":{{"seq":"{n}","sub":0}}}},"done":{{}}}}"#)).unwrap() };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let opts = lakehose::store::StoreOptions::default();
+        let (mut a, _, _) = IcebergTable::open(&cfg, &schema, &opts).await.unwrap();
+        let (mut b, _, _) = IcebergTable::open(&cfg, &schema, &opts).await.unwrap();
+        let (s1, s2, s3) = (ShardId::new("s1"), ShardId::new("s2"), ShardId::new("s3"));
+        for t in [&mut a, &mut b] {
+            for s in [&s1, &s2, &s3] {
+                assert_eq!(t.stored(s).await.unwrap(), None);
+            }
+        }
+        // a owns s1 and s2; its lease on s2 moves to b, which commits it
+        assert!(a.commit(&[(s1.clone(), cp(10)), (s2.clone(), cp(20))]).await.unwrap().is_empty());
+        assert_eq!(b.stored(&s2).await.unwrap(), Some(cp(20)));
+        assert!(b.commit(&[(s2.clone(), cp(25)), (s3.clone(), cp(30))]).await.unwrap().is_empty());
+        // a wakes with s2 where it left it: refused for s2, s1 goes on
+        assert_eq!(a.commit(&[(s1.clone(), cp(11)), (s2.clone(), cp(21))]).await.unwrap(), vec![s2.clone()]);
+        // commits racing on other shards: each lands on the version it was
+        // built from or retries, never dropping the other's latest checkpoint
+        let (ra, rb) = tokio::join!(
+            async {
+                for n in 12..=60 {
+                    assert!(a.commit(&[(s1.clone(), cp(n))]).await.unwrap().is_empty());
+                }
+            },
+            async {
+                for n in 32..=80 {
+                    assert!(b.commit(&[(s3.clone(), cp(n))]).await.unwrap().is_empty());
+                }
+            }
+        );
+        let _ = (ra, rb);
+        let conflicts = a.stats.lock().unwrap().1 + b.stats.lock().unwrap().1;
+        assert!(conflicts > 0, "the two writers raced");
+        let mut fresh = IcebergTable::open(&cfg, &schema, &opts).await.unwrap().0;
+        assert_eq!(fresh.stored(&s1).await.unwrap(), Some(cp(60)), "a's last commit of s1 kept");
+        assert_eq!(fresh.stored(&s2).await.unwrap(), Some(cp(25)), "the zombie's s2 refused");
+        assert_eq!(fresh.stored(&s3).await.unwrap(), Some(cp(80)), "b's last commit of s3 kept");
+    });
+}
