@@ -27,7 +27,7 @@ pub struct ConfigError {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub(super) struct Raw {
     #[serde(default)]
     source: RawSource,
     lease: Option<RawLease>,
@@ -466,7 +466,7 @@ impl Config {
             return Err(err("source", "max_record_size", m));
         }
         let catalog = match raw.catalog.kind.as_deref() {
-            _ if iceberg => iceberg_catalog(&raw, &resolve, &err)?,
+            _ if iceberg => tables::iceberg_catalog(&raw, &resolve, &err)?,
             Some("sql") => return Err(err("catalog", "kind", "the SQL catalog holds Iceberg tables: set [table] format = \"iceberg\"".into())),
             None | Some("none") => CatalogConfig::None,
             Some("glue") => CatalogConfig::Glue {
@@ -580,36 +580,6 @@ fn http_config(h: &RawHttp, resolve: &dyn Fn(&str) -> PathBuf, var: &dyn Fn(&str
         _ => return Err(err("http", "tls_cert", "TLS needs both tls_cert and tls_key (PEM files)".into())),
     };
     Ok(HttpConfig { listen, streams, region: h.region.clone().unwrap_or_else(|| "us-east-1".into()), auth, invalid, max_request_bytes, max_inflight, tls })
-}
-
-/// `[catalog]` of an Iceberg table: kind "sql" (uri = the SQLite file) or
-/// "glue"; warehouse; database = the namespace.
-fn iceberg_catalog(raw: &Raw, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<CatalogConfig, ConfigError> {
-    let c = &raw.catalog;
-    let warehouse = |example: &str| -> Result<String, ConfigError> {
-        let w = c.warehouse.as_deref().filter(|w| !w.is_empty()).ok_or_else(|| err("catalog", "warehouse", format!("missing; Iceberg tables are created under the warehouse, e.g. warehouse = {example:?}")))?;
-        Ok(if w.starts_with("s3://") || w.starts_with("file:///") {
-            w.trim_end_matches('/').to_string()
-        } else if w.contains("://") {
-            return Err(err("catalog", "warehouse", format!("{w:?} is not supported; use s3://bucket/prefix or a directory")));
-        } else {
-            // the table's metadata names files by absolute URL
-            let abs = std::path::absolute(resolve(w)).map_err(|e| err("catalog", "warehouse", format!("{w:?}: {e}")))?;
-            format!("file://{}", abs.display()).trim_end_matches('/').to_string()
-        })
-    };
-    let catalog = match c.kind.as_deref() {
-        Some("sql") => {
-            let uri = c.uri.as_deref().ok_or_else(|| err("catalog", "uri", "missing; the SQL catalog is a SQLite file, e.g. uri = \"iceberg/catalog.db\"".into()))?;
-            let file = resolve(uri.strip_prefix("sqlite:").unwrap_or(uri).trim_start_matches("//"));
-            crate::iceberg::IcebergCatalog::Sql { file, warehouse: warehouse("iceberg/warehouse")?, name: c.name.clone().unwrap_or_else(|| "default".into()) }
-        }
-        Some("glue") => crate::iceberg::IcebergCatalog::Glue { warehouse: warehouse("s3://bucket/warehouse")?, endpoint: c.endpoint.clone(), region: c.region.clone() },
-        _ => return Err(err("catalog", "kind", "an Iceberg table needs its catalog: kind = \"sql\" (a SQLite file, with uri and warehouse) or \"glue\" (with database and warehouse)".into())),
-    };
-    let namespace = c.database.clone().filter(|d| !d.is_empty()).ok_or_else(|| err("catalog", "database", "missing; the Iceberg namespace (the Glue database) to put the table in, e.g. database = \"lake\"".into()))?;
-    let table = raw.table.as_ref().and_then(|t| t.name.clone()).unwrap_or_default();
-    Ok(CatalogConfig::Iceberg(crate::iceberg::IcebergConfig { catalog, namespace, table, checkpoints: true }))
 }
 
 fn kinesis_config(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<crate::source::kinesis::KinesisConfig, ConfigError> {
@@ -727,6 +697,38 @@ max_age = "30s"
         assert_eq!(e.key, "http.listen");
         let e = Config::parse("/etc/lh/l.toml", &http(log, "[[http.users]]\nname = \"u\"\npassword_sha256 = \"plain\""), env(&[])).unwrap_err();
         assert_eq!((e.key.as_str(), e.line), ("http.users.password_sha256", Some(23)), "{e}");
+    }
+
+    /// An Iceberg table: its catalog resolved (the warehouse made an
+    /// absolute URL), and every missing or conflicting key named.
+    #[test]
+    fn iceberg_tables_name_their_catalog() {
+        let ice = |catalog: &str, sink: &str| {
+            CFG.replace("schema = \"schemas/events.toml\"", "schema = \"schemas/events.toml\"\nformat = \"iceberg\"")
+                .replace("url = \"lake\"\n", sink)
+                .replace("[buffer]\nmax_bytes = \"64MiB\"\nmax_age = \"30s\"", &format!("[catalog]\n{catalog}\n[buffer]"))
+        };
+        let sql = "kind = \"sql\"\nuri = \"ice/catalog.db\"\nwarehouse = \"ice/wh\"\ndatabase = \"lake\"";
+        let c = Config::parse("/etc/lh/l.toml", &ice(sql, ""), env(&[])).unwrap();
+        let CatalogConfig::Iceberg(i) = &c.catalog else { panic!("{:?}", c.catalog) };
+        assert!(matches!(&i.catalog, crate::iceberg::IcebergCatalog::Sql { file, warehouse, name }
+            if file == Path::new("/etc/lh/ice/catalog.db") && warehouse == "file:///etc/lh/ice/wh" && name == "default"), "{i:?}");
+        assert_eq!((i.namespace.as_str(), i.checkpoints), ("lake", true));
+        assert_eq!(c.limits.max_age, Duration::from_secs(15), "the default commit interval");
+        for (catalog, sink, key) in [
+            ("kind = \"sql\"\nwarehouse = \"w\"\ndatabase = \"lake\"", "", "catalog.uri"),
+            ("kind = \"sql\"\nuri = \"c.db\"\ndatabase = \"lake\"", "", "catalog.warehouse"),
+            ("kind = \"sql\"\nuri = \"c.db\"\nwarehouse = \"w\"", "", "catalog.database"),
+            ("kind = \"none\"", "", "catalog.kind"),
+            (sql, "url = \"lake\"\n", "sink.url"),
+        ] {
+            let e = Config::parse("/etc/lh/l.toml", &ice(catalog, sink), env(&[])).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+        let e = Config::parse("/etc/lh/l.toml", &CFG.replace("[buffer]", "[catalog]\nkind = \"sql\"\n[buffer]"), env(&[])).unwrap_err();
+        assert!(e.key == "catalog.kind" && e.message.contains("format = \"iceberg\""), "{e}");
+        let e = Config::parse("/etc/lh/l.toml", &CFG.replace("schema = \"schemas/events.toml\"", "schema = \"s.toml\"\nformat = \"delta\""), env(&[])).unwrap_err();
+        assert_eq!(e.key, "table.format");
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! `[routing]` and `[[tables]]`: one stream into several tables.
+//! `[routing]` and `[[tables]]`: one stream into several tables; and the
+//! `[catalog]` of an Iceberg table (`[table] format = "iceberg"`).
 //!
 //! Input: the raw `[routing]` section (route column, mode) and the
 //! `[[tables]]` entries (schema file, lake URL, error URL, and the route
 //! values the table takes or `default = true`). Output: a
 //! [`RoutingConfig`]: routes with canonical value texts and each table's
 //! resolved paths. Failure: [`ConfigError`] naming the file, the line of
-//! the entry's key, the key (`tables[1].values`) and the fix.
+//! the entry's key, the key (`tables[1].values`) and the fix. For an
+//! Iceberg table: its catalog (SQL on a SQLite file, or Glue), warehouse
+//! URL (a directory made absolute) and namespace.
 
 use super::ConfigError;
 use crate::lanes::{Mode, Routes};
@@ -216,4 +219,34 @@ default = true
             assert!(e.contains(want), "{e:?} does not say {want:?}");
         }
     }
+}
+
+/// `[catalog]` of an Iceberg table: kind "sql" (uri = the SQLite file) or
+/// "glue"; warehouse; database = the namespace.
+pub(super) fn iceberg_catalog(raw: &super::Raw, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<super::CatalogConfig, ConfigError> {
+    let c = &raw.catalog;
+    let warehouse = |example: &str| -> Result<String, ConfigError> {
+        let w = c.warehouse.as_deref().filter(|w| !w.is_empty()).ok_or_else(|| err("catalog", "warehouse", format!("missing; Iceberg tables are created under the warehouse, e.g. warehouse = {example:?}")))?;
+        Ok(if w.starts_with("s3://") || w.starts_with("file:///") {
+            w.trim_end_matches('/').to_string()
+        } else if w.contains("://") {
+            return Err(err("catalog", "warehouse", format!("{w:?} is not supported; use s3://bucket/prefix or a directory")));
+        } else {
+            // the table's metadata names files by absolute URL
+            let abs = std::path::absolute(resolve(w)).map_err(|e| err("catalog", "warehouse", format!("{w:?}: {e}")))?;
+            format!("file://{}", abs.display()).trim_end_matches('/').to_string()
+        })
+    };
+    let catalog = match c.kind.as_deref() {
+        Some("sql") => {
+            let uri = c.uri.as_deref().ok_or_else(|| err("catalog", "uri", "missing; the SQL catalog is a SQLite file, e.g. uri = \"iceberg/catalog.db\"".into()))?;
+            let file = resolve(uri.strip_prefix("sqlite:").unwrap_or(uri).trim_start_matches("//"));
+            crate::iceberg::IcebergCatalog::Sql { file, warehouse: warehouse("iceberg/warehouse")?, name: c.name.clone().unwrap_or_else(|| "default".into()) }
+        }
+        Some("glue") => crate::iceberg::IcebergCatalog::Glue { warehouse: warehouse("s3://bucket/warehouse")?, endpoint: c.endpoint.clone(), region: c.region.clone() },
+        _ => return Err(err("catalog", "kind", "an Iceberg table needs its catalog: kind = \"sql\" (a SQLite file, with uri and warehouse) or \"glue\" (with database and warehouse)".into())),
+    };
+    let namespace = c.database.clone().filter(|d| !d.is_empty()).ok_or_else(|| err("catalog", "database", "missing; the Iceberg namespace (the Glue database) to put the table in, e.g. database = \"lake\"".into()))?;
+    let table = raw.table.as_ref().and_then(|t| t.name.clone()).unwrap_or_default();
+    Ok(super::CatalogConfig::Iceberg(crate::iceberg::IcebergConfig { catalog, namespace, table, checkpoints: true }))
 }
