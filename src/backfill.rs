@@ -73,6 +73,9 @@ pub struct Backfill {
     pub store: StoreOptions,
     /// Register partitions in this Glue database.
     pub glue_database: Option<String>,
+    /// Write this Iceberg table instead of Hive-style Parquet in `lake`
+    /// (already created; `schema` is adapted to it).
+    pub iceberg: Option<crate::iceberg::IcebergConfig>,
     /// Decoded bytes per unit at most.
     pub chunk: u64,
 }
@@ -221,14 +224,18 @@ impl Backfill {
     fn worker(&self, workers: usize, work: Arc<Work>, metrics: Arc<Metrics>, main: tokio::runtime::Handle) -> Result<(Stats, Report), BackfillError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| BackfillError::Worker(e.to_string()))?;
         rt.block_on(async {
-            let sinks = Sinks::open(&self.lake, self.raw.as_deref(), &self.errors, &self.store)?;
             let mut table_ref = TableRef { database: None, table: self.schema.table.clone() };
-            let catalog: Box<dyn Catalog> = match &self.glue_database {
-                Some(db) => {
-                    table_ref.database = Some(db.clone());
-                    Box::new(open_glue(db, &self.schema, &self.lake, &self.store).await?)
+            let (sinks, catalog): (Sinks, Box<dyn Catalog>) = match (&self.iceberg, &self.glue_database) {
+                (Some(ic), _) => {
+                    table_ref.database = Some(ic.namespace.clone());
+                    let (table, files, _) = crate::iceberg::IcebergTable::open(ic, &self.schema, &self.store).await.map_err(CatalogError::from)?;
+                    (Sinks::with_table(Box::new(files), self.raw.as_deref(), &self.errors, &self.store)?, Box::new(table))
                 }
-                None => Box::new(NoCatalog),
+                (None, Some(db)) => {
+                    table_ref.database = Some(db.clone());
+                    (Sinks::open(&self.lake, self.raw.as_deref(), &self.errors, &self.store)?, Box::new(open_glue(db, &self.schema, &self.lake, &self.store).await?))
+                }
+                (None, None) => (Sinks::open(&self.lake, self.raw.as_deref(), &self.errors, &self.store)?, Box::new(NoCatalog)),
             };
             let limits = Limits { memory_limit: (self.limits.memory_limit / 2 / workers).max(1 << 20), ..self.limits.clone() };
             let mut c = Committer::new(sinks, catalog, metrics);

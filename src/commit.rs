@@ -65,6 +65,13 @@ impl Sinks {
         Ok(Sinks::hive(Store::open(lake, opts)?, raw.map(|r| Store::open(r, opts)).transpose()?, Store::open(errors, opts)?))
     }
 
+    /// A table format's own sink, gzip lines in `raw` and `errors`.
+    pub fn with_table(table: Box<dyn Sink>, raw: Option<&str>, errors: &str, opts: &StoreOptions) -> Result<Sinks, StoreError> {
+        let mut s = Sinks::hive(Store::memory(), raw.map(|r| Store::open(r, opts)).transpose()?, Store::open(errors, opts)?);
+        s.table = Some(table);
+        Ok(s)
+    }
+
     pub fn hive(lake: Store, raw: Option<Store>, errors: Store) -> Sinks {
         Sinks {
             table: Some(Box::new(HiveParquet { store: lake })),

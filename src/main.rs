@@ -38,9 +38,20 @@ enum Cmd {
         /// Schema file describing the table.
         #[arg(long)]
         schema: PathBuf,
-        /// Lake destination: a directory, file:///dir/ or s3://bucket/prefix/.
+        /// Lake destination: a directory, file:///dir/ or s3://bucket/prefix/
+        /// (with --format iceberg: none, the table's location is the catalog's).
+        #[arg(long, required_unless_present = "format")]
+        out: Option<String>,
+        /// Table format: hive (Parquet in Hive-style prefixes) or iceberg
+        /// (an Iceberg table in --catalog sql or glue, --warehouse, --database).
+        #[arg(long, value_enum, default_value = "hive")]
+        format: Format,
+        /// Iceberg SQL catalog: its SQLite file (with --catalog sql).
         #[arg(long)]
-        out: String,
+        catalog_uri: Option<PathBuf>,
+        /// Iceberg: where the table is created (a directory or s3://bucket/prefix).
+        #[arg(long)]
+        warehouse: Option<String>,
         /// Where bad records go (default: <out>/_errors/).
         #[arg(long)]
         errors: Option<String>,
@@ -76,10 +87,11 @@ enum Cmd {
         /// is an error line is read as one.
         #[arg(long)]
         from_errors: bool,
-        /// Register the partitions written in a catalog: none or glue (with --database).
+        /// Register the partitions written in a catalog: none or glue (with
+        /// --database); with --format iceberg the table's catalog: sql or glue.
         #[arg(long, value_enum, default_value = "none", requires_if("glue", "database"))]
         catalog: CatalogKind,
-        /// Glue database (with --catalog glue).
+        /// Glue database (with --catalog glue), or the Iceberg namespace.
         #[arg(long)]
         database: Option<String>,
         /// Progress on stderr: a bar on a terminal, a JSON line every 5 s otherwise.
@@ -130,6 +142,48 @@ enum SchemaCmd {
 enum CatalogKind {
     None,
     Glue,
+    Sql,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Hive,
+    Iceberg,
+}
+
+/// `convert --format iceberg`: the table's config, created (or its new
+/// columns added) before anything is read, and the schema adapted to it.
+async fn iceberg_target(
+    schema: &TableSchema,
+    catalog: CatalogKind,
+    uri: Option<PathBuf>,
+    warehouse: Option<String>,
+    database: Option<String>,
+    store: &StoreOptions,
+) -> anyhow::Result<(lakehose::iceberg::IcebergConfig, TableSchema)> {
+    use lakehose::iceberg::{IcebergCatalog, IcebergConfig, IcebergTable};
+    let warehouse = warehouse.ok_or_else(|| usage("--warehouse: missing; the directory or s3://bucket/prefix the Iceberg catalog creates tables under"))?;
+    let warehouse = if warehouse.contains("://") {
+        warehouse.trim_end_matches('/').to_string()
+    } else {
+        format!("file://{}", std::path::absolute(&warehouse).map_err(usage)?.display()).trim_end_matches('/').to_string()
+    };
+    let catalog = match catalog {
+        CatalogKind::Sql => IcebergCatalog::Sql {
+            file: uri.ok_or_else(|| usage("--catalog-uri: missing; the SQL catalog's SQLite file"))?,
+            warehouse,
+            name: "default".into(),
+        },
+        CatalogKind::Glue => IcebergCatalog::Glue { warehouse, endpoint: store.endpoint.clone(), region: store.region.clone() },
+        CatalogKind::None => return Err(usage("--format iceberg: name the table's catalog with --catalog sql (and --catalog-uri) or --catalog glue")),
+    };
+    let namespace = database.ok_or_else(|| usage("--database: missing; the Iceberg namespace (Glue database) of the table"))?;
+    let cfg = IcebergConfig { catalog, namespace, table: String::new(), checkpoints: false }.for_schema(schema);
+    let (_, _, adapted) = IcebergTable::open(&cfg, schema, store).await.map_err(|e| match e {
+        e @ lakehose::iceberg::IcebergError::Unsupported { .. } => usage(e),
+        e => anyhow::Error::new(e).context("opening the Iceberg table"),
+    })?;
+    Ok((cfg, adapted))
 }
 
 /// An error that maps to exit code 2.
@@ -206,8 +260,8 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             tracing::info!(%summary, "stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Convert { schema, out, errors, raw_backup, max_record_size, max_records, max_bytes, memory_limit, endpoint, kms_key_id, region, jobs, from_errors, catalog, database, progress, chunk_size, inputs } => {
-            let schema = load_schema(&schema)?;
+        Cmd::Convert { schema, out, format, catalog_uri, warehouse, errors, raw_backup, max_record_size, max_records, max_bytes, memory_limit, endpoint, kms_key_id, region, jobs, from_errors, catalog, database, progress, chunk_size, inputs } => {
+            let mut schema = load_schema(&schema)?;
             let limits = Limits {
                 max_records,
                 max_bytes: size(&max_bytes, "--max-bytes")?,
@@ -222,11 +276,29 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             if jobs == Some(0) {
                 return Err(usage("--jobs: at least 1"));
             }
-            let out = if out.ends_with('/') { out } else { format!("{out}/") };
-            let errors = errors.unwrap_or_else(|| format!("{out}_errors/"));
             let store = StoreOptions { endpoint, region, kms_key_id };
+            let iceberg = match format {
+                Format::Hive if catalog == CatalogKind::Sql => return Err(usage("--catalog sql holds Iceberg tables: add --format iceberg")),
+                Format::Hive => None,
+                Format::Iceberg => Some(iceberg_target(&schema, catalog, catalog_uri, warehouse, database.clone(), &store).await?),
+            };
+            let out = match (out, &iceberg) {
+                (Some(_), Some(_)) => return Err(usage("--out: an Iceberg table's files go under its location in --warehouse; remove --out")),
+                (Some(o), None) => if o.ends_with('/') { o } else { format!("{o}/") },
+                (None, Some((ic, _))) => match &ic.catalog {
+                    lakehose::iceberg::IcebergCatalog::Sql { warehouse, .. } | lakehose::iceberg::IcebergCatalog::Glue { warehouse, .. } => format!("{warehouse}/"),
+                },
+                (None, None) => unreachable!("clap requires --out without --format"),
+            };
+            let errors = errors.unwrap_or_else(|| format!("{out}_errors/"));
+            let iceberg = iceberg.map(|(ic, adapted)| {
+                schema = Arc::new(adapted);
+                ic
+            });
             // the destinations are checked before anything is read
-            Sinks::open(&out, raw_backup.as_deref(), &errors, &store).map_err(usage)?;
+            if iceberg.is_none() {
+                Sinks::open(&out, raw_backup.as_deref(), &errors, &store).map_err(usage)?;
+            }
             let job = Backfill {
                 schema,
                 limits,
@@ -238,7 +310,8 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 raw: raw_backup,
                 errors,
                 store,
-                glue_database: database.filter(|_| catalog == CatalogKind::Glue),
+                glue_database: database.filter(|_| catalog == CatalogKind::Glue && iceberg.is_none()),
+                iceberg,
                 chunk,
             };
             let summary = job.run(&inputs).await.map_err(|e| match e {

@@ -128,12 +128,10 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
     };
     let schema = schemas[0].clone();
     let sinks = match &cfg.routing {
-        None if iceberg_files.is_some() => {
-            let mut s = Sinks::hive(Store::memory(), cfg.sink.raw_backup.as_deref().map(|u| Store::open(u, &cfg.sink.store)).transpose()?, Store::open(&cfg.sink.errors, &cfg.sink.store)?);
-            s.table = iceberg_files.map(|f| Box::new(f) as Box<dyn crate::write::Sink>);
-            s
-        }
-        None => Sinks::open(&cfg.sink.url, cfg.sink.raw_backup.as_deref(), &cfg.sink.errors, &cfg.sink.store)?,
+        None => match iceberg_files {
+            Some(files) => Sinks::with_table(Box::new(files), cfg.sink.raw_backup.as_deref(), &cfg.sink.errors, &cfg.sink.store)?,
+            None => Sinks::open(&cfg.sink.url, cfg.sink.raw_backup.as_deref(), &cfg.sink.errors, &cfg.sink.store)?,
+        },
         Some(r) => {
             let open = |u: &str| Store::open(u, &cfg.sink.store);
             let raw = cfg.sink.raw_backup.as_deref().map(open).transpose()?;
