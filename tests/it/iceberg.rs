@@ -77,16 +77,21 @@ fn good_sorted(ids: &[String], bad: &BTreeMap<String, String>) -> Vec<String> {
     want
 }
 
-/// Error lines and raw backup of an Iceberg run hold every bad / every
-/// record once (rows are checked through pyiceberg).
-fn assert_errors_and_raw_once(dir: &Path, ids: &[String], bad: &BTreeMap<String, String>) {
+/// Error lines (and with `raw` the raw backup) of an Iceberg run hold
+/// every bad (every) record once; rows are checked through pyiceberg.
+fn assert_errors_and_raw_once(dir: &Path, ids: &[String], bad: &BTreeMap<String, String>, raw: bool) {
     let empty = dir.join("no-lake");
     std::fs::create_dir_all(&empty).unwrap();
-    let mut facts = check(&["--lake", empty.to_str().unwrap(), "--errors", dir.join("errors").to_str().unwrap(), "--raw", dir.join("raw").to_str().unwrap()]);
+    let (errors, raw_dir) = (dir.join("errors"), dir.join("raw"));
+    let mut args = vec!["--lake", empty.to_str().unwrap(), "--errors", errors.to_str().unwrap()];
+    if raw {
+        args.extend(["--raw", raw_dir.to_str().unwrap()]);
+    }
+    let mut facts = check(&args);
     // the rows are the table's: let the shared assertion see them
     facts["ids"] = Value::from(good_sorted(ids, bad));
     facts.as_object_mut().unwrap().remove("duckdb_rows");
-    assert_exactly_once(&facts, ids, bad, true);
+    assert_exactly_once(&facts, ids, bad, raw);
 }
 
 /// The table pyiceberg reads holds every good record once with the values
@@ -114,7 +119,7 @@ fn iceberg_table_reads_back_in_pyiceberg_as_the_hive_lake_and_evolves() {
     assert_eq!(strs(&f["ids"]), good_sorted(&ids, &bad), "every good id exactly once");
     assert_eq!(f["mismatches"], Value::Array(vec![]), "rows equal the Hive lake's");
     assert_eq!(f["hive_rows"].as_u64().unwrap() as usize, ids.len() - bad.len());
-    assert_errors_and_raw_once(d, &ids, &bad);
+    assert_errors_and_raw_once(d, &ids, &bad, true);
     assert_eq!(f["spec"], serde_json::json!(["hour(ts)->ts_hour", "identity(event_type)->event_type"]));
     assert_eq!(f["ts_type"], "timestamp[us, tz=UTC]");
     assert_eq!(f["required"], serde_json::json!(["event_id", "event_type"]));
@@ -187,7 +192,7 @@ fn iceberg_spool_survives_kill_9_exactly_once() {
     assert!(ok, "{log}");
     let f = iceberg_facts(d, &[]);
     assert_eq!(strs(&f["ids"]), good_sorted(&all_ids, &all_bad), "every good id exactly once");
-    assert_errors_and_raw_once(d, &all_ids, &all_bad);
+    assert_errors_and_raw_once(d, &all_ids, &all_bad, true);
 }
 
 /// A commit whose source checkpoint was never stored (a crash between the
@@ -310,10 +315,63 @@ fn convert_writes_an_iceberg_table_on_every_core() {
     let f = iceberg_facts(d, &["--hive", d.join("hive").to_str().unwrap()]);
     assert_eq!(strs(&f["ids"]), good_sorted(&ids, &bad), "every good id exactly once");
     assert_eq!(f["mismatches"], Value::Array(vec![]), "rows equal the Hive lake's");
-    assert_errors_and_raw_once(d, &ids, &bad);
+    assert_errors_and_raw_once(d, &ids, &bad, true);
     // the convert of a file is not resumed from the table: no checkpoints ride along
     assert!(f["snapshots"].as_array().unwrap().iter().all(|s| s.as_object().unwrap().keys().all(|k| !k.starts_with("lakehose."))));
     let out = bin().args(["convert", "--format", "iceberg", "--catalog", "sql", "--database", "lake", "--warehouse", "w", "--schema"]).arg(&schema).arg("a.ndjson").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a missing --catalog-uri is a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--catalog-uri"));
+}
+
+/// Kinesis on moto, two processes sharing 4 shards through leases into one
+/// Iceberg table (SQL catalog), a producer writing while they are killed
+/// -9 and restarted and one is SIGSTOPped past its leases (its shards move
+/// and are committed by the other) and woken: every good id exactly once,
+/// errors once.
+#[test]
+fn two_processes_on_kinesis_kill_9_and_a_zombie_land_exactly_once() {
+    let moto = Moto::start();
+    moto.boto("c('kinesis').create_stream(StreamName='ice', ShardCount=4)");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("in.ndjson");
+    let (ids, bad) = gen(&file, &["--records", "4000", "--bad-every", "50", "--seed", "31"]);
+    let cfg = iceberg_config(d, &root().join("schemas/events.toml"));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "kind = \"spool\"\ndir = \"spool\"\nstate_dir = \"state\"\npoll_interval = \"50ms\"",
+        &format!("kind = \"kinesis\"\nstream = \"ice\"\nendpoint = \"{ep}\"\npoll_interval = \"200ms\"\nshard_sync_interval = \"1s\"\n[lease]\ntable = \"leases-ice\"\nendpoint = \"{ep}\"\nfailover = \"2s\"", ep = moto.endpoint),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let env = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
+    let start = |worker: &str| Daemon::new(bin().envs(env).env("LAKEHOSE_LEASE_WORKER_ID", worker).args(["run", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    let mut producer = Command::new(py()).arg(root().join("tests/py/kinesis_put.py")).arg(&file)
+        .args(["--stream", "ice", "--endpoint", &moto.endpoint, "--batch", "50", "--pause", "0.15"]).stdout(Stdio::null()).spawn().unwrap();
+    let (mut a, mut b) = (start("a"), start("b"));
+    for (i, wait) in [1200, 900, 1500, 800].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(wait));
+        if i % 2 == 0 {
+            a.kill9();
+            a = start("a");
+        } else {
+            b.kill9();
+            b = start("b");
+        }
+    }
+    // a zombie: stopped past its leases' failover while b takes its shards, then woken
+    let stop = |sig: &str, pid: u32| run_ok(Command::new("kill").arg(sig).arg(pid.to_string()));
+    stop("-STOP", a.child.id());
+    std::thread::sleep(Duration::from_secs(6));
+    stop("-CONT", a.child.id());
+    assert!(producer.wait().unwrap().success(), "producer failed");
+    wait_rows(d, ids.len() - bad.len(), 180);
+    let (ok_b, _, log_b) = b.term();
+    let (ok_a, _, log_a) = a.term();
+    assert!(ok_a && ok_b, "{log_a}\n{log_b}");
+    let f = iceberg_facts(d, &[]);
+    assert_eq!(strs(&f["ids"]), good_sorted(&ids, &bad), "every good id exactly once");
+    assert_errors_and_raw_once(d, &ids, &bad, false);
+    let shards: BTreeSet<String> = f["snapshots"].as_array().unwrap().iter()
+        .flat_map(|s| s.as_object().unwrap().keys().filter_map(|k| k.strip_prefix("lakehose.checkpoint.").map(str::to_string)).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(shards.len(), 4, "every shard's checkpoint rides in the table: {shards:?}");
 }
