@@ -100,6 +100,7 @@ pub struct IcebergTable {
     /// last saw it (restore) or committed it.
     known: HashMap<ShardId, Option<String>>,
     checkpoints: bool,
+    zoned: bool,
     calls: (u64, u64),
     /// Commits made and conflicts retried, for metrics and benchmarks.
     pub stats: Arc<Mutex<(u64, u64)>>,
@@ -186,6 +187,9 @@ impl IcebergTable {
     /// table's location) and the schema adapted for writing its files.
     pub async fn open(cfg: &IcebergConfig, s: &TableSchema, store: &crate::store::StoreOptions) -> Result<(IcebergTable, IcebergFiles, TableSchema), IcebergError> {
         let catalog = connect(&cfg.catalog).await?;
+        // iceberg-catalog-glue cannot give Glue a timestamptz column (Athena's own
+        // Iceberg DDL makes `timestamp` ones too): UTC values in `timestamp` there
+        let zoned = !matches!(cfg.catalog, IcebergCatalog::Glue { .. });
         let ns = NamespaceIdent::new(cfg.namespace.clone());
         if !catalog.namespace_exists(&ns).await? {
             if let Err(e) = catalog.create_namespace(&ns, HashMap::new()).await {
@@ -198,7 +202,7 @@ impl IcebergTable {
         if !catalog.table_exists(&ident).await? {
             let creation = TableCreation::builder()
                 .name(cfg.table.clone())
-                .schema(schema::iceberg_schema(s, None)?)
+                .schema(schema::iceberg_schema(s, None, zoned)?)
                 .partition_spec(schema::partition_spec(s)?)
                 .properties([
                     ("commit.retry.num-retries".to_string(), "0".to_string()),
@@ -219,6 +223,7 @@ impl IcebergTable {
             pending: Arc::new(Pending { files: Mutex::new(Vec::new()), schema: Mutex::new((Arc::new(iceberg::spec::Schema::builder().build()?), 0)) }),
             known: HashMap::new(),
             checkpoints: cfg.checkpoints,
+            zoned,
             calls: (0, 0),
             stats: Arc::default(),
         };
@@ -251,7 +256,7 @@ impl IcebergTable {
     async fn evolve(&mut self, s: &TableSchema) -> Result<Table, IcebergError> {
         let t = self.catalog.load_table(&self.ident).await?;
         let have = t.metadata().current_schema().clone();
-        let want = schema::iceberg_schema(s, Some(&have))?;
+        let want = schema::iceberg_schema(s, Some(&have), self.zoned)?;
         let (adds, changed) = schema::additions(&want, &have);
         if !changed.is_empty() {
             return Err(IcebergError::Unsupported {
@@ -378,7 +383,7 @@ impl crate::catalog::Catalog for IcebergTable {
     fn adapt(&self, s: TableSchema) -> Result<TableSchema, CatalogError> {
         let current = self.pending.schema.lock().unwrap().0.clone();
         // fields the table lacks yet get their ids from the update that adds them
-        let ids = schema::iceberg_schema(&s, Some(&current))?;
+        let ids = schema::iceberg_schema(&s, Some(&current), self.zoned)?;
         Ok(schema::adapt(s, &ids)?)
     }
     fn commit<'a>(&'a mut self, cps: &'a [(ShardId, ShardCheckpoint)]) -> BoxFuture<'a, Result<Vec<ShardId>, CatalogError>> {

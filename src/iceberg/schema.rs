@@ -32,6 +32,8 @@ use std::sync::Arc;
 struct Ids<'a> {
     table: Option<&'a Schema>,
     next: i32,
+    /// Timestamps as `timestamptz` (else `timestamp`, values in UTC).
+    zoned: bool,
 }
 
 impl Ids<'_> {
@@ -60,7 +62,7 @@ fn iceberg_type(ty: &ColType, path: &str, ids: &mut Ids) -> Type {
         ColType::Decimal { precision, scale } => p(PrimitiveType::Decimal { precision: *precision as u32, scale: *scale as u32 }),
         ColType::String | ColType::Varchar(_) => p(PrimitiveType::String),
         ColType::Date => p(PrimitiveType::Date),
-        ColType::Timestamp => p(PrimitiveType::Timestamptz),
+        ColType::Timestamp => p(if ids.zoned { PrimitiveType::Timestamptz } else { PrimitiveType::Timestamp }),
         ColType::Binary => p(PrimitiveType::Binary),
         ColType::Array(e) => {
             let name = join(path, "element");
@@ -107,9 +109,10 @@ fn fields(s: &TableSchema, ids: &mut Ids) -> Vec<NestedFieldRef> {
 }
 
 /// The Iceberg schema of a schema file, ids taken from `table` where a
-/// field exists there (fresh ones after its highest id otherwise).
-pub fn iceberg_schema(s: &TableSchema, table: Option<&Schema>) -> Result<Schema, IcebergError> {
-    let mut ids = Ids { table, next: table.map_or(0, Schema::highest_field_id) };
+/// field exists there (fresh ones after its highest id otherwise);
+/// timestamps as `timestamptz` when `zoned`, else `timestamp` (UTC values).
+pub fn iceberg_schema(s: &TableSchema, table: Option<&Schema>, zoned: bool) -> Result<Schema, IcebergError> {
+    let mut ids = Ids { table, next: table.map_or(0, Schema::highest_field_id), zoned };
     let fields = fields(s, &mut ids);
     Schema::builder().with_fields(fields).build().map_err(|e| IcebergError::Table(format!("{}: {e}", s.path)))
 }
@@ -167,7 +170,7 @@ pub fn partition_spec(s: &TableSchema) -> Result<UnboundPartitionSpec, IcebergEr
         Granularity::Hour => (Transform::Hour, "hour"),
         Granularity::Day => (Transform::Day, "day"),
     };
-    let ids = iceberg_schema(s, None)?;
+    let ids = iceberg_schema(s, None, true)?;
     let id_of = |name: &str| ids.field_id_by_name(name).expect("a column of the schema");
     let time = &s.columns[t].name;
     let mut b = UnboundPartitionSpec::builder()
@@ -216,14 +219,18 @@ pub fn adapt(mut s: TableSchema, table: &Schema) -> Result<TableSchema, IcebergE
 }
 
 /// The Arrow schema data files are written with: each field's Iceberg id
-/// in its metadata, timestamps in microseconds, small ints as int.
+/// in its metadata, timestamps in microseconds (UTC-adjusted for the
+/// table's `timestamptz`, not for its `timestamp`), small ints as int.
 fn file_arrow(s: &TableSchema, table: &Schema) -> Result<Arc<ArrowSchema>, IcebergError> {
     let missing = |name: &str| IcebergError::Table(format!("{}: field {name:?} is not in the Iceberg table's schema", s.path));
     fn field(name: &str, path: &str, dt: &DataType, nullable: bool, table: &Schema) -> Result<Field, String> {
         let id = table.field_id_by_name(path).ok_or_else(|| path.to_string())?;
         let dt = match dt {
             DataType::Int8 | DataType::Int16 => DataType::Int32,
-            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+            DataType::Timestamp(_, tz) => {
+                let zoned = table.field_by_name(path).is_some_and(|f| *f.field_type == Type::Primitive(PrimitiveType::Timestamptz));
+                DataType::Timestamp(TimeUnit::Microsecond, tz.clone().filter(|_| zoned))
+            }
             DataType::List(e) => DataType::List(Arc::new(field(e.name(), &join(path, "element"), e.data_type(), true, table)?)),
             DataType::Map(entries, sorted) => {
                 let DataType::Struct(kv) = entries.data_type() else { unreachable!("map entries are a struct") };
@@ -320,7 +327,7 @@ keys = ["kind"]
     #[test]
     fn ids_are_kept_by_name_and_new_fields_get_fresh_ones() {
         let s = schema(EVENTS);
-        let first = iceberg_schema(&s, None).unwrap();
+        let first = iceberg_schema(&s, None, true).unwrap();
         let names = ["ts", "kind", "n", "device", "device.os", "device.tags", "device.tags.element", "props", "props.key", "props.value"];
         let ids: Vec<i32> = names.iter().map(|n| first.field_id_by_name(n).unwrap()).collect();
         let mut sorted = ids.clone();
@@ -328,7 +335,7 @@ keys = ["kind"]
         sorted.dedup();
         assert_eq!(sorted.len(), names.len(), "every field has its own id");
         let wider = schema(&EVENTS.replace("[partition]", "[[columns]]\nname = \"added\"\ntype = \"struct<a:int>\"\n[partition]"));
-        let second = iceberg_schema(&wider, Some(&first)).unwrap();
+        let second = iceberg_schema(&wider, Some(&first), true).unwrap();
         for (n, id) in names.iter().zip(&ids) {
             assert_eq!(second.field_id_by_name(n), Some(*id), "{n} keeps its id");
         }
@@ -339,7 +346,7 @@ keys = ["kind"]
     #[test]
     fn files_carry_ids_and_microsecond_timestamps() {
         let s = schema(EVENTS);
-        let table = iceberg_schema(&s, None).unwrap();
+        let table = iceberg_schema(&s, None, true).unwrap();
         let a = adapt(s, &table).unwrap();
         let fa = a.file_arrow.as_ref().unwrap();
         let id = |f: &Field| f.metadata()[PARQUET_FIELD_ID_META_KEY].parse::<i32>().unwrap();
@@ -357,7 +364,7 @@ keys = ["kind"]
     #[test]
     fn partition_prefixes_parse_back_into_the_tuple() {
         let s = schema(EVENTS);
-        let table = iceberg_schema(&s, None).unwrap();
+        let table = iceberg_schema(&s, None, true).unwrap();
         let a = adapt(s, &table).unwrap();
         let mut out = String::new();
         let ms = 1_765_000_000_000i64; // 2025-12-06T05:46:40Z

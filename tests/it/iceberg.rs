@@ -375,3 +375,47 @@ fn two_processes_on_kinesis_kill_9_and_a_zombie_land_exactly_once() {
         .collect();
     assert_eq!(shards.len(), 4, "every shard's checkpoint rides in the table: {shards:?}");
 }
+
+/// Glue and S3 on moto: the table pyiceberg's Glue catalog loads
+/// (`table_type=ICEBERG`, its metadata location) holds every good record
+/// with the Hive lake's values, and an `hour(ts)` predicate plans fewer files.
+#[test]
+fn an_iceberg_table_in_glue_on_moto_reads_back_in_pyiceberg() {
+    let moto = Moto::start();
+    moto.boto("c('s3').create_bucket(Bucket='ice')");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("spool")).unwrap();
+    let (ids, bad) = gen_into(d, "seg.ndjson", &["--records", "2000", "--bad-every", "40", "--seed", "41"]);
+    let schema = root().join("schemas/events.toml");
+    run_ok(bin().args(["convert", "--progress", "off", "--schema"]).arg(&schema).arg("--out").arg(d.join("hive")).arg(d.join("spool/seg.ndjson")));
+    let cfg = iceberg_config(d, &schema);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "kind = \"sql\"\nuri = \"iceberg/catalog.db\"\nwarehouse = \"iceberg/warehouse\"\ndatabase = \"lake\"",
+        &format!("kind = \"glue\"\nwarehouse = \"s3://ice/warehouse\"\ndatabase = \"analytics\"\nendpoint = \"{}\"", moto.endpoint),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let env = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", moto.endpoint.as_str())];
+    let facts = |extra: &[&str]| -> Value {
+        let out = run_ok(Command::new(py()).arg(root().join("tests/py/check_iceberg.py")).args(["--glue", &moto.endpoint, "--table", "analytics.events"]).args(extra));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let daemon = Daemon::new(bin().envs(env).args(["run", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !(d.join("state").exists() && moto.boto("print(len(c('glue').get_tables(DatabaseName='analytics')['TableList']))").trim() == "1"
+        && facts(&[])["ids"].as_array().unwrap().len() >= ids.len() - bad.len())
+    {
+        assert!(Instant::now() < deadline, "timed out waiting for the table in Glue");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ok, _, log) = daemon.term();
+    assert!(ok, "{log}");
+    let f = facts(&["--hive", d.join("hive").to_str().unwrap(), "--after", "median"]);
+    assert_eq!(strs(&f["ids"]), good_sorted(&ids, &bad), "every good id exactly once");
+    assert_eq!(f["mismatches"], Value::Array(vec![]), "rows equal the Hive lake's");
+    assert!(f["files_after"].as_u64() < f["files"].as_u64(), "a ts predicate plans fewer files: {f}");
+    assert_eq!(f["rows_after"], f["want_after"]);
+    let params: Value = serde_json::from_str(&moto.boto("print(json.dumps(c('glue').get_table(DatabaseName='analytics', Name='events')['Table']['Parameters']))")).unwrap();
+    assert_eq!(params["table_type"].as_str().map(str::to_uppercase).as_deref(), Some("ICEBERG"), "{params}");
+    assert!(params["metadata_location"].as_str().unwrap().starts_with("s3://ice/warehouse/"), "{params}");
+}

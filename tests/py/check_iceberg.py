@@ -2,7 +2,7 @@
 """Reads an Iceberg table written by lakehose with pyiceberg (its SQL
 catalog on the SQLite file) and prints facts as JSON.
 
-usage: check_iceberg.py --catalog FILE --warehouse URL --table NS.NAME
+usage: check_iceberg.py (--catalog FILE --warehouse URL | --glue ENDPOINT) --table NS.NAME
          [--hive LAKE] [--after ISO] [--id-column event_id]
 
 facts: ids (sorted, with duplicates), schema (full field name -> id), spec
@@ -11,15 +11,16 @@ facts: ids (sorted, with duplicates), schema (full field name -> id), spec
 ts >= ISO); with --hive, mismatches: rows that differ from the Hive-style
 lake's rows read by pyarrow (timestamps compared as instants).
 """
-import argparse, glob, json, os
+import argparse, datetime, glob, json, os
 
 import pyarrow.parquet as pq
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import GreaterThanOrEqual
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--catalog", required=True)
-ap.add_argument("--warehouse", required=True)
+ap.add_argument("--catalog")
+ap.add_argument("--warehouse")
+ap.add_argument("--glue", help="Glue (and S3) endpoint: pyiceberg's Glue catalog instead of the SQL one")
 ap.add_argument("--table", required=True)
 ap.add_argument("--name", default="default")
 ap.add_argument("--hive")
@@ -27,7 +28,13 @@ ap.add_argument("--after")
 ap.add_argument("--id-column", default="event_id")
 a = ap.parse_args()
 
-cat = SqlCatalog(a.name, uri=f"sqlite:///{os.path.abspath(a.catalog)}", warehouse=a.warehouse)
+if a.glue:
+    from pyiceberg.catalog.glue import GlueCatalog
+    keys = {"access-key-id": "test", "secret-access-key": "test", "region": "us-east-1"}
+    props = {f"{svc}.{k}": v for svc in ("glue", "s3") for k, v in keys.items()}
+    cat = GlueCatalog("glue", **props, **{"glue.endpoint": a.glue, "s3.endpoint": a.glue})
+else:
+    cat = SqlCatalog(a.name, uri=f"sqlite:///{os.path.abspath(a.catalog)}", warehouse=a.warehouse)
 t = cat.load_table(a.table)
 schema = t.schema()
 out = {
@@ -52,6 +59,9 @@ out["columns"] = {c: [r[a.id_column] for r in rows if r.get(c) is not None] for 
 
 
 def norm(v):
+    # a `timestamp` (not timestamptz) column reads back naive: its values are UTC
+    if isinstance(v, datetime.datetime) and v.tzinfo is None:
+        return v.replace(tzinfo=datetime.timezone.utc)
     if isinstance(v, list) and v and all(isinstance(x, tuple) and len(x) == 2 for x in v):
         return {k: norm(x) for k, x in v}
     if isinstance(v, dict):
