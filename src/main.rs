@@ -104,10 +104,31 @@ enum Cmd {
         #[arg(default_value = "-")]
         inputs: Vec<String>,
     },
+    /// Iceberg table maintenance (the table of a config with format = "iceberg").
+    Table {
+        #[command(subcommand)]
+        cmd: TableCmd,
+    },
     /// Schema file tools.
     Schema {
         #[command(subcommand)]
         cmd: SchemaCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TableCmd {
+    /// Expire an Iceberg table's snapshots older than --older-than (e.g.
+    /// 7d), keeping the --retain-last newest. Metadata only: files the kept
+    /// snapshots list stay; files nothing references any more are left for
+    /// an orphan-file cleanup (docs/operations.md).
+    ExpireSnapshots {
+        #[arg(long, default_value = "lakehose.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        older_than: String,
+        #[arg(long, default_value_t = 1)]
+        retain_last: u32,
     },
 }
 
@@ -235,6 +256,19 @@ fn load_schema(path: &std::path::Path) -> anyhow::Result<Arc<TableSchema>> {
 
 async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        Cmd::Table { cmd: TableCmd::ExpireSnapshots { config, older_than, retain_last } } => {
+            let cfg = Config::load(&config).map_err(usage)?;
+            let age = lakehose::config::parse_duration(&older_than).map_err(|m| usage(format!("--older-than: {m}; write e.g. \"7d\"")))?;
+            let lakehose::config::CatalogConfig::Iceberg(ic) = &cfg.catalog else {
+                return Err(usage(format!("{}: not an Iceberg table; set [table] format = \"iceberg\"", cfg.file)));
+            };
+            let schema = load_schema(&cfg.schema_path)?;
+            let (table, _, _) = lakehose::iceberg::IcebergTable::open(&ic.for_schema(&schema), &schema, &cfg.sink.store).await?;
+            let cutoff = std::time::SystemTime::now().checked_sub(age).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as i64);
+            let (before, after) = table.expire_snapshots(cutoff, retain_last).await?;
+            eprintln!("lakehose table expire-snapshots: {} of {before} snapshots expired, {after} kept", before - after);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Run { config } => {
             let cfg = Config::load(&config).map_err(usage)?;
             let schemas = match &cfg.routing {

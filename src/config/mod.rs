@@ -260,6 +260,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" | "" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86400),
         u => return Err(format!("unknown unit {u:?} in {s:?}")),
     })
 }

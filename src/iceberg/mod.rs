@@ -372,6 +372,31 @@ impl IcebergTable {
     }
 }
 
+impl IcebergTable {
+    /// Expires snapshots older than `older_than_ms` (epoch ms), keeping at
+    /// least the `retain_last` newest; returns the snapshot counts before
+    /// and after. Metadata only: data files the kept snapshots list stay,
+    /// manifests and files no snapshot references any more are left for an
+    /// orphan-file cleanup. A commit racing a writer retries.
+    pub async fn expire_snapshots(&self, older_than_ms: i64, retain_last: u32) -> Result<(usize, usize), IcebergError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 + (uuid::Uuid::new_v4().as_u128() % 200) as u64)).await;
+            }
+            let t = self.catalog.load_table(&self.ident).await?;
+            let before = t.metadata().snapshots().count();
+            let tx = Transaction::new(&t);
+            let action = tx.expire_snapshots().expire_older_than_ms(older_than_ms).retain_last(retain_last.max(1) as usize);
+            match action.apply(tx)?.commit(&*self.catalog).await {
+                Ok(t) => return Ok((before, t.metadata().snapshots().count())),
+                Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IcebergError::Table(format!("table {}: {MAX_ATTEMPTS} attempts to expire snapshots conflicted with writers", self.ident)))
+    }
+}
+
 impl crate::catalog::Catalog for IcebergTable {
     /// Files wait for the commit: nothing to register per upload group.
     fn register<'a>(&'a mut self, _: &'a [TableFile]) -> BoxFuture<'a, Result<(), CatalogError>> {

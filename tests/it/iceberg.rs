@@ -154,6 +154,17 @@ fn iceberg_table_reads_back_in_pyiceberg_as_the_hive_lake_and_evolves() {
     let mut all_bad = bad.clone();
     all_bad.extend(bad2);
     assert_eq!(strs(&f["ids"]), good_sorted(&all_ids, &all_bad));
+
+    // maintenance: every snapshot but the newest expired, the rows stay
+    let snapshots = f["snapshots"].as_array().unwrap().len();
+    assert!(snapshots > 2);
+    let out = run_ok(bin().args(["table", "expire-snapshots", "--older-than", "0s", "--config"]).arg(&cfg));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{} of {snapshots} snapshots expired", snapshots - 1)), "{}", String::from_utf8_lossy(&out.stderr));
+    let g = iceberg_facts(d, &[]);
+    assert_eq!(g["snapshots"].as_array().unwrap().len(), 1);
+    assert_eq!(g["ids"], f["ids"], "expiring snapshots keeps the rows");
+    let e = bin().args(["table", "expire-snapshots", "--older-than", "soon", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(e.status.code(), Some(2));
 }
 
 /// kill -9 at random moments while segments arrive: the table holds every
