@@ -145,6 +145,11 @@ impl Committer {
         due
     }
 
+    /// (commits, conflicts retried) of every table that commits.
+    pub fn table_commits(&self) -> (u64, u64) {
+        self.catalogs.iter().map(|c| c.commits()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     /// (calls, failed calls) of every catalog.
     pub fn catalog_calls(&self) -> (u64, u64) {
         self.catalogs.iter().map(|c| c.calls()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))

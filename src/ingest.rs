@@ -237,6 +237,7 @@ async fn push_batch<S: Source>(src: &mut S, p: &mut Pipeline, c: &mut Committer,
 /// Publishes the pipeline's and the catalog's figures to the metrics.
 fn publish(c: &Committer, p: &Pipeline) {
     let (calls, errors) = c.catalog_calls();
+    let (commits, conflicts) = c.table_commits();
     let schema = p.schema();
     c.metrics.update(|m| {
         m.table = schema.table.clone();
@@ -246,6 +247,8 @@ fn publish(c: &Committer, p: &Pipeline) {
         m.oldest_unflushed = p.oldest_open(Instant::now());
         m.glue_calls = calls;
         m.glue_errors = errors;
+        m.table_commits = commits;
+        m.table_commit_conflicts = conflicts;
         m.implausible_times = p.implausible_times().iter().map(|(c, n, _)| (c.clone(), *n)).collect();
     });
 }

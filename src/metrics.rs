@@ -71,6 +71,9 @@ pub struct Snapshot {
     pub buffer_bytes: u64,
     pub glue_calls: u64,
     pub glue_errors: u64,
+    /// Iceberg commits made, and commit conflicts retried.
+    pub table_commits: u64,
+    pub table_commit_conflicts: u64,
     /// "applied" | "rejected" → count.
     pub schema_reloads: BTreeMap<&'static str, u64>,
     /// Edits of the config's `[routing]`/`[[tables]]` seen while running, by result.
@@ -175,6 +178,8 @@ impl Metrics {
         single(&mut o, "buffer_bytes", "gauge", "Memory held by open buffers.", s.buffer_bytes as f64);
         single(&mut o, "glue_calls_total", "counter", "Glue API calls made.", s.glue_calls as f64);
         single(&mut o, "glue_errors_total", "counter", "Glue API calls that failed (retried).", s.glue_errors as f64);
+        single(&mut o, "iceberg_commits_total", "counter", "Iceberg table commits (each carries the shards' checkpoints).", s.table_commits as f64);
+        single(&mut o, "iceberg_commit_conflicts_total", "counter", "Iceberg commits that met another writer's and were retried.", s.table_commit_conflicts as f64);
         head(&mut o, "implausible_timestamps_total", "counter", "Stored event times before 2000 or after 2100 of timestamp columns that take epoch numbers (epoch seconds in an epoch_millis column?), by column.");
         for (col, n) in &s.implausible_times {
             line(&mut o, "implausible_timestamps_total", &format!("{{column=\"{col}\"}}"), *n as f64);

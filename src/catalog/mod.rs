@@ -66,6 +66,11 @@ pub trait Catalog: Send {
     fn commit<'a>(&'a mut self, _cps: &'a [(ShardId, ShardCheckpoint)]) -> BoxFuture<'a, Result<Vec<ShardId>, CatalogError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// (commits made, commit conflicts retried) of a table that commits
+    /// (Iceberg), for metrics.
+    fn commits(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// The checkpoint the table holds for the shard, for a table that
     /// keeps checkpoints: it wins over the source's on restore.
     fn stored<'a>(&'a mut self, _shard: &'a ShardId) -> BoxFuture<'a, Result<Option<ShardCheckpoint>, CatalogError>> {

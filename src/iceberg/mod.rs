@@ -420,4 +420,7 @@ impl crate::catalog::Catalog for IcebergTable {
     fn calls(&self) -> (u64, u64) {
         self.calls
     }
+    fn commits(&self) -> (u64, u64) {
+        *self.stats.lock().unwrap()
+    }
 }
