@@ -106,6 +106,9 @@ fn time_parts(spec: &PartitionSpec, time_ms: i64, parts: &mut Vec<String>) {
 
 /// As [`render`], reusing the formatted time parts of hours seen before.
 pub fn render_cached(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::borrow::Cow<str>>], out: &mut String, cache: &mut TimeCache) {
+    if time_ms == crate::schema::NULL_TIME {
+        return render_null_time(spec, keys, out);
+    }
     let hour = time_ms.div_euclid(3_600_000);
     let whole = spec.hourly && spec.keys.is_empty();
     if whole {
@@ -149,6 +152,23 @@ pub fn render_cached(spec: &PartitionSpec, time_ms: i64, keys: &[Option<std::bor
         *h = hour;
         last.clear();
         last.push_str(out);
+    }
+}
+
+/// The prefix of a record with no event time: every time part is the
+/// default (null) partition.
+#[cold]
+fn render_null_time(spec: &PartitionSpec, keys: &[Option<std::borrow::Cow<str>>], out: &mut String) {
+    out.clear();
+    for part in &spec.layout {
+        match part {
+            LayoutPart::Lit(l) => out.push_str(l),
+            LayoutPart::Time(_) => out.push_str(DEFAULT_PARTITION),
+            LayoutPart::Key(i) => match &keys[*i] {
+                Some(v) => escape_value(v, out),
+                None => out.push_str(DEFAULT_PARTITION),
+            },
+        }
     }
 }
 

@@ -332,7 +332,7 @@ impl Router {
     fn guess_partition<'a>(&mut self, arrival_ms: i64, data: &'a [u8]) -> Option<Guess<'a>> {
         let g = self.peek.as_mut()?.guess(data)?;
         let spec = &self.schema.partition;
-        render_cached(spec, g.time.unwrap_or(arrival_ms), &g.keys[..spec.keys.len()], &mut self.target, &mut self.time_cache);
+        render_cached(spec, spec.time_or(g.time, arrival_ms), &g.keys[..spec.keys.len()], &mut self.target, &mut self.time_cache);
         Some(g)
     }
 
@@ -435,7 +435,7 @@ enum Decoded<'a> {
 /// Renders the partition prefix of a decoded record into `out`.
 fn render_partition(row: &Decoded, spec: &PartitionSpec, arrival_ms: i64, out: &mut String, cache: &mut TimeCache) -> Result<(), RecordError> {
     let time = match spec.time {
-        TimeSource::Column(i) => row.timestamp(i)?.unwrap_or(arrival_ms),
+        TimeSource::Column(i) => spec.time_or(row.timestamp(i)?, arrival_ms),
         TimeSource::Arrival => arrival_ms,
     };
     let mut keys: [Option<Cow<str>>; crate::schema::MAX_PARTITION_KEYS] = Default::default();

@@ -131,10 +131,10 @@ impl Guess<'_> {
     /// both render as the default partition).
     pub fn holds(&self, spec: &PartitionSpec, cols: &Columns, row: usize, arrival_ms: i64) -> bool {
         let time = match spec.time {
-            TimeSource::Column(i) => cols.timestamp_at(i, row).unwrap_or(arrival_ms),
+            TimeSource::Column(i) => spec.time_or(cols.timestamp_at(i, row), arrival_ms),
             TimeSource::Arrival => arrival_ms,
         };
-        let guessed = self.time.unwrap_or(arrival_ms);
+        let guessed = spec.time_or(self.time, arrival_ms);
         let same_time = match spec.hourly {
             true => time.div_euclid(3_600_000) == guessed.div_euclid(3_600_000),
             false => time == guessed,

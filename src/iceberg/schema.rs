@@ -212,6 +212,7 @@ pub fn adapt(mut s: TableSchema, table: &Schema) -> Result<TableSchema, IcebergE
     }
     layout.push(LayoutPart::Lit("/".into()));
     s.partition.hourly = crate::partition::layout_is_hourly(&layout);
+    s.partition.null_time = true;
     s.partition.layout = layout;
     s.partition.hive_columns = Some(hive);
     s.file_arrow = Some(file_arrow(&s, table)?);
@@ -279,15 +280,19 @@ pub fn partition_of(s: &TableSchema, prefix: &str) -> Result<Struct, IcebergErro
     if values.len() != 1 + s.partition.keys.len() {
         return Err(bad());
     }
-    let (date, hour) = match s.partition.granularity {
-        Granularity::Hour => values[0].rsplit_once('-').and_then(|(d, h)| Some((d, h.parse::<i64>().ok()?))).ok_or_else(bad)?,
-        Granularity::Day => (values[0].as_str(), 0),
-    };
-    let days = crate::timefmt::parse_date(date).ok_or_else(bad)? as i64;
-    let mut tuple = vec![Some(match s.partition.granularity {
-        Granularity::Hour => Literal::int((days * 24 + hour) as i32),
-        Granularity::Day => Literal::date(days as i32),
-    })];
+    let mut tuple = vec![if values[0] == DEFAULT_PARTITION {
+        None // rows with no event time
+    } else {
+        let (date, hour) = match s.partition.granularity {
+            Granularity::Hour => values[0].rsplit_once('-').and_then(|(d, h)| Some((d, h.parse::<i64>().ok()?))).ok_or_else(bad)?,
+            Granularity::Day => (values[0].as_str(), 0),
+        };
+        let days = crate::timefmt::parse_date(date).ok_or_else(bad)? as i64;
+        Some(match s.partition.granularity {
+            Granularity::Hour => Literal::int((days * 24 + hour) as i32),
+            Granularity::Day => Literal::date(days as i32),
+        })
+    }];
     for (&k, v) in s.partition.keys.iter().zip(&values[1..]) {
         tuple.push(if v == DEFAULT_PARTITION { None } else { Some(key_literal(&s.columns[k].ty, v).ok_or_else(bad)?) });
     }
@@ -374,6 +379,11 @@ keys = ["kind"]
         assert_eq!(partition_of(&a, &out).unwrap(), Struct::from_iter([Some(Literal::int(hours)), Some(Literal::string("a/b c"))]));
         crate::partition::render(&a.partition, ms, &[None], &mut out);
         assert_eq!(partition_of(&a, &out).unwrap(), Struct::from_iter([Some(Literal::int(hours)), None]));
+        // no event time: the null partition, not the arrival hour
+        assert_eq!(a.partition.time_or(None, ms), crate::schema::NULL_TIME);
+        crate::partition::render(&a.partition, crate::schema::NULL_TIME, &[Some("x".into())], &mut out);
+        assert_eq!(out, "ts_hour=__HIVE_DEFAULT_PARTITION__/kind=x/");
+        assert_eq!(partition_of(&a, &out).unwrap(), Struct::from_iter([None, Some(Literal::string("x"))]));
         let day = schema(&EVENTS.replace("\"hour\"", "\"day\""));
         let d = adapt(day, &table).unwrap();
         crate::partition::render(&d.partition, ms, &[Some("x".into())], &mut out);

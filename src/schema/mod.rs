@@ -80,6 +80,10 @@ pub enum LayoutPart {
     Key(usize),
 }
 
+/// The partition time of a record with no event time when the spec keeps
+/// such records apart ([`PartitionSpec::null_time`]).
+pub const NULL_TIME: i64 = i64::MIN;
+
 #[derive(Debug, Clone)]
 pub struct PartitionSpec {
     pub time: TimeSource,
@@ -93,9 +97,23 @@ pub struct PartitionSpec {
     /// True when the layout's time patterns name nothing finer than the
     /// hour, so the formatted time parts can be cached per hour.
     pub hourly: bool,
+    /// A record whose time column is null or missing lands in the null
+    /// time partition (Iceberg: `hour(null)` is null), not its arrival's.
+    pub null_time: bool,
 }
 
 impl PartitionSpec {
+    /// The partition time of a record whose time column holds `time`:
+    /// with none, its arrival time, or [`NULL_TIME`] with `null_time`.
+    #[inline]
+    pub fn time_or(&self, time: Option<i64>, arrival_ms: i64) -> i64 {
+        match time {
+            Some(t) => t,
+            None if self.null_time => NULL_TIME,
+            None => arrival_ms,
+        }
+    }
+
     /// The column the partition time comes from, if not the arrival time.
     pub fn time_column(&self) -> Option<usize> {
         match self.time {
@@ -399,7 +417,7 @@ fn parse_partition(raw: Option<&RawPartition>, columns: &[Column], bad: &BadFn) 
         }
     };
     let hourly = crate::partition::layout_is_hourly(&layout);
-    Ok(PartitionSpec { time, granularity, keys, layout, hive_columns, hourly })
+    Ok(PartitionSpec { time, granularity, keys, layout, hive_columns, hourly, null_time: false })
 }
 
 /// Parses a Firehose-syntax prefix: literal text with `!{timestamp:PATTERN}`

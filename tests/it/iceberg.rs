@@ -107,7 +107,21 @@ fn iceberg_table_reads_back_in_pyiceberg_as_the_hive_lake_and_evolves() {
     std::fs::create_dir_all(d.join("spool")).unwrap();
     let schema = d.join("events.toml");
     std::fs::copy(root().join("schemas/events.toml"), &schema).unwrap();
-    let (ids, bad) = gen_into(d, "seg-1.ndjson", &["--records", "3000", "--bad-every", "40", "--seed", "7"]);
+    let (mut ids, bad) = gen_into(d, "seg-1.ndjson", &["--records", "3000", "--bad-every", "40", "--seed", "7"]);
+    // records with no event time: Iceberg's null time partition, found by `ts IS NULL`
+    let mut text = std::fs::read(d.join("spool/seg-1.ndjson")).unwrap();
+    let mut no_ts = String::new();
+    let good_lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty() && !bad.contains_key(&extract_id(l).unwrap()));
+    for (n, line) in good_lines.take(25).enumerate() {
+        let mut v: Value = serde_json::from_slice(line).unwrap();
+        v.as_object_mut().unwrap().remove("timestamp"); // the source of column ts
+        let id = format!("nots-{n:08}-00000000");
+        v["event_id"] = Value::from(id.clone());
+        no_ts.push_str(&format!("{v}\n"));
+        ids.push(id);
+    }
+    text.extend_from_slice(no_ts.as_bytes());
+    std::fs::write(d.join("spool/seg-1.ndjson"), text).unwrap();
     // the reference: the same input as Hive-style Parquet
     run_ok(bin().args(["convert", "--schema"]).arg(&schema).arg("--out").arg(d.join("hive")).arg("--errors").arg(d.join("hive-errors")).arg(d.join("spool/seg-1.ndjson")));
     let cfg = iceberg_config(d, &schema);
@@ -132,6 +146,8 @@ fn iceberg_table_reads_back_in_pyiceberg_as_the_hive_lake_and_evolves() {
     let (all, after) = (f["files"].as_u64().unwrap(), f["files_after"].as_u64().unwrap());
     assert!(after < all, "a ts predicate plans fewer files: {after} of {all}");
     assert_eq!(f["rows_after"], f["want_after"], "the pruned scan still finds every matching row");
+    assert_eq!(f["null_ts_rows"].as_array().unwrap().len(), 25);
+    assert_eq!(f["null_ts_scan"], f["null_ts_rows"], "`ts IS NULL` finds every row with no event time");
     let snaps = f["snapshots"].as_array().unwrap();
     assert!(snaps.iter().all(|s| s["lakehose.checkpoint.seg-1.ndjson"].is_string()), "every commit carries the shard's checkpoint: {snaps:?}");
 

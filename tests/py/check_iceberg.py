@@ -48,6 +48,10 @@ rows = tab.to_pylist()
 out["ids"] = sorted(r[a.id_column] for r in rows)
 out["ts_type"] = str(tab.schema.field("ts").type) if "ts" in tab.schema.names else None
 out["files"] = len(list(t.scan().plan_files()))
+if "ts" in tab.schema.names:
+    from pyiceberg.expressions import IsNull
+    out["null_ts_rows"] = sorted(r[a.id_column] for r in rows if r["ts"] is None)
+    out["null_ts_scan"] = sorted(r[a.id_column] for r in t.scan(row_filter=IsNull("ts")).to_arrow().to_pylist())
 if a.after == "median":
     ts = sorted(r["ts"] for r in rows if r["ts"] is not None)
     a.after = ts[len(ts) // 2].isoformat()
