@@ -7,8 +7,11 @@
 //! reproduce) stored by the source ([`Source::begin_flush`]) → every object
 //! uploaded, each only while the source's fence holds
 //! ([`Source::may_write`]) → the table files' partitions registered in the
-//! catalog, group by group → the pipeline told they are durable → the
-//! shard's checkpoint stored ([`Source::commit`]), which clears the intent.
+//! catalog, group by group → the pipeline told they are durable → for a
+//! table that keeps checkpoints (Iceberg) one commit of the flush's files
+//! and every shard's checkpoint ([`Catalog::commit`]), which may refuse a
+//! shard another owner committed → the shard's checkpoint stored
+//! ([`Source::commit`]), which clears the intent.
 //! A shard whose lease is gone at any step is dropped: nothing more is
 //! written or committed for it, and its next owner replays from its stored
 //! checkpoint and intent. Failure: [`CommitError`]; a failed upload or

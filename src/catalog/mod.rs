@@ -9,8 +9,12 @@
 //! files, so a partition is visible right after its own file lands, not
 //! after the whole flush) and before the checkpoint, so a checkpointed
 //! record's partition is always registered. Registering again is harmless.
+//! A table that keeps the checkpoints itself (Iceberg, [`crate::iceberg`])
+//! registers nothing per group: [`Catalog::commit`] commits the flush's
+//! files with the shards' checkpoints before the source stores them, and
+//! [`Catalog::stored`] gives the table's checkpoint back on restore.
 //! Failure: [`CatalogError`] after retries; the run stops without
-//! checkpointing, and the replay registers again.
+//! checkpointing, and the replay registers (commits) again.
 
 pub mod glue;
 
