@@ -17,7 +17,7 @@ usage: benches/iceberg_chaos.py [--kills 20] [--records 60000] [--instances 4] [
 import argparse, json, os, random, re, signal, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rig import PY, ROOT, free_port, start_moto
+from rig import PY, ROOT, free_port, generated_ids, lost_and_duplicated, start_moto
 
 
 def scrape(port):
@@ -113,10 +113,7 @@ listen = "127.0.0.1:{ports[i]}"
                  "--warehouse", "file://" + os.path.join(d, "iceberg/warehouse"), "--table", "lake.events"]
         os.makedirs(os.path.join(d, "no-lake"), exist_ok=True)
         errs = [PY, os.path.join(ROOT, "tests/py/check_lake.py"), "--lake", os.path.join(d, "no-lake"), "--errors", os.path.join(d, "errors")]
-        lines = [l for l in open(data, "rb").read().split(b"\n") if l]
-        bad = {l.split("\t")[0] for l in open(data + ".bad.tsv").read().splitlines()}
-        ids = [re.search(rb"(?:bad-)?[a-z]+-\d{8}-[0-9a-f]{8}", l).group(0).decode() for l in lines]
-        want = sorted(i for i in ids if i not in bad)
+        ids, bad, want = generated_ids(data)
         deadline = time.time() + 300
         while True:
             poll()
@@ -133,8 +130,7 @@ listen = "127.0.0.1:{ports[i]}"
         f = json.loads(subprocess.run(check, capture_output=True, check=True).stdout)
         e = json.loads(subprocess.run(errs, capture_output=True, check=True).stdout)
         got, err_ids = f["ids"], [x["id"] for x in e["errors"]]
-        lost = sorted(set(want) - set(got)) + sorted(bad - set(err_ids))
-        dup = len(got) - len(set(got)) + len(err_ids) - len(set(err_ids))
+        lost, dup = lost_and_duplicated(want, bad, got, err_ids)
         commits = done[0] + sum(c for c, _ in last)
         conflicts = done[1] + sum(c for _, c in last)
         res = {"records": len(ids), "instances": a.instances, "shards": a.shards, "kills": kills, "interval": a.interval,

@@ -14,7 +14,7 @@ usage: benches/kinesis_chaos.py [--kills 20] [--records 20000] [--instances 3] [
 import argparse, json, os, random, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rig import PY, ROOT, free_port, start_moto
+from rig import PY, ROOT, free_port, generated_ids, lost_and_duplicated, start_moto
 
 
 def main():
@@ -67,11 +67,7 @@ max_age = "1s"
         producer.wait()
         # drain: wait until the lake stops growing, then stop everyone cleanly
         check = [PY, os.path.join(ROOT, "tests/py/check_lake.py"), "--lake", os.path.join(d, "lake"), "--errors", os.path.join(d, "errors"), "--raw", os.path.join(d, "raw")]
-        lines = [l for l in open(data, "rb").read().split(b"\n") if l]
-        bad = {l.split("\t")[0] for l in open(data + ".bad.tsv").read().splitlines()}
-        import re
-        ids = [re.search(rb"(?:bad-)?[a-z]+-\d{8}-[0-9a-f]{8}", l).group(0).decode() for l in lines]
-        want = sorted(i for i in ids if i not in bad)
+        ids, bad, want = generated_ids(data)
         deadline = time.time() + 300
         while True:
             f = json.loads(subprocess.run(check, capture_output=True, check=True).stdout)
@@ -85,8 +81,7 @@ max_age = "1s"
         f = json.loads(subprocess.run(check, capture_output=True, check=True).stdout)
         got = f["ids"]
         err_ids = [e["id"] for e in f["errors"]]
-        lost = sorted(set(want) - set(got)) + sorted(bad - set(err_ids))
-        dup = len(got) - len(set(got)) + len(err_ids) - len(set(err_ids))
+        lost, dup = lost_and_duplicated(want, bad, got, err_ids)
         raw_ok = f["raw_ids"] == sorted(ids)
         res = {"records": len(ids), "kills": a.kills, "instances": a.instances, "lost": len(lost), "duplicated": dup,
                "wrong_rows": len(set(got) - set(want)), "raw_backup_exact": raw_ok, "duckdb_rows": f.get("duckdb_rows"),
