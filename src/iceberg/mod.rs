@@ -164,6 +164,13 @@ async fn connect(c: &IcebergCatalog) -> Result<Arc<dyn iceberg::Catalog>, Iceber
     })
 }
 
+/// Whether a failed commit met another writer's: the catalog's
+/// compare-and-swap (or [`pinned`]'s) failed, or SQLite was busy with
+/// another process's write; the commit is rebuilt on a reloaded table.
+fn conflict(e: &iceberg::Error) -> bool {
+    e.kind() == ErrorKind::CatalogCommitConflicts || e.to_string().contains("database is locked")
+}
+
 /// The checkpoints of the newest snapshot (the current one or its nearest
 /// ancestor) that carries any: snapshots other writers make (compaction)
 /// carry none and are passed over.
@@ -357,7 +364,7 @@ impl IcebergTable {
                     self.stats.lock().unwrap().0 += 1;
                     return Ok(refused);
                 }
-                Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts || e.to_string().contains("database is locked") => {
+                Err(e) if conflict(&e) => {
                     self.calls.1 += 1;
                     self.stats.lock().unwrap().1 += 1;
                     tracing::debug!(table = %self.ident, error = %e, "commit conflict: reloading");
