@@ -446,3 +446,33 @@ fn an_iceberg_table_in_glue_on_moto_reads_back_in_pyiceberg() {
     assert_eq!(params["table_type"].as_str().map(str::to_uppercase).as_deref(), Some("ICEBERG"), "{params}");
     assert!(params["metadata_location"].as_str().unwrap().starts_with("s3://ice/warehouse/"), "{params}");
 }
+
+/// A column added to the schema file while the daemon runs: the table
+/// gets it (a new field id) before any row that has it is committed, and
+/// the rows read after the edit carry its values.
+#[test]
+fn a_live_schema_edit_adds_the_column_to_the_iceberg_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("spool")).unwrap();
+    let schema = d.join("events.toml");
+    std::fs::copy(root().join("schemas/events.toml"), &schema).unwrap();
+    let cfg = iceberg_config(d, &schema);
+    let (mut ids, mut bad) = gen_into(d, "a.ndjson", &["--records", "600", "--bad-every", "50", "--seed", "5", "--id-prefix", "ka"]);
+    let daemon = Daemon::start(&cfg);
+    let before = wait_rows(d, ids.len() - bad.len(), 60);
+    let highest = before["schema"].as_object().unwrap().values().filter_map(Value::as_u64).max().unwrap();
+    let text = std::fs::read_to_string(&schema).unwrap();
+    std::fs::write(&schema, format!("{text}\n[[columns]]\nname = \"page_title\"\ntype = \"string\"\nsource = \"page.title\"\n")).unwrap();
+    std::thread::sleep(Duration::from_secs(2)); // schema_poll is 200ms
+    let (ids2, bad2) = gen_into(d, "b.ndjson", &["--records", "600", "--bad-every", "50", "--seed", "6", "--id-prefix", "kb"]);
+    ids.extend(ids2);
+    bad.extend(bad2);
+    let f = wait_rows(d, ids.len() - bad.len(), 60);
+    let (ok, _, log) = daemon.term();
+    assert!(ok, "{log}");
+    assert_eq!(f["schema"]["page_title"].as_u64(), Some(highest + 1), "the added column gets the next id: {}", f["schema"]);
+    let with_title: BTreeSet<String> = strs(&f["columns"]["page_title"]).into_iter().collect();
+    assert!(with_title.len() > 400 && with_title.iter().all(|i| i.starts_with("kb")), "rows read after the edit carry it, earlier ones are null");
+    assert_eq!(strs(&iceberg_facts(d, &[])["ids"]), good_sorted(&ids, &bad));
+}
