@@ -184,11 +184,7 @@ async fn iceberg_target(
 ) -> anyhow::Result<(lakehose::iceberg::IcebergConfig, TableSchema)> {
     use lakehose::iceberg::{IcebergCatalog, IcebergConfig, IcebergTable};
     let warehouse = warehouse.ok_or_else(|| usage("--warehouse: missing; the directory or s3://bucket/prefix the Iceberg catalog creates tables under"))?;
-    let warehouse = if warehouse.contains("://") {
-        warehouse.trim_end_matches('/').to_string()
-    } else {
-        format!("file://{}", std::path::absolute(&warehouse).map_err(usage)?.display()).trim_end_matches('/').to_string()
-    };
+    let warehouse = lakehose::iceberg::warehouse_url(&warehouse, |w: &str| PathBuf::from(w)).map_err(|m| usage(format!("--warehouse: {m}")))?;
     let catalog = match catalog {
         CatalogKind::Sql => IcebergCatalog::Sql {
             file: uri.ok_or_else(|| usage("--catalog-uri: missing; the SQL catalog's SQLite file"))?,
@@ -314,21 +310,19 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let iceberg = match format {
                 Format::Hive if catalog == CatalogKind::Sql => return Err(usage("--catalog sql holds Iceberg tables: add --format iceberg")),
                 Format::Hive => None,
-                Format::Iceberg => Some(iceberg_target(&schema, catalog, catalog_uri, warehouse, database.clone(), &store).await?),
+                Format::Iceberg => {
+                    let (ic, adapted) = iceberg_target(&schema, catalog, catalog_uri, warehouse, database.clone(), &store).await?;
+                    schema = Arc::new(adapted);
+                    Some(ic)
+                }
             };
             let out = match (out, &iceberg) {
                 (Some(_), Some(_)) => return Err(usage("--out: an Iceberg table's files go under its location in --warehouse; remove --out")),
                 (Some(o), None) => if o.ends_with('/') { o } else { format!("{o}/") },
-                (None, Some((ic, _))) => match &ic.catalog {
-                    lakehose::iceberg::IcebergCatalog::Sql { warehouse, .. } | lakehose::iceberg::IcebergCatalog::Glue { warehouse, .. } => format!("{warehouse}/"),
-                },
+                (None, Some(ic)) => format!("{}/", ic.catalog.warehouse()),
                 (None, None) => unreachable!("clap requires --out without --format"),
             };
             let errors = errors.unwrap_or_else(|| format!("{out}_errors/"));
-            let iceberg = iceberg.map(|(ic, adapted)| {
-                schema = Arc::new(adapted);
-                ic
-            });
             // the destinations are checked before anything is read
             if iceberg.is_none() {
                 Sinks::open(&out, raw_backup.as_deref(), &errors, &store).map_err(usage)?;

@@ -227,15 +227,7 @@ pub(super) fn iceberg_catalog(raw: &super::Raw, resolve: &dyn Fn(&str) -> PathBu
     let c = &raw.catalog;
     let warehouse = |example: &str| -> Result<String, ConfigError> {
         let w = c.warehouse.as_deref().filter(|w| !w.is_empty()).ok_or_else(|| err("catalog", "warehouse", format!("missing; Iceberg tables are created under the warehouse, e.g. warehouse = {example:?}")))?;
-        Ok(if w.starts_with("s3://") || w.starts_with("file:///") {
-            w.trim_end_matches('/').to_string()
-        } else if w.contains("://") {
-            return Err(err("catalog", "warehouse", format!("{w:?} is not supported; use s3://bucket/prefix or a directory")));
-        } else {
-            // the table's metadata names files by absolute URL
-            let abs = std::path::absolute(resolve(w)).map_err(|e| err("catalog", "warehouse", format!("{w:?}: {e}")))?;
-            format!("file://{}", abs.display()).trim_end_matches('/').to_string()
-        })
+        crate::iceberg::warehouse_url(w, resolve).map_err(|m| err("catalog", "warehouse", m))
     };
     let catalog = match c.kind.as_deref() {
         Some("sql") => {

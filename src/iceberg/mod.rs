@@ -65,6 +65,31 @@ pub enum IcebergCatalog {
     Glue { warehouse: String, endpoint: Option<String>, region: Option<String> },
 }
 
+impl IcebergCatalog {
+    /// Where new tables are created.
+    pub fn warehouse(&self) -> &str {
+        match self {
+            IcebergCatalog::Sql { warehouse, .. } | IcebergCatalog::Glue { warehouse, .. } => warehouse,
+        }
+    }
+}
+
+/// A warehouse as the catalog takes it: an `s3://` or `file:///` URL as
+/// it is, a directory as an absolute `file://` URL (table metadata names
+/// files by absolute URL); no trailing `/`. `resolve` places a relative
+/// directory (next to the config file, or the working directory).
+pub fn warehouse_url(w: &str, resolve: impl Fn(&str) -> std::path::PathBuf) -> Result<String, String> {
+    let url = if w.starts_with("s3://") || w.starts_with("file:///") {
+        w.to_string()
+    } else if w.contains("://") {
+        return Err(format!("{w:?} is not supported; use s3://bucket/prefix or a directory"));
+    } else {
+        let abs = std::path::absolute(resolve(w)).map_err(|e| format!("{w:?}: {e}"))?;
+        format!("file://{}", abs.display())
+    };
+    Ok(url.trim_end_matches('/').to_string())
+}
+
 #[derive(Debug, Clone)]
 pub struct IcebergConfig {
     pub catalog: IcebergCatalog,
