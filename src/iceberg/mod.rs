@@ -127,8 +127,8 @@ pub struct IcebergTable {
     checkpoints: bool,
     zoned: bool,
     calls: (u64, u64),
-    /// Commits made and conflicts retried, for metrics and benchmarks.
-    pub stats: Arc<Mutex<(u64, u64)>>,
+    /// Commits made and conflicts retried, for metrics ([`Catalog::commits`](crate::catalog::Catalog::commits)).
+    commits: (u64, u64),
 }
 
 impl std::fmt::Debug for IcebergTable {
@@ -187,6 +187,13 @@ async fn connect(c: &IcebergCatalog) -> Result<Arc<dyn iceberg::Catalog>, Iceber
             Arc::new(c)
         }
     })
+}
+
+/// Sleeps `base_ms` plus a random part under `spread_ms` before a retry:
+/// writers that conflicted do not meet again in step.
+async fn jitter(base_ms: u64, spread_ms: u64) {
+    let ms = base_ms + (uuid::Uuid::new_v4().as_u128() % u128::from(spread_ms.max(1))) as u64;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 /// Whether a failed commit met another writer's: the catalog's
@@ -257,7 +264,7 @@ impl IcebergTable {
             checkpoints: cfg.checkpoints,
             zoned,
             calls: (0, 0),
-            stats: Arc::default(),
+            commits: (0, 0),
         };
         let t = table.evolve(s).await?;
         let spec = schema::partition_spec(s)?;
@@ -349,9 +356,7 @@ impl IcebergTable {
         let mut refused = Vec::new();
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
-                // jitter: processes that conflicted do not meet again in step
-                let ms = 20 + (uuid::Uuid::new_v4().as_u128() % (50 * u128::from(attempt.min(10)))) as u64;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                jitter(20, 50 * u64::from(attempt.min(10))).await;
             }
             self.calls.0 += 1;
             let t = match self.catalog.load_table(&self.ident).await {
@@ -386,12 +391,12 @@ impl IcebergTable {
                     for (s, cp) in cps {
                         self.known.insert(s, Some(cp));
                     }
-                    self.stats.lock().unwrap().0 += 1;
+                    self.commits.0 += 1;
                     return Ok(refused);
                 }
                 Err(e) if conflict(&e) => {
                     self.calls.1 += 1;
-                    self.stats.lock().unwrap().1 += 1;
+                    self.commits.1 += 1;
                     tracing::debug!(table = %self.ident, error = %e, "commit conflict: reloading");
                 }
                 Err(e) => {
@@ -413,7 +418,7 @@ impl IcebergTable {
     pub async fn expire_snapshots(&self, older_than_ms: i64, retain_last: u32) -> Result<(usize, usize), IcebergError> {
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 + (uuid::Uuid::new_v4().as_u128() % 200) as u64)).await;
+                jitter(50, 200).await;
             }
             let t = self.catalog.load_table(&self.ident).await?;
             let before = t.metadata().snapshots().count();
@@ -453,6 +458,6 @@ impl crate::catalog::Catalog for IcebergTable {
         self.calls
     }
     fn commits(&self) -> (u64, u64) {
-        *self.stats.lock().unwrap()
+        self.commits
     }
 }

@@ -313,7 +313,7 @@ fn a_zombie_is_refused_and_racing_commits_keep_each_others_checkpoints() {
             }
         );
         let _ = (ra, rb);
-        let conflicts = a.stats.lock().unwrap().1 + b.stats.lock().unwrap().1;
+        let conflicts = lakehose::catalog::Catalog::commits(&a).1 + lakehose::catalog::Catalog::commits(&b).1;
         assert!(conflicts > 0, "the two writers raced");
         let mut fresh = IcebergTable::open(&cfg, &schema, &opts).await.unwrap().0;
         assert_eq!(fresh.stored(&s1).await.unwrap(), Some(cp(160)), "a's last commit of s1 kept");
