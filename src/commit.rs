@@ -70,14 +70,16 @@ impl Sinks {
 
     /// A table format's own sink, gzip lines in `raw` and `errors`.
     pub fn with_table(table: Box<dyn Sink>, raw: Option<&str>, errors: &str, opts: &StoreOptions) -> Result<Sinks, StoreError> {
-        let mut s = Sinks::hive(Store::memory(), raw.map(|r| Store::open(r, opts)).transpose()?, Store::open(errors, opts)?);
-        s.table = Some(table);
-        Ok(s)
+        Ok(Sinks::lines(table, raw.map(|r| Store::open(r, opts)).transpose()?, Store::open(errors, opts)?))
     }
 
     pub fn hive(lake: Store, raw: Option<Store>, errors: Store) -> Sinks {
+        Sinks::lines(Box::new(HiveParquet { store: lake }), raw, errors)
+    }
+
+    fn lines(table: Box<dyn Sink>, raw: Option<Store>, errors: Store) -> Sinks {
         Sinks {
-            table: Some(Box::new(HiveParquet { store: lake })),
+            table: Some(table),
             raw: raw.map(|store| LineSink { store, dir: "" }),
             errors: LineSink { store: errors, dir: "format-conversion-failed/" },
             lanes: Vec::new(),
@@ -272,10 +274,10 @@ impl Committer {
 pub async fn commit<S: Source>(p: &mut Pipeline, src: &mut S, catalogs: &mut [Box<dyn Catalog>], shards: BTreeSet<ShardId>) -> Result<usize, CommitError> {
     let mut cps: Vec<(ShardId, ShardCheckpoint)> = shards.into_iter().map(|s| (s.clone(), p.checkpoint(&s))).collect();
     for c in catalogs.iter_mut() {
-        for s in c.commit(&cps).await? {
-            p.drop_shard(&s);
-            src.abandon(&s).await?;
-            cps.retain(|(c, _)| *c != s);
+        for refused in c.commit(&cps).await? {
+            p.drop_shard(&refused);
+            src.abandon(&refused).await?;
+            cps.retain(|(s, _)| *s != refused);
         }
     }
     let mut stored = 0;
