@@ -350,6 +350,12 @@ impl IcebergTable {
         } else {
             Vec::new()
         };
+        if self.checkpoints {
+            // files of a shard whose checkpoint does not ride in this commit
+            // (given up mid-flush: fenced, or its lease lost) are orphans; its
+            // next owner replays those records from the table's checkpoint
+            files.retain(|(f, _)| cps.iter().any(|(s, _)| s == f));
+        }
         // a shard whose checkpoint the table already holds needs no commit
         // (unless its files ride in this one)
         cps.retain(|(s, cp)| self.known.get(s).and_then(Option::as_deref) != Some(cp.as_str()) || files.iter().any(|(f, _)| f == s));
