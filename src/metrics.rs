@@ -10,7 +10,7 @@
 //! twice `max_age` plus a minute (a stuck flush). Failure: binding the
 //! listen address fails at startup with the address in the message.
 
-use crate::source::kinesis::KinesisStats;
+use crate::source::leased::LeasedStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,7 +87,7 @@ pub struct Snapshot {
 #[derive(Default)]
 pub struct Metrics {
     snap: Mutex<Snapshot>,
-    kinesis: Mutex<Option<Arc<KinesisStats>>>,
+    kinesis: Mutex<Option<Arc<LeasedStats>>>,
     door: Mutex<Option<Arc<crate::source::http::DoorStats>>>,
     connected: AtomicBool,
 }
@@ -99,7 +99,7 @@ impl Metrics {
     pub fn snapshot(&self) -> Snapshot {
         self.snap.lock().unwrap().clone()
     }
-    pub fn set_kinesis(&self, k: Arc<KinesisStats>) {
+    pub fn set_kinesis(&self, k: Arc<LeasedStats>) {
         *self.kinesis.lock().unwrap() = Some(k);
     }
     pub fn set_door(&self, d: Arc<crate::source::http::DoorStats>) {

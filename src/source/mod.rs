@@ -11,8 +11,11 @@
 
 pub mod feed;
 pub mod http;
+pub mod coordinator;
 pub mod inputs;
 pub mod kinesis;
+pub mod lease;
+pub mod leased;
 pub mod lines;
 pub mod segments;
 pub mod spool;

@@ -3,7 +3,7 @@
 //! write but `create` is conditional on the counter (and the owner).
 
 use crate::ids::ShardId;
-use crate::source::kinesis::lease::{Lease, LeaseError, LeaseStore, Update};
+use crate::source::lease::{Lease, LeaseError, LeaseStore, Update};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 

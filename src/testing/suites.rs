@@ -9,7 +9,7 @@ use crate::checkpoint::{DestKind, FlushIntent, Resume, ShardCheckpoint};
 use crate::decode::Decoder;
 use crate::ids::{Position, ShardId};
 use crate::schema::TableSchema;
-use crate::source::kinesis::lease::{Lease, LeaseStore, Update};
+use crate::source::lease::{Lease, LeaseStore, Update};
 use crate::source::{Source, SourceEvent};
 use std::collections::BTreeMap;
 use crate::store::Store;

@@ -5,7 +5,7 @@
 
 use super::*;
 use lakehose::catalog::glue::GlueCatalog;
-use lakehose::source::kinesis::lease::DynamoLeases;
+use lakehose::source::lease::DynamoLeases;
 use lakehose::store::{Store, StoreOptions};
 use lakehose::testing::suites;
 use lakehose::write::HiveParquet;

@@ -12,7 +12,8 @@
 
 use super::kpl::deaggregate;
 use crate::retry::backoff;
-use super::{Lag, StreamRef};
+use super::StreamRef;
+use crate::source::leased::{Lag, Read};
 use crate::ids::{Position, SequenceNumber, ShardId};
 use crate::checkpoint::Resume;
 use crate::source::{Batch, SourceRecord};
@@ -29,11 +30,6 @@ pub enum StartPosition {
     TrimHorizon,
     Latest,
     AtTimestamp(i64),
-}
-
-pub enum Read {
-    Batch(u64, Batch),
-    Ended(u64, ShardId),
 }
 
 pub struct ShardReader {
