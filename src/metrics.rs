@@ -10,6 +10,7 @@
 //! twice `max_age` plus a minute (a stuck flush). Failure: binding the
 //! listen address fails at startup with the address in the message.
 
+use crate::source::kafka::KafkaStats;
 use crate::source::leased::LeasedStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -88,6 +89,7 @@ pub struct Snapshot {
 pub struct Metrics {
     snap: Mutex<Snapshot>,
     kinesis: Mutex<Option<Arc<LeasedStats>>>,
+    kafka: Mutex<Option<Arc<KafkaStats>>>,
     door: Mutex<Option<Arc<crate::source::http::DoorStats>>>,
     connected: AtomicBool,
 }
@@ -101,6 +103,11 @@ impl Metrics {
     }
     pub fn set_kinesis(&self, k: Arc<LeasedStats>) {
         *self.kinesis.lock().unwrap() = Some(k);
+    }
+    /// The Kafka source's figures (its leases count as the Kinesis source's do).
+    pub fn set_kafka(&self, k: Arc<KafkaStats>) {
+        *self.kinesis.lock().unwrap() = Some(k.leased.clone());
+        *self.kafka.lock().unwrap() = Some(k);
     }
     pub fn set_door(&self, d: Arc<crate::source::http::DoorStats>) {
         *self.door.lock().unwrap() = Some(d);
@@ -120,6 +127,9 @@ impl Metrics {
                 None => return (false, "no lease round finished yet".into()),
                 Some(t) if t.elapsed() > k.round_deadline => return (false, format!("no lease round for {:.0}s (lease table unreachable?)", t.elapsed().as_secs_f64())),
                 _ => {}
+            }
+            if let Some(e) = k.unreachable.lock().unwrap().as_ref() {
+                return (false, format!("the source's service does not answer: {e}"));
             }
         }
         if self.door.lock().unwrap().as_ref().is_some_and(|d| d.full.load(Ordering::Relaxed)) {
@@ -197,12 +207,29 @@ impl Metrics {
             single(&mut o, "leases_held", "gauge", "Shard leases this process holds.", c.held as f64);
             single(&mut o, "leases_total", "gauge", "Shard leases readable now (open shards whose parents are done).", c.total as f64);
             single(&mut o, "workers", "gauge", "Live lakehose processes on the stream, as this one sees them.", c.workers as f64);
-            head(&mut o, "shard_millis_behind_latest", "gauge", "MillisBehindLatest of the last GetRecords, per held shard.");
-            for (shard, ms) in k.lag.snapshot() {
-                line(&mut o, "shard_millis_behind_latest", &format!("{{shard=\"{shard}\"}}"), ms as f64);
+            match self.kafka.lock().unwrap().as_ref() {
+                None => {
+                    head(&mut o, "shard_millis_behind_latest", "gauge", "MillisBehindLatest of the last GetRecords, per held shard.");
+                    for (shard, ms) in k.lag.snapshot() {
+                        line(&mut o, "shard_millis_behind_latest", &format!("{{shard=\"{shard}\"}}"), ms as f64);
+                    }
+                    head(&mut o, "retries_total", "counter", "AWS calls retried after throttling or an error, by call.");
+                    line(&mut o, "retries_total", "{call=\"get_records\"}", k.retries.load(Ordering::Relaxed) as f64);
+                }
+                Some(kf) => {
+                    head(&mut o, "kafka_partition_lag_records", "gauge", "High watermark minus the committed offset, per held partition.");
+                    let committed = k.committed.lock().unwrap().clone();
+                    for (shard, hw) in k.lag.snapshot() {
+                        let lag = committed.get(&shard).map_or(hw, |c| hw - c).max(0);
+                        line(&mut o, "kafka_partition_lag_records", &format!("{{partition=\"{shard}\"}}"), lag as f64);
+                    }
+                    single(&mut o, "kafka_tombstones_total", "counter", "Records with a null value, skipped.", kf.tombstones.load(Ordering::Relaxed) as f64);
+                    single(&mut o, "kafka_aborted_records_total", "counter", "Records of aborted transactions, skipped (read_committed).", kf.aborted.load(Ordering::Relaxed) as f64);
+                    single(&mut o, "kafka_fetched_bytes_total", "counter", "Record batch bytes fetched from the brokers.", kf.bytes_in.load(Ordering::Relaxed) as f64);
+                    head(&mut o, "retries_total", "counter", "Calls retried after an error, by call.");
+                    line(&mut o, "retries_total", "{call=\"fetch\"}", k.retries.load(Ordering::Relaxed) as f64);
+                }
             }
-            head(&mut o, "retries_total", "counter", "AWS calls retried after throttling or an error, by call.");
-            line(&mut o, "retries_total", "{call=\"get_records\"}", k.retries.load(Ordering::Relaxed) as f64);
         }
         if let Some(d) = self.door.lock().unwrap().as_ref() {
             head(&mut o, "http_requests_total", "counter", "Front door requests, by operation and status.");

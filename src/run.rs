@@ -22,6 +22,7 @@ use crate::source::http::forward::Forwarder;
 use crate::source::http::log::LogWriter;
 use crate::source::http::log_source::LogSource;
 use crate::source::http::{Door, DoorError, DoorStats, Medium};
+use crate::source::kafka::KafkaSource;
 use crate::source::kinesis::KinesisSource;
 use crate::source::spool::SpoolSource;
 use crate::source::stdin::StdinSource;
@@ -49,8 +50,24 @@ pub enum RunError {
     Iceberg(#[from] crate::iceberg::IcebergError),
     #[error(transparent)]
     Log(#[from] crate::source::http::log::LogError),
+    #[error("schema of table {table}: column {column}: source {message}")]
+    KafkaField { table: String, column: String, message: String },
     #[error("metrics endpoint {addr}: {source}; set [metrics] listen to a free address")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// The Kafka fields (`$key`, `$header.x`, ...) the tables' columns name as
+/// sources; a `$` name that is not one stops startup.
+fn kafka_fields(schemas: &[Arc<TableSchema>]) -> Result<crate::source::kafka::records::Meta, RunError> {
+    let mut all = crate::source::kafka::records::Meta::default();
+    for s in schemas {
+        for c in &s.columns {
+            let m = crate::source::kafka::records::Meta::from_sources(c.source.first().map(String::as_str).into_iter())
+                .map_err(|message| RunError::KafkaField { table: s.table.clone(), column: c.name.clone(), message })?;
+            all = all.union(&m);
+        }
+    }
+    Ok(all)
 }
 
 /// Bytes a write-ahead log segment takes before the next one begins (at
@@ -231,6 +248,13 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
             }
             let mut src = KinesisSource::open(k.clone()).await.map_err(SourceError::from)?;
             c.metrics.set_kinesis(src.stats.clone());
+            drive(&mut src, &mut p, &mut c, &mut watches, route_watch.as_mut(), Duration::ZERO, &cancel).await?
+        }
+        SourceConfig::Kafka(k) => {
+            let mut k = (**k).clone();
+            k.meta = kafka_fields(&schemas)?;
+            let mut src = KafkaSource::open(k).await.map_err(SourceError::from)?;
+            c.metrics.set_kafka(src.stats.clone());
             drive(&mut src, &mut p, &mut c, &mut watches, route_watch.as_mut(), Duration::ZERO, &cancel).await?
         }
         SourceConfig::Http { dir, max_log_bytes } => {

@@ -27,6 +27,8 @@ mod rules;
 mod routing;
 #[path = "it/iceberg.rs"]
 mod iceberg;
+#[path = "it/kafka.rs"]
+mod kafka;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -6,6 +6,7 @@
 //! file's directory. Failure: [`ConfigError`] naming the file, line (when
 //! the key is in the file), key and the fix; the CLI exits with code 2.
 
+mod sources;
 mod tables;
 
 use crate::buffers::Limits;
@@ -39,6 +40,7 @@ pub(super) struct Raw {
     catalog: RawCatalog,
     metrics: Option<RawMetrics>,
     http: Option<RawHttp>,
+    kafka: Option<sources::RawKafka>,
     routing: Option<tables::RawRouting>,
     #[serde(default)]
     tables: Vec<tables::RawTableEntry>,
@@ -116,6 +118,7 @@ struct RawSource {
 struct RawLease {
     table: Option<String>,
     endpoint: Option<String>,
+    region: Option<String>,
     failover: Option<String>,
     worker_id: Option<String>,
 }
@@ -190,6 +193,7 @@ pub enum SourceConfig {
     Spool { dir: PathBuf, state_dir: Option<PathBuf>, poll: Duration },
     Stdin,
     Kinesis(crate::source::kinesis::KinesisConfig),
+    Kafka(Box<crate::source::kafka::KafkaConfig>),
     /// The front door's write-ahead log in `dir`, at most `max_log_bytes` unread.
     Http { dir: PathBuf, max_log_bytes: u64 },
 }
@@ -382,7 +386,8 @@ impl Config {
                 SourceConfig::Spool { dir: resolve(dir), state_dir: raw.source.state_dir.as_deref().map(resolve), poll }
             }
             Some("stdin") => SourceConfig::Stdin,
-            Some("kinesis") => SourceConfig::Kinesis(kinesis_config(&raw, &err)?),
+            Some("kinesis") => SourceConfig::Kinesis(sources::kinesis_config(&raw, &err)?),
+            Some("kafka") => SourceConfig::Kafka(Box::new(sources::kafka_config(&raw, max_record_bytes, &resolve, &var, &err)?)),
             Some("http") => {
                 let dir = raw.source.dir.as_deref().ok_or_else(|| err("source", "dir", "http sources need `dir`, the directory of the front door's write-ahead log".into()))?;
                 let max_log_bytes = match &raw.source.max_log_size {
@@ -391,8 +396,8 @@ impl Config {
                 };
                 SourceConfig::Http { dir: resolve(dir), max_log_bytes }
             }
-            Some(other) => return Err(err("source", "kind", format!("{other:?} is not a source; use \"spool\", \"stdin\", \"kinesis\" or \"http\""))),
-            None => return Err(err("source", "kind", "missing; set kind = \"spool\" (with dir), \"stdin\", \"kinesis\" or \"http\"".into())),
+            Some(other) => return Err(err("source", "kind", format!("{other:?} is not a source; use \"spool\", \"stdin\", \"kinesis\", \"kafka\" or \"http\""))),
+            None => return Err(err("source", "kind", "missing; set kind = \"spool\" (with dir), \"stdin\", \"kinesis\", \"kafka\" or \"http\"".into())),
         };
         let http = match &raw.http {
             None if matches!(source, SourceConfig::Http { .. }) => return Err(err("http", "listen", "source.kind = \"http\" needs an [http] section with listen and the credentials callers use".into())),
@@ -581,59 +586,6 @@ fn http_config(h: &RawHttp, resolve: &dyn Fn(&str) -> PathBuf, var: &dyn Fn(&str
         _ => return Err(err("http", "tls_cert", "TLS needs both tls_cert and tls_key (PEM files)".into())),
     };
     Ok(HttpConfig { listen, streams, region: h.region.clone().unwrap_or_else(|| "us-east-1".into()), auth, invalid, max_request_bytes, max_inflight, tls })
-}
-
-fn kinesis_config(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<crate::source::kinesis::KinesisConfig, ConfigError> {
-    use crate::source::kinesis::reader::StartPosition;
-    use crate::source::kinesis::{KinesisConfig, StreamRef};
-    let src = &raw.source;
-    let stream = src.stream.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| err("source", "stream", "missing; kinesis sources need the stream name or ARN".into()))?;
-    let start = match src.start.as_deref().unwrap_or("trim_horizon") {
-        "trim_horizon" => StartPosition::TrimHorizon,
-        "latest" => StartPosition::Latest,
-        s => match s.strip_prefix("at_timestamp:").and_then(|t| crate::timefmt::TsFormat::parse("rfc3339").ok()?.parse_str(t)) {
-            Some(ms) => StartPosition::AtTimestamp(ms),
-            None => return Err(err("source", "start", format!("{s:?} is not a start position; use \"trim_horizon\", \"latest\" or \"at_timestamp:2026-11-21T00:00:00Z\""))),
-        },
-    };
-    let dur = |section: &str, key: &str, v: Option<&String>, default: Duration| match v {
-        None => Ok(default),
-        Some(s) => parse_duration(s).map_err(|m| err(section, key, format!("{m}; write e.g. \"10s\""))),
-    };
-    let lease = raw.lease.as_ref();
-    let failover = dur("lease", "failover", lease.and_then(|l| l.failover.as_ref()), Duration::from_secs(10))?;
-    if failover < Duration::from_secs(1) {
-        return Err(err("lease", "failover", "must be at least 1s (leases are renewed every failover/4)".into()));
-    }
-    let worker_id = match lease.and_then(|l| l.worker_id.clone()) {
-        Some(w) if !w.is_empty() => w,
-        _ => default_worker_id(),
-    };
-    Ok(KinesisConfig {
-        stream: StreamRef::parse(stream),
-        start,
-        endpoint: src.endpoint.clone(),
-        region: src.region.clone(),
-        lease_endpoint: lease.and_then(|l| l.endpoint.clone()).or_else(|| src.endpoint.clone()),
-        lease_table: lease.and_then(|l| l.table.clone()).unwrap_or_else(|| "lakehose-leases".into()),
-        failover,
-        worker_id,
-        idle_poll: dur("source", "poll_interval", src.poll_interval.as_ref(), Duration::from_secs(1))?,
-        shard_sync: dur("source", "shard_sync_interval", src.shard_sync_interval.as_ref(), Duration::from_secs(60))?,
-    })
-}
-
-/// `host-pid-random`: unique per process, so a restarted process never
-/// mistakes the leases of its previous life for live ones of its own.
-fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "lakehose".into());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{host}-{}-{nanos:08x}", std::process::id())
 }
 
 /// The field serde names in messages such as "unknown field `x`, expected …".

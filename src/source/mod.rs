@@ -13,6 +13,7 @@ pub mod feed;
 pub mod http;
 pub mod coordinator;
 pub mod inputs;
+pub mod kafka;
 pub mod kinesis;
 pub mod lease;
 pub mod leased;
@@ -58,6 +59,8 @@ pub enum SourceError {
     Spool(#[from] spool::SpoolError),
     #[error(transparent)]
     Kinesis(#[from] kinesis::KinesisError),
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaSourceError),
     #[error("{path}: {source}")]
     Input { path: String, source: std::io::Error },
     #[error(transparent)]
