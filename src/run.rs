@@ -253,9 +253,13 @@ pub async fn run(cfg: &Config, schemas: Vec<Arc<TableSchema>>, cancel: Cancellat
         SourceConfig::Kafka(k) => {
             let mut k = (**k).clone();
             k.meta = kafka_fields(&schemas)?;
-            let mut src = KafkaSource::open(k).await.map_err(SourceError::from)?;
-            c.metrics.set_kafka(src.stats.clone());
-            drive(&mut src, &mut p, &mut c, &mut watches, route_watch.as_mut(), Duration::ZERO, &cancel).await?
+            match KafkaSource::open(k, &cancel).await.map_err(SourceError::from)? {
+                Some(mut src) => {
+                    c.metrics.set_kafka(src.stats.clone());
+                    drive(&mut src, &mut p, &mut c, &mut watches, route_watch.as_mut(), Duration::ZERO, &cancel).await?
+                }
+                None => Report::default(), // stopped before a broker answered
+            }
         }
         SourceConfig::Http { dir, max_log_bytes } => {
             let cfg_http = cfg.http.as_ref().expect("validated: source http has [http]");

@@ -5,6 +5,7 @@
 //! pyarrow and DuckDB (check_lake.py).
 
 use super::glue::{http_get, metric};
+use super::kinesis::{leases, owners};
 use super::*;
 
 const AWS_ENV: [(&str, &str); 3] = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
@@ -190,4 +191,171 @@ fn kafka_end_to_end_every_compression_keys_headers_tombstones_and_bad_records() 
     let committed: i64 = String::from_utf8(committed.stdout).unwrap().trim().parse().unwrap();
     let records = (ids.len() + expected_tombstones) as i64;
     assert!(committed >= records - 4 && committed <= records, "group offsets {committed} of {records} records");
+}
+
+#[test]
+fn kafka_two_processes_balance_and_survive_kill_9_exactly_once() {
+    let moto = Moto::start();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let (ids, bad) = gen(&input, &["--records", "4000", "--bad-every", "40", "--seed", "11"]);
+    let first = dir.path().join("first.ndjson");
+    std::fs::write(&first, "").unwrap();
+    finish(produce(&broker.bootstrap(), "orders", &first, &["--create", "4"]));
+    let cfg = kafka_config(dir.path(), "l", &broker.bootstrap(), "orders", &moto.endpoint, "");
+    let producer = produce(&broker.bootstrap(), "orders", &input, &["--batch", "50", "--pause", "0.1", "--compression", "zstd"]);
+    let mut a = start(&cfg);
+    let mut b = start(&cfg);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = owners(&leases(&moto, "leases-orders"));
+        if o.len() == 2 && o.values().all(|n| *n == 2) && !o.contains_key("") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "partitions not balanced 2/2: {o:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // kill -9 each process mid-stream while the producer keeps writing, and restart it
+    let mut rng: u64 = 0x5eed;
+    for round in 0..6 {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(300 + (rng >> 33) % 1200));
+        if round % 2 == 0 {
+            a.kill9();
+            a = start(&cfg);
+        } else {
+            b.kill9();
+            b = start(&cfg);
+        }
+    }
+    finish(producer);
+    let good = ids.len() - bad.len();
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 120);
+    for d in [a, b] {
+        let (ok, secs, err) = d.term();
+        assert!(ok && secs < 15.0, "SIGTERM: {ok} after {secs}s: {err}");
+    }
+    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
+    let l = leases(&moto, "leases-orders");
+    assert_eq!(owners(&l), BTreeMap::from([(String::new(), 4)]), "SIGTERM released every lease: {l}");
+}
+
+#[test]
+fn kafka_frozen_zombie_writes_nothing_after_its_lease_moves_and_new_topics_are_read() {
+    let moto = Moto::start();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = dir.path().join("p1.ndjson");
+    let p2 = dir.path().join("p2.ndjson");
+    let p3 = dir.path().join("p3.ndjson");
+    let (mut ids, mut bad) = gen(&p1, &["--records", "600", "--bad-every", "60", "--seed", "1", "--id-prefix", "za"]);
+    for (f, seed, prefix) in [(&p2, "2", "zb"), (&p3, "3", "zc")] {
+        let (i, b) = gen(f, &["--records", "600", "--bad-every", "60", "--seed", seed, "--id-prefix", prefix]);
+        ids.extend(i);
+        bad.extend(b);
+    }
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    finish(produce(&broker.bootstrap(), "zomb", &empty, &["--create", "2"]));
+    // the zombie buffers long: its files would hold other records than the new owner's
+    // topics by regex: a topic created while running is leased and read
+    let by_regex = |name: &str| {
+        let c = kafka_config(dir.path(), name, &broker.bootstrap(), "zomb", &moto.endpoint, "");
+        std::fs::write(&c, std::fs::read_to_string(&c).unwrap().replace("topics = [\"zomb\"]", "topic_regex = \"zomb.*\"")).unwrap();
+        c
+    };
+    let slow = by_regex("slow");
+    std::fs::write(&slow, std::fs::read_to_string(&slow).unwrap().replace("max_records = 150\nmax_age = \"1s\"", "max_records = 100000\nmax_age = \"6s\"")).unwrap();
+    let zombie = start(&slow);
+    std::thread::sleep(Duration::from_millis(1500));
+    finish(produce(&broker.bootstrap(), "zomb", &p1, &["--batch", "100"]));
+    std::thread::sleep(Duration::from_millis(1500)); // read, buffered, not yet flushed
+    run_ok(Command::new("kill").args(["-STOP", &zombie.child.id().to_string()]));
+    let fast = by_regex("fast");
+    let heir = start(&fast);
+    finish(produce(&broker.bootstrap(), "zomb", &p2, &["--batch", "100"]));
+    // a new topic matching the regex (tansu has no CreatePartitions to grow one): its partitions are leased and read
+    finish(produce(&broker.bootstrap(), "zomb-more", &p3, &["--batch", "100", "--create", "2"]));
+    let good = ids.len() - bad.len();
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 60);
+    let before = check_dir(dir.path());
+    // the zombie wakes past its fence with full buffers due: it must write nothing
+    run_ok(Command::new("kill").args(["-CONT", &zombie.child.id().to_string()]));
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, _, zerr) = zombie.term();
+    assert!(zerr.contains("lease lost") || zerr.contains("lease fence passed"), "the zombie noticed: {zerr}");
+    let after = check_dir(dir.path());
+    assert_eq!(after["ids"], before["ids"], "the zombie changed the lake");
+    let (ok, _, err) = heir.term();
+    assert!(ok, "{err}");
+    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
+    let l = leases(&moto, "leases-zomb");
+    assert_eq!(l.as_object().unwrap().len(), 4, "zomb-0, zomb-1, zomb-more-0, zomb-more-1: {l}");
+}
+
+/// The proxy in front of a broker (killed when dropped).
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn proxy(port: u16, upstream: u16) -> Proxy {
+    let c = Command::new(py()).arg(root().join("tests/py/tcp_proxy.py")).arg(port.to_string()).arg(format!("127.0.0.1:{upstream}"))
+        .stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "proxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proxy(c)
+}
+
+#[test]
+fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back() {
+    let moto = Moto::start();
+    let front = free_port();
+    let broker = Broker::start_advertising(Some(front));
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = dir.path().join("p1.ndjson");
+    let p2 = dir.path().join("p2.ndjson");
+    let (mut ids, mut bad) = gen(&p1, &["--records", "500", "--bad-every", "50", "--seed", "5", "--id-prefix", "ga"]);
+    let (i2, b2) = gen(&p2, &["--records", "500", "--bad-every", "50", "--seed", "6", "--id-prefix", "gb"]);
+    ids.extend(i2);
+    bad.extend(b2);
+    let px = proxy(front, broker.port);
+    let via = format!("127.0.0.1:{front}");
+    finish(produce(&via, "gone", &p1, &["--create", "2"]));
+    let port = free_port();
+    let cfg = kafka_config(dir.path(), "l", &via, "gone", &moto.endpoint, &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let mut d = start(&cfg);
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), 450, 10, 60);
+    // the broker vanishes: the process stays up and says it is not ready
+    drop(px);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get(port, "/readyz");
+        if status == 503 && body.contains("does not answer") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready with the broker gone: {status} {body}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(d.child.try_wait().unwrap().is_none(), "the process exited: {}", d.log());
+    // back: reading resumes where it was and the process is ready again
+    let _px = proxy(front, broker.port);
+    finish(produce(&via, "gone", &p2, &[]));
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), 900, 20, 90);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(port, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again after the broker came back");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (ok, _, err) = d.term();
+    assert!(ok, "{err}");
+    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
 }

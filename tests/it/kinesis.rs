@@ -53,14 +53,14 @@ fn finish(mut c: Child) {
 }
 
 /// The lease table as {shard: [owner or "", checkpoint, parents]}.
-fn leases(moto: &Moto, table: &str) -> Value {
+pub(super) fn leases(moto: &Moto, table: &str) -> Value {
     serde_json::from_str(&moto.boto(&format!(r#"
 items = c('dynamodb').scan(TableName='{table}', ConsistentRead=True)['Items']
 print(json.dumps({{i['leaseKey']['S']: [i.get('leaseOwner', {{}}).get('S', ''), i['checkpoint']['S'], sorted(i.get('parentShardIds', {{}}).get('SS', []))] for i in items}}))"#)))
     .unwrap()
 }
 
-fn owners(l: &Value) -> BTreeMap<String, usize> {
+pub(super) fn owners(l: &Value) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for v in l.as_object().unwrap().values() {
         *m.entry(v[0].as_str().unwrap().to_string()).or_default() += 1;

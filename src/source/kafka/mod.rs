@@ -95,9 +95,27 @@ fn shards_of(parts: &[PartitionInfo], map: &std::sync::Mutex<HashMap<ShardId, (S
 }
 
 impl KafkaSource {
-    pub async fn open(cfg: KafkaConfig) -> Result<KafkaSource, KafkaSourceError> {
+    /// Opens the source once a broker answers: an unreachable cluster is
+    /// retried with backoff (the process stays up, not ready); refused
+    /// credentials, a version we cannot speak or a missing topic stop it.
+    pub async fn open(cfg: KafkaConfig, cancel: &tokio_util::sync::CancellationToken) -> Result<Option<KafkaSource>, KafkaSourceError> {
         let cluster = Arc::new(Cluster::new(cfg.bootstrap.clone(), cfg.settings.clone()));
-        let parts = cluster.partitions(&cfg.topics).await?;
+        let mut attempt = 0;
+        let parts = loop {
+            match cluster.partitions(&cfg.topics).await {
+                Ok(p) => break p,
+                Err(e @ KafkaError::Wire(wire::WireError::Io { .. } | wire::WireError::Timeout { .. })) => {
+                    attempt += 1;
+                    let wait = crate::retry::backoff(attempt).min(Duration::from_secs(10));
+                    tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "no Kafka broker answers; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let partitions = Arc::new(std::sync::Mutex::new(HashMap::new()));
         let first = shards_of(&parts, &partitions);
         let sdk = crate::aws::sdk_config(cfg.lease_endpoint.as_deref(), cfg.region.as_deref()).await;
@@ -115,7 +133,7 @@ impl KafkaSource {
             tokio::spawn(commit_offsets(cluster.clone(), g, rx));
             tx
         });
-        Ok(KafkaSource { cfg, cluster, leased, partitions, offsets, stats })
+        Ok(Some(KafkaSource { cfg, cluster, leased, partitions, offsets, stats }))
     }
 }
 
