@@ -359,3 +359,81 @@ fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back() {
     assert!(ok, "{err}");
     assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
 }
+
+/// Our client (fetch + batch decoding) against librdkafka on the same
+/// topic: every record, in every compression, with the same offset, key,
+/// value bytes, headers and timestamp; tombstones are the only records we
+/// leave out.
+#[test]
+fn kafka_client_reads_what_librdkafka_reads() {
+    use base64::Engine;
+    use lakehose::source::kafka::{client, records, wire};
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut total = 0;
+    for (i, codec) in ["none", "gzip", "snappy", "lz4", "zstd"].iter().enumerate() {
+        let f = dir.path().join(format!("{codec}.ndjson"));
+        gen(&f, &["--records", "300", "--bad-every", "25", "--seed", &i.to_string()]);
+        let create = if i == 0 { "3" } else { "0" };
+        finish(produce(&broker.bootstrap(), "diff", &f, &["--create", create, "--compression", codec, "--tombstone-every", "31"]));
+        total += 300 + (0..300).filter(|n| n % 31 == 0).count();
+    }
+    let out = run_ok(Command::new(py()).arg(root().join("tests/py/kafka_read.py")).args(["--bootstrap", &broker.bootstrap(), "--topic", "diff", "--expect", &total.to_string()]));
+    let b64 = |s: &Value| s.as_str().map(|s| base64::engine::general_purpose::STANDARD.decode(s).unwrap());
+    let mut theirs: Vec<(i64, i64, Option<Vec<u8>>, Vec<u8>, BTreeMap<String, Value>, i64)> = Vec::new();
+    let mut tombstones = 0;
+    for l in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let Some(value) = b64(&v["v"]) else {
+            tombstones += 1;
+            continue;
+        };
+        let headers = v["h"].as_object().unwrap().iter().map(|(k, x)| (k.clone(), Value::String(String::from_utf8(b64(x).unwrap()).unwrap()))).collect();
+        theirs.push((v["p"].as_i64().unwrap(), v["o"].as_i64().unwrap(), b64(&v["k"]), value, headers, v["t"].as_i64().unwrap()));
+    }
+    theirs.sort_by_key(|r| (r.0, r.1));
+    let settings = wire::Settings { client_id: "diff".into(), tls: None, sasl: None, request_timeout: Duration::from_secs(10), max_response_bytes: 64 << 20 };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (ours, our_tombstones) = rt.block_on(async {
+        let cluster = client::Cluster::new(vec![broker.bootstrap()], settings);
+        let parts = cluster.partitions(&client::Topics::Names(vec!["diff".into()])).await.unwrap();
+        assert_eq!(parts.len(), 3);
+        let mut ours = Vec::new();
+        let mut tombs = 0;
+        let all = records::Meta { key: true, timestamp: true, headers: true, ..Default::default() };
+        for p in parts {
+            let mut conn = cluster.leader("diff", p.partition).await.unwrap();
+            let mut offset = 0;
+            loop {
+                // small fetches: batches cut at the end of a response are read again whole
+                let f = client::fetch(&mut conn, "diff", p.partition, offset, 7000, 100).await.unwrap();
+                let mut plain = lakehose::source::Batch { shard: records::shard_of("diff", p.partition), buf: vec![], records: vec![], oversized: vec![] };
+                let mut with = lakehose::source::Batch { shard: plain.shard.clone(), buf: vec![], records: vec![], oversized: vec![] };
+                let d = records::decode(&f.records, offset, &f.aborted, "diff", p.partition, &records::Meta::default(), 8 << 20, &mut plain).unwrap();
+                records::decode(&f.records, offset, &f.aborted, "diff", p.partition, &all, 8 << 20, &mut with).unwrap();
+                tombs += d.tombstones;
+                for ((pos, arrival, value), (_, _, spliced)) in plain.iter().zip(with.iter()) {
+                    let o: i64 = pos.seq.to_string().parse().unwrap();
+                    let (key, headers) = match serde_json::from_slice::<Value>(spliced) {
+                        Ok(Value::Object(m)) => (m["$key"].as_str().map(|k| k.as_bytes().to_vec()), m["$header"].as_object().unwrap().clone().into_iter().collect()),
+                        _ => (None, BTreeMap::new()), // not an object: nothing spliced; compared by value only
+                    };
+                    ours.push((p.partition as i64, o, key, value.to_vec(), headers, arrival));
+                }
+                offset = d.next;
+                if offset >= f.high_watermark {
+                    break;
+                }
+            }
+        }
+        (ours, tombs)
+    });
+    assert_eq!(our_tombstones as usize, tombstones);
+    assert_eq!(ours.len(), theirs.len());
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert_eq!((a.0, a.1, &a.3, a.5), (b.0, b.1, &b.3, b.5), "partition, offset, value bytes, timestamp");
+        if serde_json::from_slice::<Value>(&a.3).is_ok_and(|v| v.is_object()) {
+            assert_eq!((&a.2, &a.4), (&b.2, &b.4), "key and headers of {}/{}", a.0, a.1);
+        }
+    }
+}
