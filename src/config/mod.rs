@@ -116,6 +116,8 @@ struct RawSource {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLease {
+    kind: Option<String>,
+    path: Option<String>,
     table: Option<String>,
     endpoint: Option<String>,
     region: Option<String>,
@@ -386,7 +388,7 @@ impl Config {
                 SourceConfig::Spool { dir: resolve(dir), state_dir: raw.source.state_dir.as_deref().map(resolve), poll }
             }
             Some("stdin") => SourceConfig::Stdin,
-            Some("kinesis") => SourceConfig::Kinesis(sources::kinesis_config(&raw, &err)?),
+            Some("kinesis") => SourceConfig::Kinesis(sources::kinesis_config(&raw, &resolve, &err)?),
             Some("kafka") => SourceConfig::Kafka(Box::new(sources::kafka_config(&raw, max_record_bytes, &resolve, &var, &err)?)),
             Some("http") => {
                 let dir = raw.source.dir.as_deref().ok_or_else(|| err("source", "dir", "http sources need `dir`, the directory of the front door's write-ahead log".into()))?;
@@ -713,7 +715,7 @@ max_age = "30s"
         let e = Config::parse("l.toml", &CFG.replace("\"64MiB\"", "\"64 parsecs\""), env(&[])).unwrap_err().to_string();
         assert!(e.starts_with("l.toml:14: key `buffer.max_bytes`"), "{e}");
         assert!(e.contains("write e.g."), "{e}");
-        let e = Config::parse("l.toml", &CFG.replace("kind = \"spool\"", "kind = \"kafka\""), env(&[])).unwrap_err().to_string();
+        let e = Config::parse("l.toml", &CFG.replace("kind = \"spool\"", "kind = \"pulsar\""), env(&[])).unwrap_err().to_string();
         assert!(e.starts_with("l.toml:3: key `source.kind`"), "{e}");
         let e = Config::parse("l.toml", &CFG.replace("errors = \"errors\"", ""), env(&[])).unwrap_err().to_string();
         assert!(e.contains("sink.errors") && e.contains("missing"), "{e}");
@@ -721,6 +723,35 @@ max_age = "30s"
         assert!(e.contains("max_agee"), "{e}");
         let e = Config::parse("l.toml", "[source\nkind=1", env(&[])).unwrap_err().to_string();
         assert!(e.starts_with("l.toml:1"), "{e}");
+    }
+
+    #[test]
+    fn kafka_sources_and_their_mistakes() {
+        use crate::source::kafka::client::{StartAt, Topics};
+        use crate::source::lease::LeaseTable;
+        let base = CFG.replace("kind = \"spool\"", "kind = \"kafka\"");
+        let kafka = |extra: &str| format!("{base}\n[kafka]\nbootstrap_servers = \"b1:9092, b2:9092\"\n{extra}");
+        let c = Config::parse("/x/l.toml", &kafka("topics = [\"ev\"]\nstart = \"latest\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"\nsasl_password_env = \"PW\"\n[lease]\nkind = \"sqlite\"\npath = \"state/leases.db\"\n"), env(&[("PW", "secret")])).unwrap();
+        let SourceConfig::Kafka(k) = &c.source else { panic!("a kafka source") };
+        assert_eq!(k.bootstrap, ["b1:9092", "b2:9092"]);
+        assert!(matches!(&k.topics, Topics::Names(n) if n == &["ev"]));
+        assert_eq!(k.start, StartAt::Latest);
+        assert_eq!(k.leases, LeaseTable::Sqlite { path: "/x/state/leases.db".into() });
+        assert_eq!(k.group_id.as_deref(), Some("lakehose"));
+        assert!(!format!("{:?}", k.settings).contains("secret"), "the password is never printed");
+        let err = |text: &str, vars: &[(&str, &str)]| Config::parse("l.toml", text, env(vars)).unwrap_err().to_string();
+        assert!(err(&base, &[]).contains("key `kafka.bootstrap_servers`"));
+        assert!(err(&kafka("topics = [\"a\"]\ntopic_regex = \"a.*\"\n"), &[]).contains("exactly one of topics"));
+        assert!(err(&kafka("topic_regex = \"a(\"\n"), &[]).contains("key `kafka.topic_regex`"));
+        assert!(err(&kafka("topics = [\"a\"]\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\nsasl_password_env = \"NOPE\"\n"), &[]).contains("NOPE"));
+        assert!(err(&kafka("topics = [\"a\"]\nsasl_mechanism = \"AWS_MSK_IAM\"\nsasl_username = \"u\"\nsasl_password_env = \"PW\"\n"), &[("PW", "x")]).contains("not supported"));
+        assert!(err(&kafka("topics = [\"a\"]\nstart = \"yesterday\"\n"), &[]).contains("key `kafka.start`"));
+        assert!(err(&kafka("topics = [\"a\"]\n[lease]\nkind = \"sqlite\"\n"), &[]).contains("key `lease.path`"));
+        assert!(err(&kafka("topics = [\"a\"]\n[lease]\nkind = \"etcd\"\n"), &[]).contains("key `lease.kind`"));
+        let c = Config::parse("/x/l.toml", &kafka("topic_regex = \"ev-.*\"\ngroup_id = \"\"\n"), env(&[])).unwrap();
+        let SourceConfig::Kafka(k) = &c.source else { panic!("a kafka source") };
+        assert!(matches!(&k.topics, Topics::Regex(r) if r.is_match("ev-1") && !r.is_match("xev-1")));
+        assert!(k.group_id.is_none() && matches!(k.leases, LeaseTable::Dynamo { .. }));
     }
 
     #[test]

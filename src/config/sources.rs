@@ -9,11 +9,12 @@
 use super::{parse_duration, parse_size, ConfigError, Raw};
 use crate::source::kafka::KafkaConfig;
 use crate::source::kinesis::KinesisConfig;
+use crate::source::lease::LeaseTable;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub(super) fn kinesis_config(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<KinesisConfig, ConfigError> {
+pub(super) fn kinesis_config(raw: &Raw, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<KinesisConfig, ConfigError> {
     use crate::source::kinesis::reader::StartPosition;
     use crate::source::kinesis::StreamRef;
     let src = &raw.source;
@@ -30,22 +31,14 @@ pub(super) fn kinesis_config(raw: &Raw, err: &dyn Fn(&str, &str, String) -> Conf
         None => Ok(default),
         Some(s) => parse_duration(s).map_err(|m| err(section, key, format!("{m}; write e.g. \"10s\""))),
     };
-    let lease = raw.lease.as_ref();
-    let failover = dur("lease", "failover", lease.and_then(|l| l.failover.as_ref()), Duration::from_secs(10))?;
-    if failover < Duration::from_secs(1) {
-        return Err(err("lease", "failover", "must be at least 1s (leases are renewed every failover/4)".into()));
-    }
-    let worker_id = match lease.and_then(|l| l.worker_id.clone()) {
-        Some(w) if !w.is_empty() => w,
-        _ => default_worker_id(),
-    };
+    let (failover, worker_id) = lease_settings(raw, err)?;
+    let leases = lease_table(raw, "lakehose-leases", src.endpoint.clone(), resolve, err)?;
     Ok(KinesisConfig {
         stream: StreamRef::parse(stream),
         start,
         endpoint: src.endpoint.clone(),
         region: src.region.clone(),
-        lease_endpoint: lease.and_then(|l| l.endpoint.clone()).or_else(|| src.endpoint.clone()),
-        lease_table: lease.and_then(|l| l.table.clone()).unwrap_or_else(|| "lakehose-leases".into()),
+        leases,
         failover,
         worker_id,
         idle_poll: dur("source", "poll_interval", src.poll_interval.as_ref(), Duration::from_secs(1))?,
@@ -103,6 +96,32 @@ fn lease_settings(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) ->
         _ => default_worker_id(),
     };
     Ok((failover, worker_id))
+}
+
+/// `[lease]` kind: `dynamodb` (table, endpoint, region) or `sqlite` (path).
+fn lease_table(raw: &Raw, default_table: &str, default_endpoint: Option<String>, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<LeaseTable, ConfigError> {
+    let lease = raw.lease.as_ref();
+    let get = |f: fn(&super::RawLease) -> &Option<String>| lease.and_then(|l| f(l).clone());
+    match get(|l| &l.kind).as_deref().unwrap_or("dynamodb") {
+        "dynamodb" => {
+            if get(|l| &l.path).is_some() {
+                return Err(err("lease", "path", "path is for kind = \"sqlite\"; DynamoDB leases take table, endpoint and region".into()));
+            }
+            Ok(LeaseTable::Dynamo {
+                table: get(|l| &l.table).unwrap_or_else(|| default_table.into()),
+                endpoint: get(|l| &l.endpoint).or(default_endpoint),
+                region: get(|l| &l.region).or_else(|| raw.source.region.clone()),
+            })
+        }
+        "sqlite" => {
+            let path = get(|l| &l.path).ok_or_else(|| err("lease", "path", "kind = \"sqlite\" needs path, the lease file (processes sharing leases must see the same file on one host)".into()))?;
+            if get(|l| &l.table).is_some() || get(|l| &l.endpoint).is_some() {
+                return Err(err("lease", "table", "table and endpoint are for kind = \"dynamodb\"; SQLite leases take path".into()));
+            }
+            Ok(LeaseTable::Sqlite { path: resolve(&path) })
+        }
+        o => Err(err("lease", "kind", format!("{o:?} is not a lease table; use \"dynamodb\" (several hosts) or \"sqlite\" (one host)"))),
+    }
 }
 
 pub(super) fn kafka_config(
@@ -166,7 +185,7 @@ pub(super) fn kafka_config(
         Some(v) => parse_size(v).map_err(|m| err("kafka", "fetch_max_bytes", format!("{m}; write e.g. \"4MiB\"")))?.clamp(64 << 10, 256 << 20),
     };
     let (failover, worker_id) = lease_settings(raw, err)?;
-    let lease = raw.lease.as_ref();
+    let leases = lease_table(raw, "lakehose-kafka-leases", None, resolve, err)?;
     let request_timeout = dur("request_timeout", k.request_timeout.as_ref(), Duration::from_secs(30))?;
     let settings = crate::source::kafka::wire::Settings {
         client_id: k.client_id.clone().unwrap_or_else(|| "lakehose".into()),
@@ -190,9 +209,7 @@ pub(super) fn kafka_config(
         max_record_bytes,
         idle_poll: dur("poll_interval", k.poll_interval.as_ref(), Duration::from_millis(500))?,
         partition_sync: dur("partition_sync_interval", k.partition_sync_interval.as_ref(), Duration::from_secs(30))?,
-        lease_endpoint: lease.and_then(|l| l.endpoint.clone()),
-        region: lease.and_then(|l| l.region.clone()).or_else(|| raw.source.region.clone()),
-        lease_table: lease.and_then(|l| l.table.clone()).unwrap_or_else(|| "lakehose-kafka-leases".into()),
+        leases,
         failover,
         worker_id,
     })

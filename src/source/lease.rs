@@ -22,7 +22,7 @@ use std::io::{Read, Write};
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("lease table {table}: {message}")]
-    Dynamo { table: String, message: String },
+    Table { table: String, message: String },
     #[error("lease table {table}: row {key}: {message}")]
     BadRow { table: String, key: String, message: String },
 }
@@ -109,7 +109,7 @@ impl DynamoLeases {
     }
 
     fn err(&self, e: impl std::error::Error) -> LeaseError {
-        LeaseError::Dynamo { table: self.table.clone(), message: DisplayErrorContext(e).to_string() }
+        LeaseError::Table { table: self.table.clone(), message: DisplayErrorContext(e).to_string() }
     }
 
     fn row(&self, item: &HashMap<String, Av>) -> Result<Lease, LeaseError> {
@@ -172,7 +172,7 @@ impl LeaseStore for DynamoLeases {
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        Err(LeaseError::Dynamo { table: self.table.clone(), message: "table did not become ACTIVE within 60 s".into() })
+        Err(LeaseError::Table { table: self.table.clone(), message: "table did not become ACTIVE within 60 s".into() })
     }
 
     async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
@@ -298,6 +298,80 @@ impl LeaseStore for DynamoLeases {
             Ok(_) => Ok(true),
             Err(e) if conditional_failed(&e) => Ok(false),
             Err(e) => Err(self.err(e)),
+        }
+    }
+}
+
+/// The lease table a config names: DynamoDB (several hosts) or a SQLite
+/// file (one host).
+pub enum Leases {
+    Dynamo(DynamoLeases),
+    Sqlite(super::sqlite_leases::SqliteLeases),
+}
+
+impl LeaseStore for Leases {
+    async fn ensure_table(&self) -> Result<(), LeaseError> {
+        match self {
+            Leases::Dynamo(l) => l.ensure_table().await,
+            Leases::Sqlite(l) => l.ensure_table().await,
+        }
+    }
+    async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
+        match self {
+            Leases::Dynamo(l) => l.list().await,
+            Leases::Sqlite(l) => l.list().await,
+        }
+    }
+    async fn create(&self, lease: &Lease) -> Result<bool, LeaseError> {
+        match self {
+            Leases::Dynamo(l) => l.create(lease).await,
+            Leases::Sqlite(l) => l.create(lease).await,
+        }
+    }
+    async fn take(&self, shard: &ShardId, owner: &str, counter: u64) -> Result<Option<u64>, LeaseError> {
+        match self {
+            Leases::Dynamo(l) => l.take(shard, owner, counter).await,
+            Leases::Sqlite(l) => l.take(shard, owner, counter).await,
+        }
+    }
+    async fn update(&self, shard: &ShardId, owner: &str, counter: u64, u: Update<'_>) -> Result<Option<u64>, LeaseError> {
+        match self {
+            Leases::Dynamo(l) => l.update(shard, owner, counter, u).await,
+            Leases::Sqlite(l) => l.update(shard, owner, counter, u).await,
+        }
+    }
+    async fn release(&self, shard: &ShardId, owner: &str, counter: u64) -> Result<bool, LeaseError> {
+        match self {
+            Leases::Dynamo(l) => l.release(shard, owner, counter).await,
+            Leases::Sqlite(l) => l.release(shard, owner, counter).await,
+        }
+    }
+}
+
+/// Where the lease table is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeaseTable {
+    Dynamo { table: String, endpoint: Option<String>, region: Option<String> },
+    Sqlite { path: std::path::PathBuf },
+}
+
+impl LeaseTable {
+    pub async fn open(&self) -> Result<Leases, LeaseError> {
+        Ok(match self {
+            LeaseTable::Dynamo { table, endpoint, region } => {
+                let sdk = crate::aws::sdk_config(endpoint.as_deref(), region.as_deref()).await;
+                Leases::Dynamo(DynamoLeases::new(aws_sdk_dynamodb::Client::new(&sdk), table))
+            }
+            LeaseTable::Sqlite { path } => Leases::Sqlite(super::sqlite_leases::SqliteLeases::open(path).await?),
+        })
+    }
+}
+
+impl std::fmt::Display for LeaseTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeaseTable::Dynamo { table, .. } => write!(f, "dynamodb:{table}"),
+            LeaseTable::Sqlite { path } => write!(f, "sqlite:{}", path.display()),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! retries; a lost lease is an event, not an error.
 
 use super::coordinator::{Control, Coordinator, LeaseCounts};
-use super::lease::{DynamoLeases, LeaseError, Update};
+use super::lease::{LeaseError, Leases, Update};
 use super::{Batch, SourceEvent};
 use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use crate::ids::ShardId;
@@ -78,7 +78,7 @@ struct ReaderHandle {
 
 pub struct Leased {
     pub worker_id: String,
-    coord: Arc<Coordinator<DynamoLeases>>,
+    coord: Arc<Coordinator<Leases>>,
     control: mpsc::UnboundedReceiver<Control>,
     reads_tx: mpsc::Sender<Read>,
     reads: mpsc::Receiver<Read>,
@@ -103,7 +103,7 @@ pub struct Start<'a> {
 impl Leased {
     /// Opens the lease table and starts the coordinator's rounds over the
     /// shards `list` returns (`first` is the list read at start).
-    pub async fn open(leases: DynamoLeases, worker_id: String, failover: Duration, shard_sync: Duration, first: Shards, list: ListShards) -> Result<Leased, LeaseError> {
+    pub async fn open(leases: Leases, worker_id: String, failover: Duration, shard_sync: Duration, first: Shards, list: ListShards) -> Result<Leased, LeaseError> {
         super::lease::LeaseStore::ensure_table(&leases).await?;
         let (ctl_tx, control) = mpsc::unbounded_channel();
         let coord = Arc::new(Coordinator::new(Arc::new(leases), worker_id.clone(), failover, ctl_tx));
@@ -234,7 +234,7 @@ impl Leased {
 }
 
 /// The coordinator's loop: lease rounds, and the shard list re-read now and then.
-async fn coordinate(coord: Arc<Coordinator<DynamoLeases>>, mut shards: Shards, mut list: ListShards, shard_sync: Duration, stats: Arc<LeasedStats>, cancel: CancellationToken) {
+async fn coordinate(coord: Arc<Coordinator<Leases>>, mut shards: Shards, mut list: ListShards, shard_sync: Duration, stats: Arc<LeasedStats>, cancel: CancellationToken) {
     let mut last_sync = Instant::now();
     let mut last_log = Instant::now();
     loop {

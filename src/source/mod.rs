@@ -20,6 +20,7 @@ pub mod leased;
 pub mod lines;
 pub mod segments;
 pub mod spool;
+pub mod sqlite_leases;
 pub mod stdin;
 pub mod units;
 pub mod unwrap;

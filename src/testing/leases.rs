@@ -17,7 +17,7 @@ pub struct MemoryLeases {
 impl MemoryLeases {
     fn check(&self) -> Result<(), LeaseError> {
         if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(LeaseError::Dynamo { table: "memory".into(), message: "unreachable (injected)".into() });
+            return Err(LeaseError::Table { table: "memory".into(), message: "unreachable (injected)".into() });
         }
         Ok(())
     }

@@ -316,8 +316,7 @@ fn proxy(port: u16, upstream: u16) -> Proxy {
 }
 
 #[test]
-fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back() {
-    let moto = Moto::start();
+fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back_with_sqlite_leases() {
     let front = free_port();
     let broker = Broker::start_advertising(Some(front));
     let dir = tempfile::tempdir().unwrap();
@@ -331,7 +330,9 @@ fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back() {
     let via = format!("127.0.0.1:{front}");
     finish(produce(&via, "gone", &p1, &["--create", "2"]));
     let port = free_port();
-    let cfg = kafka_config(dir.path(), "l", &via, "gone", &moto.endpoint, &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    // leases in a SQLite file (one host, no DynamoDB)
+    let cfg = kafka_config(dir.path(), "l", &via, "gone", "unused", &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("table = \"leases-gone\"\nendpoint = \"unused\"", "kind = \"sqlite\"\npath = \"state/leases.db\"")).unwrap();
     let mut d = start(&cfg);
     wait_for(&dir.path().join("lake"), &dir.path().join("errors"), 450, 10, 60);
     // the broker vanishes: the process stays up and says it is not ready
@@ -358,6 +359,7 @@ fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back() {
     let (ok, _, err) = d.term();
     assert!(ok, "{err}");
     assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
+    assert!(dir.path().join("state/leases.db").exists());
 }
 
 /// Our client (fetch + batch decoding) against librdkafka on the same

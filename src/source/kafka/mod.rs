@@ -24,7 +24,7 @@ pub mod wire;
 
 use crate::checkpoint::{FlushIntent, Resume, ShardCheckpoint};
 use crate::ids::ShardId;
-use crate::source::lease::{DynamoLeases, LeaseError};
+use crate::source::lease::{LeaseError, LeaseTable};
 use crate::source::leased::{ListShards, Leased, LeasedStats, Start};
 use crate::source::{Source, SourceError, SourceEvent};
 use client::{Cluster, KafkaError, PartitionInfo, StartAt, Topics};
@@ -56,9 +56,7 @@ pub struct KafkaConfig {
     pub max_record_bytes: usize,
     pub idle_poll: Duration,
     pub partition_sync: Duration,
-    pub lease_endpoint: Option<String>,
-    pub region: Option<String>,
-    pub lease_table: String,
+    pub leases: LeaseTable,
     pub failover: Duration,
     pub worker_id: String,
 }
@@ -118,9 +116,8 @@ impl KafkaSource {
         };
         let partitions = Arc::new(std::sync::Mutex::new(HashMap::new()));
         let first = shards_of(&parts, &partitions);
-        let sdk = crate::aws::sdk_config(cfg.lease_endpoint.as_deref(), cfg.region.as_deref()).await;
-        let leases = DynamoLeases::new(aws_sdk_dynamodb::Client::new(&sdk), &cfg.lease_table);
-        tracing::info!(topics = ?cfg.topics, partitions = parts.len(), worker = %cfg.worker_id, table = %cfg.lease_table, "kafka source open");
+        let leases = cfg.leases.open().await?;
+        tracing::info!(topics = ?cfg.topics, partitions = parts.len(), worker = %cfg.worker_id, leases = %cfg.leases, "kafka source open");
         let (c, topics, map) = (cluster.clone(), cfg.topics.clone(), partitions.clone());
         let list: ListShards = Box::new(move || {
             let (c, topics, map) = (c.clone(), topics.clone(), map.clone());

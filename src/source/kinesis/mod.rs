@@ -17,7 +17,7 @@ pub mod reader;
 use crate::aws::sdk_config;
 use crate::ids::ShardId;
 use crate::checkpoint::{FlushIntent, ShardCheckpoint};
-use crate::source::lease::{DynamoLeases, LeaseError};
+use crate::source::lease::{LeaseError, LeaseTable};
 use crate::source::leased::{Leased, LeasedStats, Start};
 use crate::source::{Source, SourceError, SourceEvent};
 use aws_sdk_kinesis::error::DisplayErrorContext;
@@ -70,9 +70,7 @@ pub struct KinesisConfig {
     pub start: StartPosition,
     pub endpoint: Option<String>,
     pub region: Option<String>,
-    /// DynamoDB endpoint override (defaults to `endpoint`).
-    pub lease_endpoint: Option<String>,
-    pub lease_table: String,
+    pub leases: LeaseTable,
     pub failover: Duration,
     pub worker_id: String,
     pub idle_poll: Duration,
@@ -116,9 +114,8 @@ impl KinesisSource {
         let sdk = sdk_config(cfg.endpoint.as_deref(), cfg.region.as_deref()).await;
         let client = aws_sdk_kinesis::Client::new(&sdk);
         let shards = list_shards(&client, &cfg.stream).await?;
-        let ddb = if cfg.lease_endpoint == cfg.endpoint { sdk } else { sdk_config(cfg.lease_endpoint.as_deref(), cfg.region.as_deref()).await };
-        let leases = DynamoLeases::new(aws_sdk_dynamodb::Client::new(&ddb), &cfg.lease_table);
-        tracing::info!(stream = %cfg.stream, shards = shards.len(), worker = %cfg.worker_id, table = %cfg.lease_table, "kinesis source open");
+        let leases = cfg.leases.open().await?;
+        tracing::info!(stream = %cfg.stream, shards = shards.len(), worker = %cfg.worker_id, leases = %cfg.leases, "kinesis source open");
         let (c, stream) = (client.clone(), cfg.stream.clone());
         let list: crate::source::leased::ListShards = Box::new(move || {
             let (c, stream) = (c.clone(), stream.clone());
