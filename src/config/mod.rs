@@ -744,7 +744,14 @@ max_age = "30s"
         assert!(err(&kafka("topics = [\"a\"]\ntopic_regex = \"a.*\"\n"), &[]).contains("exactly one of topics"));
         assert!(err(&kafka("topic_regex = \"a(\"\n"), &[]).contains("key `kafka.topic_regex`"));
         assert!(err(&kafka("topics = [\"a\"]\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\nsasl_password_env = \"NOPE\"\n"), &[]).contains("NOPE"));
-        assert!(err(&kafka("topics = [\"a\"]\nsasl_mechanism = \"AWS_MSK_IAM\"\nsasl_username = \"u\"\nsasl_password_env = \"PW\"\n"), &[("PW", "x")]).contains("not supported"));
+        assert!(err(&kafka("topics = [\"a\"]\nsasl_mechanism = \"GSSAPI\"\nsasl_username = \"u\"\nsasl_password_env = \"PW\"\n"), &[("PW", "x")]).contains("not supported"));
+        // MSK IAM: TLS, the region, no password
+        assert!(err(&kafka("topics = [\"a\"]\nsasl_mechanism = \"AWS_MSK_IAM\"\n"), &[("AWS_REGION", "eu-west-1")]).contains("key `kafka.tls`"));
+        assert!(err(&kafka("topics = [\"a\"]\ntls = true\nsasl_mechanism = \"AWS_MSK_IAM\"\n"), &[]).contains("key `kafka.region`"));
+        assert!(err(&kafka("topics = [\"a\"]\ntls = true\nsasl_mechanism = \"AWS_MSK_IAM\"\nsasl_username = \"u\"\n"), &[("AWS_REGION", "eu-west-1")]).contains("credential chain"));
+        let c = Config::parse("/x/l.toml", &kafka("topics = [\"a\"]\ntls = true\nsasl_mechanism = \"AWS_MSK_IAM\"\n"), env(&[("AWS_REGION", "eu-west-1")])).unwrap();
+        let SourceConfig::Kafka(k) = &c.source else { panic!("a kafka source") };
+        assert!(matches!(&k.settings.sasl, Some(crate::source::kafka::sasl::Sasl::MskIam(i)) if i.region() == "eu-west-1"));
         assert!(err(&kafka("topics = [\"a\"]\nstart = \"yesterday\"\n"), &[]).contains("key `kafka.start`"));
         assert!(err(&kafka("topics = [\"a\"]\n[lease]\nkind = \"sqlite\"\n"), &[]).contains("key `lease.path`"));
         assert!(err(&kafka("topics = [\"a\"]\n[lease]\nkind = \"etcd\"\n"), &[]).contains("key `lease.kind`"));

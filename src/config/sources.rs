@@ -75,6 +75,7 @@ pub(super) struct RawKafka {
     sasl_username: Option<String>,
     sasl_password_env: Option<String>,
     sasl_password_file: Option<String>,
+    region: Option<String>,
     fetch_max_bytes: Option<toml::Value>,
     poll_interval: Option<String>,
     partition_sync_interval: Option<String>,
@@ -165,6 +166,16 @@ pub(super) fn kafka_config(
     };
     let sasl = match k.sasl_mechanism.as_deref() {
         None => None,
+        Some("AWS_MSK_IAM") => {
+            if tls.is_none() {
+                return Err(err("kafka", "tls", "sasl_mechanism = \"AWS_MSK_IAM\" needs tls = true (MSK's IAM listener, port 9098, is TLS)".into()));
+            }
+            if k.sasl_username.is_some() || k.sasl_password_env.is_some() || k.sasl_password_file.is_some() {
+                return Err(err("kafka", "sasl_username", "AWS_MSK_IAM takes no user or password: credentials come from the AWS credential chain (task role, instance profile, AWS_* variables)".into()));
+            }
+            let region = k.region.clone().or_else(|| var("AWS_REGION")).or_else(|| var("AWS_DEFAULT_REGION")).ok_or_else(|| err("kafka", "region", "AWS_MSK_IAM signs for the cluster's region: set region = \"eu-west-1\" or AWS_REGION".into()))?;
+            Some(Sasl::MskIam(crate::source::kafka::msk_iam::MskIam::new(region)))
+        }
         Some(m) => {
             let user = k.sasl_username.clone().ok_or_else(|| err("kafka", "sasl_username", format!("sasl_mechanism = {m:?} needs sasl_username")))?;
             let password = match (&k.sasl_password_env, &k.sasl_password_file) {
@@ -176,7 +187,7 @@ pub(super) fn kafka_config(
                 "PLAIN" => Sasl::Plain { user, password },
                 "SCRAM-SHA-256" => Sasl::Scram { hash: ScramHash::Sha256, user, password },
                 "SCRAM-SHA-512" => Sasl::Scram { hash: ScramHash::Sha512, user, password },
-                o => return Err(err("kafka", "sasl_mechanism", format!("{o:?} is not supported; use \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\" (AWS_MSK_IAM is not supported: use SCRAM on MSK)"))),
+                o => return Err(err("kafka", "sasl_mechanism", format!("{o:?} is not supported; use \"PLAIN\", \"SCRAM-SHA-256\", \"SCRAM-SHA-512\" or \"AWS_MSK_IAM\""))),
             })
         }
     };

@@ -17,6 +17,7 @@
 //! retried and readiness reports the broker unreachable.
 
 pub mod client;
+pub mod msk_iam;
 pub mod reader;
 pub mod records;
 pub mod sasl;

@@ -1,4 +1,5 @@
-//! SASL for Kafka: PLAIN and SCRAM-SHA-256/512 (RFC 5802, RFC 7677).
+//! SASL for Kafka: PLAIN and SCRAM-SHA-256/512 (RFC 5802, RFC 7677);
+//! Amazon MSK IAM is `msk_iam.rs`.
 //!
 //! Input: the user and password from the config. Output: the client's
 //! messages of the exchange. Failure: a server message that is malformed,
@@ -19,6 +20,8 @@ pub enum ScramHash {
 pub enum Sasl {
     Plain { user: String, password: String },
     Scram { hash: ScramHash, user: String, password: String },
+    /// OAUTHBEARER with an MSK IAM token.
+    MskIam(super::msk_iam::MskIam),
 }
 
 impl Sasl {
@@ -27,6 +30,7 @@ impl Sasl {
             Sasl::Plain { .. } => "PLAIN",
             Sasl::Scram { hash: ScramHash::Sha256, .. } => "SCRAM-SHA-256",
             Sasl::Scram { hash: ScramHash::Sha512, .. } => "SCRAM-SHA-512",
+            Sasl::MskIam(_) => "OAUTHBEARER",
         }
     }
 }

@@ -92,6 +92,10 @@ pub struct Conn {
     versions: HashMap<i16, (i16, i16)>,
     timeout: Duration,
     max_response: usize,
+    sasl: Option<Sasl>,
+    /// When the broker's SASL session ends (SaslAuthenticate v1+'s
+    /// session lifetime): the connection re-authenticates before it.
+    reauth_at: Option<tokio::time::Instant>,
 }
 
 impl Conn {
@@ -120,15 +124,15 @@ impl Conn {
             versions: HashMap::new(),
             timeout: s.request_timeout,
             max_response: s.max_response_bytes,
+            sasl: s.sasl.clone(),
+            reauth_at: None,
         };
         let v = c.send(&ApiVersionsRequest::default(), 0).await?;
         if v.error_code != 0 {
             return Err(c.codec("negotiate versions", format!("ApiVersions error code {}", v.error_code)));
         }
         c.versions = v.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
-        if let Some(sasl) = &s.sasl {
-            c.authenticate(sasl).await?;
-        }
+        c.authenticate().await?;
         Ok(c)
     }
 
@@ -146,8 +150,16 @@ impl Conn {
         Ok(v)
     }
 
-    /// Sends a request and reads its response.
+    /// Sends a request and reads its response (re-authenticating first
+    /// when the broker's SASL session is about to end, as KIP-368 asks).
     pub async fn call<R: Call>(&mut self, req: &R) -> Result<R::Response, WireError> {
+        if self.reauth_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            self.authenticate().await?;
+        }
+        self.call_now(req).await
+    }
+
+    async fn call_now<R: Call>(&mut self, req: &R) -> Result<R::Response, WireError> {
         let v = self.version::<R>()?;
         self.send(req, v).await
     }
@@ -199,40 +211,46 @@ impl Conn {
         Ok(r)
     }
 
-    async fn authenticate(&mut self, sasl: &Sasl) -> Result<(), WireError> {
+    async fn authenticate(&mut self) -> Result<(), WireError> {
+        let Some(sasl) = self.sasl.clone() else { return Ok(()) };
+        self.reauth_at = None;
         let mech = sasl.mechanism();
         let addr = self.addr.clone();
         let auth = |m: String| WireError::Auth { addr: addr.clone(), mechanism: mech.to_string(), message: m };
-        let h = self.call(&SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech))).await?;
+        let refused = |what: &str, r: &SaslAuthenticateResponse| auth(format!("{what}: {}", r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()));
+        let h = self.call_now(&SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech))).await?;
         if h.error_code != 0 {
             let offered: Vec<String> = h.mechanisms.iter().map(|m| m.to_string()).collect();
             return Err(auth(format!("refused (error code {}); the broker offers {}", h.error_code, offered.join(", "))));
         }
-        match sasl {
-            Sasl::Plain { user, password } => {
-                let r = self.sasl_step(format!("\0{user}\0{password}").into_bytes()).await?;
-                if r.error_code != 0 {
-                    return Err(auth(format!("credentials refused: {}", r.error_message.map(|m| m.to_string()).unwrap_or_default())));
-                }
-            }
+        let last = match &sasl {
+            Sasl::Plain { user, password } => self.sasl_step(format!("\0{user}\0{password}").into_bytes()).await?,
+            Sasl::MskIam(iam) => self.sasl_step(iam.client_message().await.map_err(auth)?).await?,
             Sasl::Scram { hash, user, password } => {
                 let mut s = Scram::new(*hash, user, password);
                 let r = self.sasl_step(s.client_first()).await?;
                 if r.error_code != 0 {
-                    return Err(auth(format!("refused: {}", r.error_message.map(|m| m.to_string()).unwrap_or_default())));
+                    return Err(refused("refused", &r));
                 }
                 let last = s.client_final(&r.auth_bytes).map_err(auth)?;
                 let r = self.sasl_step(last).await?;
-                if r.error_code != 0 {
-                    return Err(auth(format!("credentials refused: {}", r.error_message.map(|m| m.to_string()).unwrap_or_default())));
+                if r.error_code == 0 {
+                    s.verify_server(&r.auth_bytes).map_err(auth)?;
                 }
-                s.verify_server(&r.auth_bytes).map_err(auth)?;
+                r
             }
+        };
+        if last.error_code != 0 {
+            return Err(refused("credentials refused", &last));
+        }
+        if last.session_lifetime_ms > 0 {
+            // re-authenticate at 85% of the session, as Kafka's Java client does
+            self.reauth_at = Some(tokio::time::Instant::now() + Duration::from_millis(last.session_lifetime_ms as u64 * 85 / 100));
         }
         Ok(())
     }
 
     async fn sasl_step(&mut self, bytes: Vec<u8>) -> Result<SaslAuthenticateResponse, WireError> {
-        self.call(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes))).await
+        self.call_now(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes))).await
     }
 }
