@@ -78,6 +78,7 @@ pub struct KafkaSource {
     /// shard → (topic, partition) of every partition seen.
     partitions: Arc<std::sync::Mutex<HashMap<ShardId, (String, i32)>>>,
     offsets: Option<mpsc::UnboundedSender<(String, i32, i64)>>,
+    committer: Option<tokio::task::JoinHandle<()>>,
     pub stats: Arc<KafkaStats>,
 }
 
@@ -126,12 +127,14 @@ impl KafkaSource {
         });
         let leased = Leased::open(leases, cfg.worker_id.clone(), cfg.failover, cfg.partition_sync, first, list).await?;
         let stats = Arc::new(KafkaStats { leased: leased.stats.clone(), ..KafkaStats::default() });
-        let offsets = cfg.group_id.clone().map(|g| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(commit_offsets(cluster.clone(), g, rx));
-            tx
-        });
-        Ok(Some(KafkaSource { cfg, cluster, leased, partitions, offsets, stats }))
+        let (offsets, committer) = match cfg.group_id.clone() {
+            None => (None, None),
+            Some(g) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(tokio::spawn(commit_offsets(cluster.clone(), g, rx))))
+            }
+        };
+        Ok(Some(KafkaSource { cfg, cluster, leased, partitions, offsets, committer, stats }))
     }
 }
 
@@ -177,9 +180,20 @@ async fn commit_offsets(cluster: Arc<Cluster>, group: String, mut rx: mpsc::Unbo
     loop {
         let Some((t, p, o)) = rx.recv().await else { return };
         latest.insert((t, p), o);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        while let Ok((t, p, o)) = rx.try_recv() {
-            latest.insert((t, p), o);
+        // gather for a second, or until the source closes (its last checkpoints are sent then)
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut closed = false;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((t, p, o))) => {
+                    latest.insert((t, p), o);
+                }
+                Ok(None) => {
+                    closed = true;
+                    break;
+                }
+                Err(_) => break,
+            }
         }
         let batch: Vec<(String, i32, i64)> = std::mem::take(&mut latest).into_iter().map(|((t, p), o)| (t, p, o)).collect();
         match cluster.commit_offsets(&group, &batch).await {
@@ -189,6 +203,9 @@ async fn commit_offsets(cluster: Arc<Cluster>, group: String, mut rx: mpsc::Unbo
                 tracing::warn!(group = %group, error = %e, "could not commit offsets to the consumer group (lag tools will not see them; lakehose's own checkpoints are unaffected)");
             }
             Err(e) => tracing::debug!(group = %group, error = %e, "offset commit failed again"),
+        }
+        if closed {
+            return;
         }
     }
 }
@@ -230,6 +247,11 @@ impl Source for KafkaSource {
 
     async fn close(&mut self) -> Result<(), SourceError> {
         self.leased.close().await;
+        // the last checkpoints' offsets go to the group before the process ends
+        self.offsets = None;
+        if let Some(task) = self.committer.take() {
+            let _ = tokio::time::timeout(self.cfg.settings.request_timeout * 2, task).await;
+        }
         Ok(())
     }
 }
