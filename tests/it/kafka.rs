@@ -5,7 +5,7 @@
 //! pyarrow and DuckDB (check_lake.py).
 
 use super::glue::{http_get, metric};
-use super::kinesis::{leases, owners};
+use super::kinesis::{check_dir, leases, two_processes_kill_9_exactly_once};
 use super::*;
 
 const AWS_ENV: [(&str, &str); 3] = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
@@ -133,16 +133,6 @@ fn start(cfg: &Path) -> Daemon {
     Daemon::new(bin().envs(AWS_ENV).args(["run", "--config"]).arg(cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
 }
 
-fn lake_args(dir: &Path) -> [String; 6] {
-    ["--lake".into(), dir.join("lake").display().to_string(), "--errors".into(), dir.join("errors").display().to_string(),
-        "--raw".into(), dir.join("raw").display().to_string()]
-}
-
-fn check_dir(dir: &Path) -> Value {
-    let a = lake_args(dir);
-    check(&a.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
 /// Rows of a DuckDB query over the lake's Parquet, as JSON arrays.
 fn duck(dir: &Path, sql: &str) -> Vec<Value> {
     let code = format!(
@@ -205,40 +195,7 @@ fn kafka_two_processes_balance_and_survive_kill_9_exactly_once() {
     finish(produce(&broker.bootstrap(), "orders", &first, &["--create", "4"]));
     let cfg = kafka_config(dir.path(), "l", &broker.bootstrap(), "orders", &moto.endpoint, "");
     let producer = produce(&broker.bootstrap(), "orders", &input, &["--batch", "50", "--pause", "0.1", "--compression", "zstd"]);
-    let mut a = start(&cfg);
-    let mut b = start(&cfg);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let o = owners(&leases(&moto, "leases-orders"));
-        if o.len() == 2 && o.values().all(|n| *n == 2) && !o.contains_key("") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "partitions not balanced 2/2: {o:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    // kill -9 each process mid-stream while the producer keeps writing, and restart it
-    let mut rng: u64 = 0x5eed;
-    for round in 0..6 {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(300 + (rng >> 33) % 1200));
-        if round % 2 == 0 {
-            a.kill9();
-            a = start(&cfg);
-        } else {
-            b.kill9();
-            b = start(&cfg);
-        }
-    }
-    finish(producer);
-    let good = ids.len() - bad.len();
-    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 120);
-    for d in [a, b] {
-        let (ok, secs, err) = d.term();
-        assert!(ok && secs < 15.0, "SIGTERM: {ok} after {secs}s: {err}");
-    }
-    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
-    let l = leases(&moto, "leases-orders");
-    assert_eq!(owners(&l), BTreeMap::from([(String::new(), 4)]), "SIGTERM released every lease: {l}");
+    two_processes_kill_9_exactly_once(&moto, "leases-orders", dir.path(), &ids, &bad, producer, 6, 0x5eed, || start(&cfg));
 }
 
 #[test]
@@ -305,7 +262,17 @@ impl Drop for Proxy {
 }
 
 fn proxy(port: u16, upstream: u16) -> Proxy {
-    let c = Command::new(py()).arg(root().join("tests/py/tcp_proxy.py")).arg(port.to_string()).arg(format!("127.0.0.1:{upstream}"))
+    proxy_with(port, upstream, &[])
+}
+
+/// A proxy terminating TLS with a certificate from a private CA, written to `dir/ca.pem`.
+fn tls_proxy(port: u16, upstream: u16, dir: &Path) -> Proxy {
+    std::fs::create_dir_all(dir).unwrap();
+    proxy_with(port, upstream, &["--tls".as_ref(), dir.as_os_str()])
+}
+
+fn proxy_with(port: u16, upstream: u16, extra: &[&std::ffi::OsStr]) -> Proxy {
+    let c = Command::new(py()).arg(root().join("tests/py/tcp_proxy.py")).arg(port.to_string()).arg(format!("127.0.0.1:{upstream}")).args(extra)
         .stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -332,7 +299,7 @@ fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back_with_s
     let port = free_port();
     // leases in a SQLite file (one host, no DynamoDB)
     let cfg = kafka_config(dir.path(), "l", &via, "gone", "unused", &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("table = \"leases-gone\"\nendpoint = \"unused\"", "kind = \"sqlite\"\npath = \"state/leases.db\"")).unwrap();
+    edit(&cfg, &[("table = \"leases-gone\"\nendpoint = \"unused\"", "kind = \"sqlite\"\npath = \"state/leases.db\"")]);
     let mut d = start(&cfg);
     wait_for(&dir.path().join("lake"), &dir.path().join("errors"), 450, 10, 60);
     // the broker vanishes: the process stays up and says it is not ready
@@ -360,6 +327,55 @@ fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back_with_s
     assert!(ok, "{err}");
     assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
     assert!(dir.path().join("state/leases.db").exists());
+}
+
+fn edit(cfg: &Path, replace: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(cfg).unwrap();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from} not in {}", cfg.display());
+        text = text.replace(from, to);
+    }
+    std::fs::write(cfg, text).unwrap();
+}
+
+/// TLS to the brokers, trusting a private CA (`tls_ca_file`): a proxy
+/// terminates TLS in front of the broker as a broker's TLS listener does,
+/// and librdkafka produces through it. Trusting only the system roots, the
+/// same process refuses the certificate and reads nothing.
+#[test]
+fn kafka_over_tls_trusts_the_configured_ca_and_refuses_an_unknown_one() {
+    let front = free_port();
+    let broker = Broker::start_advertising(Some(front));
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let _px = tls_proxy(front, broker.port, &certs);
+    let via = format!("127.0.0.1:{front}");
+    let file = dir.path().join("t.ndjson");
+    let (ids, bad) = gen(&file, &["--records", "300", "--bad-every", "40", "--seed", "9", "--id-prefix", "tl"]);
+    let ca = certs.join("ca.pem").display().to_string();
+    finish(produce(&via, "tls", &file, &["--create", "2", "--tls-ca", &ca]));
+    let sqlite = |path: &str| format!("kind = \"sqlite\"\npath = \"{path}\"");
+    // the system roots only: the certificate is refused, nothing is written
+    let cfg = kafka_config(dir.path(), "untrusted", &via, "tls", "unused", "");
+    edit(&cfg, &[("table = \"leases-tls\"\nendpoint = \"unused\"", &sqlite("state/u.db")), ("topics = [\"tls\"]", "topics = [\"tls\"]\ntls = true")]);
+    let mut d = start(&cfg);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.log().contains("UnknownIssuer") {
+        assert!(Instant::now() < deadline, "no certificate error: {}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.child.try_wait().unwrap().is_none(), "the process exited: {}", d.log());
+    d.term();
+    let read: Vec<PathBuf> = ["lake", "errors", "raw"].iter().map(|d| dir.path().join(d)).filter(|d| d.exists()).flat_map(|d| walk(&d)).collect();
+    assert!(read.is_empty(), "records were read over an untrusted connection: {read:?}");
+    // the CA configured: every record lands once
+    let cfg = kafka_config(dir.path(), "trusted", &via, "tls", "unused", "");
+    edit(&cfg, &[("table = \"leases-tls\"\nendpoint = \"unused\"", &sqlite("state/t.db")), ("topics = [\"tls\"]", &format!("topics = [\"tls\"]\ntls = true\ntls_ca_file = \"{ca}\""))]);
+    let d = start(&cfg);
+    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), ids.len() - bad.len(), bad.len(), 60);
+    let (ok, _, err) = d.term();
+    assert!(ok, "{err}");
+    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
 }
 
 /// Our client (fetch + batch decoding) against librdkafka on the same

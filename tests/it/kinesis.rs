@@ -60,7 +60,7 @@ print(json.dumps({{i['leaseKey']['S']: [i.get('leaseOwner', {{}}).get('S', ''), 
     .unwrap()
 }
 
-pub(super) fn owners(l: &Value) -> BTreeMap<String, usize> {
+fn owners(l: &Value) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for v in l.as_object().unwrap().values() {
         *m.entry(v[0].as_str().unwrap().to_string()).or_default() += 1;
@@ -73,7 +73,7 @@ fn lake_args(dir: &Path) -> [String; 6] {
         "--raw".into(), dir.join("raw").display().to_string()]
 }
 
-fn check_dir(dir: &Path) -> Value {
+pub(super) fn check_dir(dir: &Path) -> Value {
     let a = lake_args(dir);
     check(&a.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -87,40 +87,46 @@ fn kinesis_two_instances_balance_and_survive_kill_9_exactly_once() {
     let (ids, bad) = gen(&input, &["--records", "4000", "--bad-every", "40", "--seed", "11"]);
     let cfg = kinesis_config(dir.path(), "l", "clicks", &moto.endpoint, &moto.endpoint, "");
     let producer = produce(&moto.endpoint, "clicks", &input, &["--batch", "50", "--pause", "0.1"]);
-    let mut a = start(&cfg);
-    let mut b = start(&cfg);
-    // two instances split four shards two and two
+    two_processes_kill_9_exactly_once(&moto, "leases-clicks", dir.path(), &ids, &bad, producer, 4, 0x9e37, || start(&cfg));
+}
+
+/// Two processes split four shards two and two; each is killed -9 in turn
+/// `rounds` times (and restarted) while `producer` writes; then every good
+/// id is in the lake once, every bad one in the error prefix, and SIGTERM
+/// releases every lease.
+pub(super) fn two_processes_kill_9_exactly_once(moto: &Moto, table: &str, dir: &Path, ids: &[String], bad: &BTreeMap<String, String>, mut producer: Child, rounds: u32, seed: u64, start: impl Fn() -> Daemon) {
+    let mut a = start();
+    let mut b = start();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let o = owners(&leases(&moto, "leases-clicks"));
+        let o = owners(&leases(moto, table));
         if o.len() == 2 && o.values().all(|n| *n == 2) && !o.contains_key("") {
             break;
         }
         assert!(Instant::now() < deadline, "leases not balanced 2/2: {o:?}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    // kill -9 each instance mid-stream while the producer keeps writing, and restart it
-    let mut rng: u64 = 0x9e37;
-    for round in 0..4 {
+    let mut rng = seed;
+    for round in 0..rounds {
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         std::thread::sleep(Duration::from_millis(300 + (rng >> 33) % 1200));
         if round % 2 == 0 {
             a.kill9();
-            a = start(&cfg);
+            a = start();
         } else {
             b.kill9();
-            b = start(&cfg);
+            b = start();
         }
     }
-    finish(producer);
+    assert!(producer.wait().unwrap().success(), "producer failed");
     let good = ids.len() - bad.len();
-    wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 120);
+    wait_for(&dir.join("lake"), &dir.join("errors"), good, bad.len(), 120);
     for d in [a, b] {
         let (ok, secs, err) = d.term();
         assert!(ok && secs < 15.0, "SIGTERM: {ok} after {secs}s: {err}");
     }
-    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
-    let l = leases(&moto, "leases-clicks");
+    assert_exactly_once(&check_dir(dir), ids, bad, true);
+    let l = leases(moto, table);
     assert_eq!(owners(&l), BTreeMap::from([(String::new(), 4)]), "SIGTERM released every lease: {l}");
 }
 

@@ -25,13 +25,17 @@ def main():
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--pause", type=float, default=0.0)
     ap.add_argument("--tombstone-every", type=int, default=0)
+    ap.add_argument("--tls-ca", help="connect with TLS, trusting this CA file")
     a = ap.parse_args()
+    conn = {"bootstrap.servers": a.bootstrap}
+    if a.tls_ca:
+        conn.update({"security.protocol": "SSL", "ssl.ca.location": a.tls_ca})
     if a.create:
-        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        admin = AdminClient(conn)
         fs = admin.create_topics([NewTopic(a.topic, num_partitions=a.create, replication_factor=1)])
         for f in fs.values():
             f.result(30)
-    p = Producer({"bootstrap.servers": a.bootstrap, "compression.type": a.compression, "linger.ms": 5,
+    p = Producer({**conn, "compression.type": a.compression, "linger.ms": 5,
                   "enable.idempotence": False, "acks": "all", "message.max.bytes": 8000000})
     parts = a.create or len(p.list_topics(a.topic, timeout=30).topics[a.topic].partitions)
     lines = [l for l in open(a.file, "rb").read().split(b"\n") if l]
