@@ -183,14 +183,27 @@ impl Cluster {
     }
 
     /// Commits offsets (the next offset to read) for lag tools; the group
-    /// is not joined (a standalone commit, generation -1).
-    pub async fn commit_offsets(&self, group: &str, offsets: &[(String, i32, i64)]) -> Result<(), KafkaError> {
-        let find = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
-        let fc = self.call_any(&find).await?;
-        if fc.error_code != 0 {
-            return Err(KafkaError::broker(format!("find the coordinator of group {group:?}"), fc.error_code));
+    /// is not joined (a standalone commit, generation -1). `coordinator`
+    /// keeps the group coordinator's connection between commits; it is
+    /// dropped on any failure and found again next time.
+    pub async fn commit_offsets(&self, group: &str, offsets: &[(String, i32, i64)], coordinator: &mut Option<Conn>) -> Result<(), KafkaError> {
+        let r = self.commit_on(group, offsets, coordinator).await;
+        if r.is_err() {
+            *coordinator = None;
         }
-        let mut conn = Conn::open(&format!("{}:{}", fc.host, fc.port), &self.settings).await?;
+        r
+    }
+
+    async fn commit_on(&self, group: &str, offsets: &[(String, i32, i64)], coordinator: &mut Option<Conn>) -> Result<(), KafkaError> {
+        if coordinator.is_none() {
+            let find = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
+            let fc = self.call_any(&find).await?;
+            if fc.error_code != 0 {
+                return Err(KafkaError::broker(format!("find the coordinator of group {group:?}"), fc.error_code));
+            }
+            *coordinator = Some(Conn::open(&format!("{}:{}", fc.host, fc.port), &self.settings).await?);
+        }
+        let conn = coordinator.as_mut().expect("just opened");
         let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
         for (t, p, o) in offsets {
             let part = OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o).with_committed_leader_epoch(-1);
@@ -233,6 +246,10 @@ pub async fn list_offset(conn: &mut Conn, topic: &str, partition: i32, at: Start
     let p = r.topics.iter().flat_map(|t| t.partitions.iter()).find(|p| p.partition_index == partition).ok_or_else(|| KafkaError::Other(format!("ListOffsets answered without {topic}/{partition}")))?;
     if p.error_code != 0 {
         return Err(KafkaError::broker(format!("offsets of {topic}/{partition}"), p.error_code));
+    }
+    if p.offset < 0 && matches!(at, StartAt::Timestamp(_)) {
+        // no record at or after the timestamp: start at the end
+        return Box::pin(list_offset(conn, topic, partition, StartAt::Latest)).await;
     }
     Ok(p.offset)
 }

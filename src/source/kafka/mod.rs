@@ -155,6 +155,7 @@ fn start_reader(cfg: &KafkaConfig, cluster: &Arc<Cluster>, stats: &Arc<KafkaStat
         start: cfg.start,
         meta: cfg.meta.clone(),
         fetch_bytes: cfg.fetch_bytes,
+        max_fetch: (cfg.settings.max_response_bytes - (1 << 20)).min(i32::MAX as usize) as i32,
         max_record: cfg.max_record_bytes,
         idle_poll: cfg.idle_poll,
         stats: stats.clone(),
@@ -177,6 +178,7 @@ fn next_offset(r: &Resume) -> Option<i64> {
 async fn commit_offsets(cluster: Arc<Cluster>, group: String, mut rx: mpsc::UnboundedReceiver<(String, i32, i64)>) {
     let mut latest: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut warned = false;
+    let mut coordinator = None;
     loop {
         let Some((t, p, o)) = rx.recv().await else { return };
         latest.insert((t, p), o);
@@ -196,7 +198,7 @@ async fn commit_offsets(cluster: Arc<Cluster>, group: String, mut rx: mpsc::Unbo
             }
         }
         let batch: Vec<(String, i32, i64)> = std::mem::take(&mut latest).into_iter().map(|((t, p), o)| (t, p, o)).collect();
-        match cluster.commit_offsets(&group, &batch).await {
+        match cluster.commit_offsets(&group, &batch, &mut coordinator).await {
             Ok(()) => warned = false,
             Err(e) if !warned => {
                 warned = true;

@@ -40,6 +40,8 @@ pub struct PartitionReader {
     pub start: StartAt,
     pub meta: Meta,
     pub fetch_bytes: i32,
+    /// The most a fetch may ask for (a response must fit the connection's limit).
+    pub max_fetch: i32,
     pub max_record: usize,
     pub idle_poll: Duration,
     pub stats: Arc<KafkaStats>,
@@ -61,6 +63,7 @@ impl PartitionReader {
         let mut conn = None;
         let mut attempt = 0u32;
         let mut spare: Option<Batch> = None;
+        let mut stuck: Option<i64> = None;
         while !cancel.is_cancelled() {
             let step = async {
                 if conn.is_none() {
@@ -134,14 +137,19 @@ impl PartitionReader {
             self.stats.bytes_in.fetch_add(d.bytes, Ordering::Relaxed);
             offset = Some(d.next.max(from));
             if d.bytes == 0 && !f.records.is_empty() {
-                // not one whole batch fits the fetch size: ask for more, up to the largest record allowed
-                let cap = (self.max_record as i64 * 2 + (1 << 20)).min(i32::MAX as i64) as i32;
-                if want < cap {
-                    want = want.saturating_mul(2).min(cap);
+                // not one whole batch fits the fetch size: ask for more, up to the largest response accepted
+                if want < self.max_fetch {
+                    want = want.saturating_mul(2).min(self.max_fetch);
                     tracing::info!(fetch_bytes = want, "a record batch is larger than the fetch size; fetching more");
                     spare = Some(batch);
                     continue;
                 }
+                let msg = format!("{}: the record batch at offset {from} is larger than {} bytes, the most one fetch takes; the partition waits here", self.shard, self.max_fetch);
+                if stuck != Some(from) {
+                    tracing::error!("{msg}");
+                    stuck = Some(from);
+                }
+                *self.stats.leased.unreachable.lock().unwrap() = Some(msg);
             }
             if batch.records.is_empty() {
                 spare = Some(batch);
