@@ -5,7 +5,7 @@
 //! pyarrow and DuckDB (check_lake.py).
 
 use super::glue::{http_get, metric};
-use super::kinesis::{check_dir, leases, two_processes_kill_9_exactly_once};
+use super::kinesis::{check_dir, leases, two_processes_kill_9_exactly_once, zombie_wakes_and_changes_nothing};
 use super::*;
 
 const AWS_ENV: [(&str, &str); 3] = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
@@ -236,17 +236,7 @@ fn kafka_frozen_zombie_writes_nothing_after_its_lease_moves_and_new_topics_are_r
     finish(produce(&broker.bootstrap(), "zomb-more", &p3, &["--batch", "100", "--create", "2"]));
     let good = ids.len() - bad.len();
     wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 60);
-    let before = check_dir(dir.path());
-    // the zombie wakes past its fence with full buffers due: it must write nothing
-    run_ok(Command::new("kill").args(["-CONT", &zombie.child.id().to_string()]));
-    std::thread::sleep(Duration::from_secs(4));
-    let (_, _, zerr) = zombie.term();
-    assert!(zerr.contains("lease lost") || zerr.contains("lease fence passed"), "the zombie noticed: {zerr}");
-    let after = check_dir(dir.path());
-    assert_eq!(after["ids"], before["ids"], "the zombie changed the lake");
-    let (ok, _, err) = heir.term();
-    assert!(ok, "{err}");
-    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
+    zombie_wakes_and_changes_nothing(dir.path(), zombie, heir, &ids, &bad);
     let l = leases(&moto, "leases-zomb");
     assert_eq!(l.as_object().unwrap().len(), 4, "zomb-0, zomb-1, zomb-more-0, zomb-more-1: {l}");
 }

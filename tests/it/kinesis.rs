@@ -155,17 +155,23 @@ fn kinesis_frozen_zombie_uploads_nothing_after_its_lease_moves() {
     finish(produce(&moto.endpoint, "zomb", &p2, &["--batch", "100"]));
     let good = ids.len() - bad.len();
     wait_for(&dir.path().join("lake"), &dir.path().join("errors"), good, bad.len(), 60);
-    let before = check_dir(dir.path());
-    // the zombie wakes past its fence with full buffers due: it must upload nothing
+    zombie_wakes_and_changes_nothing(dir.path(), zombie, heir, &ids, &bad);
+}
+
+/// A SIGSTOPped `zombie` whose leases `heir` took (and has written) wakes
+/// past its fence with full buffers due: it notices and writes nothing;
+/// then the lake holds every id once.
+pub(super) fn zombie_wakes_and_changes_nothing(dir: &Path, zombie: Daemon, heir: Daemon, ids: &[String], bad: &BTreeMap<String, String>) {
+    let before = check_dir(dir);
     run_ok(Command::new("kill").args(["-CONT", &zombie.child.id().to_string()]));
     std::thread::sleep(Duration::from_secs(4));
     let (_, _, zerr) = zombie.term();
     assert!(zerr.contains("lease lost") || zerr.contains("lease fence passed"), "the zombie noticed: {zerr}");
-    let after = check_dir(dir.path());
+    let after = check_dir(dir);
     assert_eq!(after["ids"], before["ids"], "the zombie changed the lake");
     let (ok, _, err) = heir.term();
     assert!(ok, "{err}");
-    assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
+    assert_exactly_once(&check_dir(dir), ids, bad, true);
 }
 
 fn kinesalite() -> super::Server {
