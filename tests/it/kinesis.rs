@@ -354,3 +354,59 @@ fn kinesis_throttling_expired_iterators_and_5xx_lose_nothing() {
         assert!(faults[r].as_u64().unwrap() > 0, "{r} was never injected: {faults}");
     }
 }
+
+/// The Kinesis source through the source conformance suite that the
+/// spool, convert's units, the memory twin and Kafka pass: a three-shard
+/// stream on moto, each rig shard one Kinesis shard (records put with an
+/// explicit hash key in its range), leases on moto's DynamoDB.
+struct KinesisRig<'a> {
+    moto: &'a Moto,
+    dir: tempfile::TempDir,
+}
+
+const RIG_SHARDS: [&str; 3] = ["seg-a", "seg-b", "seg-c"];
+
+impl lakehose::testing::suites::SourceRig for KinesisRig<'_> {
+    type S = lakehose::source::kinesis::KinesisSource;
+
+    fn append(&mut self, name: &str, records: &[Vec<u8>]) {
+        let i = RIG_SHARDS.iter().position(|s| *s == name).expect("a rig shard");
+        let f = self.dir.path().join(format!("{name}.ndjson"));
+        std::fs::write(&f, records.iter().flat_map(|r| r.iter().copied().chain([b'\n'])).collect::<Vec<u8>>()).unwrap();
+        self.moto.boto(&format!(
+            "k = c('kinesis')\nkey = sorted(k.list_shards(StreamName='suite')['Shards'], key=lambda s: s['ShardId'])[{i}]['HashKeyRange']['StartingHashKey']\n\
+             lines = [l for l in open('{}', 'rb').read().split(b'\\n') if l]\n\
+             for j in range(0, len(lines), 100):\n    r = k.put_records(StreamName='suite', Records=[{{'Data': l, 'PartitionKey': 'p', 'ExplicitHashKey': key}} for l in lines[j:j + 100]])\n    assert r['FailedRecordCount'] == 0, r",
+            f.display()
+        ));
+    }
+
+    fn open(&mut self) -> Self::S {
+        let cfg = kinesis_config(self.dir.path(), "suite", "suite", &self.moto.endpoint, &self.moto.endpoint, "");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace("poll_interval = \"200ms\"", "poll_interval = \"100ms\"\nregion = \"us-east-1\"");
+        let cfg = lakehose::config::Config::parse(&cfg.display().to_string(), &text, std::iter::empty()).expect("config");
+        let lakehose::config::SourceConfig::Kinesis(k) = cfg.source else { panic!("a Kinesis source") };
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(lakehose::source::kinesis::KinesisSource::open(k))).expect("open")
+    }
+
+    fn replayable(&self) -> bool {
+        true
+    }
+
+    fn shard(&self, name: &str) -> lakehose::ids::ShardId {
+        let i = RIG_SHARDS.iter().position(|s| *s == name).expect("a rig shard");
+        lakehose::ids::ShardId::new(&format!("shardId-{i:012}"))
+    }
+}
+
+#[test]
+fn kinesis_source_passes_the_source_conformance_suite() {
+    let moto = Moto::start();
+    moto.boto("c('kinesis').create_stream(StreamName='suite', ShardCount=3)");
+    for (k, v) in AWS_ENV {
+        std::env::set_var(k, v);
+    }
+    let mut rig = KinesisRig { moto: &moto, dir: tempfile::tempdir().unwrap() };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(lakehose::testing::suites::source_suite(&mut rig));
+}
