@@ -129,7 +129,7 @@ impl Metrics {
                 _ => {}
             }
             if let Some(e) = k.unreachable.lock().unwrap().as_ref() {
-                return (false, format!("the source's service does not answer: {e}"));
+                return (false, format!("the source cannot read: {e}"));
             }
         }
         if self.door.lock().unwrap().as_ref().is_some_and(|d| d.full.load(Ordering::Relaxed)) {

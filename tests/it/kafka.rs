@@ -297,7 +297,7 @@ fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back_with_s
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = http_get(port, "/readyz");
-        if status == 503 && body.contains("does not answer") {
+        if status == 503 && body.contains("the source cannot read: broker") {
             break;
         }
         assert!(Instant::now() < deadline, "still ready with the broker gone: {status} {body}");

@@ -125,6 +125,7 @@ impl PartitionReader {
                 Err(e) => {
                     // a corrupt batch: the records before it are handed on; reading stops here until restarted
                     tracing::error!(error = %e, "a record batch cannot be decoded; this partition stops here (records before it are kept)");
+                    *self.stats.leased.unreachable.lock().unwrap() = Some(format!("{}: a record batch cannot be decoded: {e}", self.shard));
                     if !batch.records.is_empty() {
                         let _ = tx.send(Read::Batch(self.generation, batch)).await;
                     }
