@@ -378,7 +378,7 @@ impl Config {
             None => crate::decode::DEFAULT_MAX_RECORD_BYTES,
             Some(v) => parse_size(v).map_err(|m| err("source", "max_record_size", format!("{m}; write e.g. \"1000KiB\"")))?,
         };
-        let source = match raw.source.kind.as_deref() {
+        let mut source = match raw.source.kind.as_deref() {
             Some("spool") => {
                 let dir = raw.source.dir.as_deref().ok_or_else(|| err("source", "dir", "spool sources need `dir`, the directory of NDJSON segment files".into()))?;
                 let poll = match &raw.source.poll_interval {
@@ -472,6 +472,10 @@ impl Config {
         }
         if let Err(m) = limits.check_record_size(max_record_bytes) {
             return Err(err("source", "max_record_size", m));
+        }
+        if let SourceConfig::Kafka(k) = &mut source {
+            // fetched and not yet converted: a quarter of the buffers' budget, at least two fetches
+            k.read_ahead_bytes = (limits.memory_limit / 4).max(k.fetch_bytes as usize * 2);
         }
         let catalog = match raw.catalog.kind.as_deref() {
             _ if iceberg => tables::iceberg_catalog(&raw, &resolve, &err)?,

@@ -217,6 +217,7 @@ pub(super) fn kafka_config(
         },
         meta: Default::default(),
         fetch_bytes: fetch_bytes as i32,
+        read_ahead_bytes: 64 << 20, // set from buffer.memory_limit by the caller
         max_record_bytes,
         idle_poll: dur("poll_interval", k.poll_interval.as_ref(), Duration::from_millis(500))?,
         partition_sync: dur("partition_sync_interval", k.partition_sync_interval.as_ref(), Duration::from_secs(30))?,

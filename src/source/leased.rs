@@ -13,6 +13,7 @@
 
 use super::coordinator::{Control, Coordinator, LeaseCounts};
 use super::lease::{LeaseError, Leases, Update};
+use super::read_ahead::Held;
 use super::{Batch, SourceEvent};
 use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use crate::ids::ShardId;
@@ -27,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 /// What a shard reader sends: batches and the end of a closed shard,
 /// tagged with the reader's generation (a reader stopped since is ignored).
 pub enum Read {
-    Batch(u64, Batch),
+    /// A reader's batch, with the read-ahead bytes it holds (if the source keeps a budget).
+    Batch(u64, Batch, Option<Held>),
     Ended(u64, ShardId),
 }
 
@@ -87,6 +89,9 @@ pub struct Leased {
     committed: HashMap<ShardId, ShardCheckpoint>,
     cancel: CancellationToken,
     coord_task: Option<tokio::task::JoinHandle<()>>,
+    /// The read-ahead of the batch handed last: given back when the
+    /// pipeline asks for the next event (it is done with that batch then).
+    handed: Option<Held>,
     pub stats: Arc<LeasedStats>,
 }
 
@@ -122,12 +127,14 @@ impl Leased {
             committed: HashMap::new(),
             cancel,
             coord_task: Some(task),
+            handed: None,
             stats,
         })
     }
 
     /// The next event; `start` starts a reader for a shard just assigned.
     pub async fn next_event(&mut self, start: impl FnOnce(Start<'_>)) -> Option<SourceEvent> {
+        self.handed = None;
         tokio::select! {
             biased;
             Some(c) = self.control.recv() => Some(match c {
@@ -148,7 +155,10 @@ impl Leased {
                 }
             }),
             Some(r) = self.reads.recv() => match r {
-                Read::Batch(g, b) if self.current(&b.shard, g) => Some(SourceEvent::Batch(b)),
+                Read::Batch(g, b, held) if self.current(&b.shard, g) => {
+                    self.handed = held;
+                    Some(SourceEvent::Batch(b))
+                }
                 Read::Ended(g, s) if self.current(&s, g) => Some(SourceEvent::Ended(s)),
                 _ => None, // from a reader stopped since
             },

@@ -18,6 +18,7 @@ pub mod kinesis;
 pub mod lease;
 pub mod leased;
 pub mod lines;
+pub mod read_ahead;
 pub mod segments;
 pub mod spool;
 pub mod sqlite_leases;

@@ -27,6 +27,7 @@ use crate::checkpoint::{FlushIntent, Resume, ShardCheckpoint};
 use crate::ids::ShardId;
 use crate::source::lease::{LeaseError, LeaseTable};
 use crate::source::leased::{ListShards, Leased, LeasedStats, Start};
+use crate::source::read_ahead::ReadAhead;
 use crate::source::{Source, SourceError, SourceEvent};
 use client::{Cluster, KafkaError, PartitionInfo, StartAt, Topics};
 use records::{shard_of, Meta};
@@ -54,6 +55,8 @@ pub struct KafkaConfig {
     pub group_id: Option<String>,
     pub meta: Meta,
     pub fetch_bytes: i32,
+    /// Bytes all partition readers may hold fetched and not yet converted.
+    pub read_ahead_bytes: usize,
     pub max_record_bytes: usize,
     pub idle_poll: Duration,
     pub partition_sync: Duration,
@@ -79,6 +82,7 @@ pub struct KafkaSource {
     partitions: Arc<std::sync::Mutex<HashMap<ShardId, (String, i32)>>>,
     offsets: Option<mpsc::UnboundedSender<(String, i32, i64)>>,
     committer: Option<tokio::task::JoinHandle<()>>,
+    read_ahead: Arc<ReadAhead>,
     pub stats: Arc<KafkaStats>,
 }
 
@@ -134,11 +138,12 @@ impl KafkaSource {
                 (Some(tx), Some(tokio::spawn(commit_offsets(cluster.clone(), g, rx))))
             }
         };
-        Ok(Some(KafkaSource { cfg, cluster, leased, partitions, offsets, committer, stats }))
+        let read_ahead = ReadAhead::new(cfg.read_ahead_bytes);
+        Ok(Some(KafkaSource { cfg, cluster, leased, partitions, offsets, committer, read_ahead, stats }))
     }
 }
 
-fn start_reader(cfg: &KafkaConfig, cluster: &Arc<Cluster>, stats: &Arc<KafkaStats>, partitions: &std::sync::Mutex<HashMap<ShardId, (String, i32)>>, s: Start<'_>) {
+fn start_reader(cfg: &KafkaConfig, cluster: &Arc<Cluster>, stats: &Arc<KafkaStats>, partitions: &std::sync::Mutex<HashMap<ShardId, (String, i32)>>, read_ahead: &Arc<ReadAhead>, s: Start<'_>) {
     let Some((topic, partition)) = partitions.lock().unwrap().get(s.shard).cloned() else {
         tracing::error!(shard = %s.shard, "a lease for a partition this process does not know (another topic in the same lease table?); not read");
         return;
@@ -155,6 +160,7 @@ fn start_reader(cfg: &KafkaConfig, cluster: &Arc<Cluster>, stats: &Arc<KafkaStat
         start: cfg.start,
         meta: cfg.meta.clone(),
         fetch_bytes: cfg.fetch_bytes,
+        read_ahead: read_ahead.clone(),
         max_fetch: (cfg.settings.max_response_bytes - (1 << 20)).min(i32::MAX as usize) as i32,
         max_record: cfg.max_record_bytes,
         idle_poll: cfg.idle_poll,
@@ -218,8 +224,8 @@ impl Source for KafkaSource {
     }
 
     async fn next_event(&mut self) -> Result<Option<SourceEvent>, SourceError> {
-        let (cfg, cluster, stats, partitions) = (&self.cfg, &self.cluster, &self.stats, &self.partitions);
-        Ok(self.leased.next_event(|s| start_reader(cfg, cluster, stats, partitions, s)).await)
+        let (cfg, cluster, stats, partitions, read_ahead) = (&self.cfg, &self.cluster, &self.stats, &self.partitions, &self.read_ahead);
+        Ok(self.leased.next_event(|s| start_reader(cfg, cluster, stats, partitions, read_ahead, s)).await)
     }
 
     async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, SourceError> {

@@ -8,7 +8,9 @@
 //! re-read, connection re-opened) and reported through `unreachable`;
 //! nothing is fatal — the lease coordinator decides when to stop. An offset
 //! the broker no longer has (retention deleted it) resumes at the log start
-//! with an error logged: those records are lost to every consumer.
+//! with an error logged: those records are lost to every consumer. Each
+//! fetch first takes its size from the source's read-ahead budget; the
+//! batch keeps what it holds until the pipeline is done with it.
 
 use super::client::{fetch, list_offset, Cluster, KafkaError, StartAt};
 use super::records::{decode, Meta};
@@ -16,6 +18,7 @@ use super::KafkaStats;
 use crate::checkpoint::Resume;
 use crate::ids::ShardId;
 use crate::source::leased::Read;
+use crate::source::read_ahead::ReadAhead;
 use crate::source::Batch;
 use kafka_protocol::ResponseError;
 use std::sync::atomic::Ordering;
@@ -23,6 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
+
+/// What a fetch asks for after one that found nothing.
+const IDLE_ASK: i32 = 64 << 10;
 
 fn offset_of(p: &crate::ids::Position) -> i64 {
     match &p.seq {
@@ -40,6 +46,8 @@ pub struct PartitionReader {
     pub start: StartAt,
     pub meta: Meta,
     pub fetch_bytes: i32,
+    /// What all partitions' readers may hold fetched and not yet converted.
+    pub read_ahead: Arc<ReadAhead>,
     /// The most a fetch may ask for (a response must fit the connection's limit).
     pub max_fetch: i32,
     pub max_record: usize,
@@ -64,7 +72,14 @@ impl PartitionReader {
         let mut attempt = 0u32;
         let mut spare: Option<Batch> = None;
         let mut stuck: Option<i64> = None;
+        // the last fetch found nothing: the next asks for little (an idle long poll holds little budget)
+        let mut quiet = false;
         while !cancel.is_cancelled() {
+            let ask = if quiet { want.min(IDLE_ASK) } else { want };
+            let mut held = tokio::select! {
+                _ = cancel.cancelled() => return,
+                h = self.read_ahead.take(ask as usize) => h,
+            };
             let step = async {
                 if conn.is_none() {
                     conn = Some(self.cluster.leader(&self.topic, self.partition).await?);
@@ -79,7 +94,7 @@ impl PartitionReader {
                         o
                     }
                 };
-                let f = fetch(c, &self.topic, self.partition, from, want, self.idle_poll.as_millis() as i32).await?;
+                let f = fetch(c, &self.topic, self.partition, from, ask, self.idle_poll.as_millis() as i32).await?;
                 Ok::<_, KafkaError>((from, f))
             };
             let (from, f) = tokio::select! {
@@ -127,7 +142,7 @@ impl PartitionReader {
                     tracing::error!(error = %e, "a record batch cannot be decoded; this partition stops here (records before it are kept)");
                     *self.stats.leased.unreachable.lock().unwrap() = Some(format!("{}: a record batch cannot be decoded: {e}", self.shard));
                     if !batch.records.is_empty() {
-                        let _ = tx.send(Read::Batch(self.generation, batch)).await;
+                        let _ = tx.send(Read::Batch(self.generation, batch, Some(held))).await;
                     }
                     cancel.cancelled().await;
                     return;
@@ -137,7 +152,13 @@ impl PartitionReader {
             self.stats.aborted.fetch_add(d.aborted, Ordering::Relaxed);
             self.stats.bytes_in.fetch_add(d.bytes, Ordering::Relaxed);
             offset = Some(d.next.max(from));
+            let was_quiet = std::mem::replace(&mut quiet, f.records.is_empty());
             if d.bytes == 0 && !f.records.is_empty() {
+                if was_quiet {
+                    // the small ask after an idle poll cut a batch: ask the full size
+                    spare = Some(batch);
+                    continue;
+                }
                 // not one whole batch fits the fetch size: ask for more, up to the largest response accepted
                 if want < self.max_fetch {
                     want = want.saturating_mul(2).min(self.max_fetch);
@@ -163,7 +184,8 @@ impl PartitionReader {
                 }
                 continue;
             }
-            if tx.send(Read::Batch(self.generation, batch)).await.is_err() {
+            held.resize(batch.buf.capacity() + batch.records.capacity() * std::mem::size_of::<crate::source::SourceRecord>());
+            if tx.send(Read::Batch(self.generation, batch, Some(held))).await.is_err() {
                 return;
             }
         }

@@ -132,7 +132,7 @@ impl ShardReader {
             if n > 0 {
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
-                    r = tx.send(Read::Batch(self.generation, batch)) => r.ok()?,
+                    r = tx.send(Read::Batch(self.generation, batch, None)) => r.ok()?,
                 }
             }
             match out.next_shard_iterator() {
