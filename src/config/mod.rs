@@ -473,9 +473,11 @@ impl Config {
         if let Err(m) = limits.check_record_size(max_record_bytes) {
             return Err(err("source", "max_record_size", m));
         }
-        if let SourceConfig::Kafka(k) = &mut source {
-            // fetched and not yet converted: a quarter of the buffers' budget, at least two fetches
-            k.read_ahead_bytes = (limits.memory_limit / 4).max(k.fetch_bytes as usize * 2);
+        // fetched and not yet converted: a quarter of the buffers' budget, at least two fetches
+        match &mut source {
+            SourceConfig::Kafka(k) => k.read_ahead_bytes = (limits.memory_limit / 4).max(k.fetch_bytes as usize * 2),
+            SourceConfig::Kinesis(k) => k.read_ahead_bytes = (limits.memory_limit / 4).max(20 << 20),
+            _ => {}
         }
         let catalog = match raw.catalog.kind.as_deref() {
             _ if iceberg => tables::iceberg_catalog(&raw, &resolve, &err)?,

@@ -43,6 +43,7 @@ pub(super) fn kinesis_config(raw: &Raw, resolve: &dyn Fn(&str) -> PathBuf, err: 
         worker_id,
         idle_poll: dur("source", "poll_interval", src.poll_interval.as_ref(), Duration::from_secs(1))?,
         shard_sync: dur("source", "shard_sync_interval", src.shard_sync_interval.as_ref(), Duration::from_secs(60))?,
+        read_ahead_bytes: 64 << 20, // set from buffer.memory_limit by the caller
     })
 }
 

@@ -502,7 +502,7 @@ fn kafka_source_passes_the_source_conformance_suite() {
 }
 
 /// The process's peak resident memory so far (Linux's VmHWM), in KiB.
-fn peak_rss_of(pid: u32) -> u64 {
+pub(super) fn peak_rss_of(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmHWM")
 }

@@ -175,6 +175,7 @@ impl PartitionReader {
             }
             if batch.records.is_empty() {
                 spare = Some(batch);
+                drop(held);
                 if d.next == from {
                     // nothing new (a broker that does not wait out max_wait): poll later
                     tokio::select! {

@@ -19,6 +19,7 @@ use crate::ids::ShardId;
 use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use crate::source::lease::{LeaseError, LeaseTable};
 use crate::source::leased::{Leased, LeasedStats, Start};
+use crate::source::read_ahead::ReadAhead;
 use crate::source::{Source, SourceError, SourceEvent};
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use reader::{ShardReader, StartPosition};
@@ -76,6 +77,8 @@ pub struct KinesisConfig {
     pub idle_poll: Duration,
     /// How often the shard list is re-read (new shards after resharding).
     pub shard_sync: Duration,
+    /// Bytes all shard readers may hold fetched and not yet converted.
+    pub read_ahead_bytes: usize,
 }
 
 /// The shards of a stream with their parents (ListShards, paginated).
@@ -106,6 +109,7 @@ pub struct KinesisSource {
     cfg: KinesisConfig,
     client: aws_sdk_kinesis::Client,
     leased: Leased,
+    read_ahead: Arc<ReadAhead>,
     pub stats: Arc<LeasedStats>,
 }
 
@@ -123,12 +127,13 @@ impl KinesisSource {
         });
         let leased = Leased::open(leases, cfg.worker_id.clone(), cfg.failover, cfg.shard_sync, shards, list).await?;
         let stats = leased.stats.clone();
-        Ok(KinesisSource { cfg, client, leased, stats })
+        let read_ahead = ReadAhead::new(cfg.read_ahead_bytes);
+        Ok(KinesisSource { cfg, client, leased, read_ahead, stats })
     }
 
 }
 
-fn start_reader(client: &aws_sdk_kinesis::Client, cfg: &KinesisConfig, stats: &LeasedStats, s: Start<'_>) {
+fn start_reader(client: &aws_sdk_kinesis::Client, cfg: &KinesisConfig, stats: &LeasedStats, read_ahead: &Arc<ReadAhead>, s: Start<'_>) {
     let r = ShardReader {
         client: client.clone(),
         stream: cfg.stream.clone(),
@@ -137,6 +142,7 @@ fn start_reader(client: &aws_sdk_kinesis::Client, cfg: &KinesisConfig, stats: &L
         start: cfg.start.clone(),
         idle_poll: cfg.idle_poll,
         limit: 10_000,
+        read_ahead: read_ahead.clone(),
         lag: stats.lag.clone(),
         retries: stats.retries.clone(),
     };
@@ -149,8 +155,8 @@ impl Source for KinesisSource {
     }
 
     async fn next_event(&mut self) -> Result<Option<SourceEvent>, SourceError> {
-        let (client, cfg, stats) = (&self.client, &self.cfg, &self.stats);
-        Ok(self.leased.next_event(|s| start_reader(client, cfg, stats, s)).await)
+        let (client, cfg, stats, read_ahead) = (&self.client, &self.cfg, &self.stats, &self.read_ahead);
+        Ok(self.leased.next_event(|s| start_reader(client, cfg, stats, read_ahead, s)).await)
     }
 
     async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, SourceError> {

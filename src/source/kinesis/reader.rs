@@ -14,6 +14,7 @@ use super::kpl::deaggregate;
 use crate::retry::backoff;
 use super::StreamRef;
 use crate::source::leased::{Lag, Read};
+use crate::source::read_ahead::ReadAhead;
 use crate::ids::{Position, SequenceNumber, ShardId};
 use crate::checkpoint::Resume;
 use crate::source::{Batch, SourceRecord};
@@ -40,6 +41,8 @@ pub struct ShardReader {
     pub start: StartPosition,
     pub idle_poll: Duration,
     pub limit: i32,
+    /// What all shard readers may hold fetched and not yet converted.
+    pub read_ahead: Arc<ReadAhead>,
     pub lag: Arc<Lag>,
     pub retries: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -62,6 +65,7 @@ impl ShardReader {
         };
         let mut attempt = 0u32;
         let mut iterator: Option<String> = None;
+        let mut quiet = false;
         loop {
             if cancel.is_cancelled() {
                 return None;
@@ -78,6 +82,12 @@ impl ShardReader {
                         continue;
                     }
                 },
+            };
+            // a GetRecords answer holds up to 10 MiB; after an idle call, expect little
+            let ask = if quiet { 1 << 20 } else { 10 << 20 };
+            let mut held = tokio::select! {
+                _ = cancel.cancelled() => return None,
+                h = self.read_ahead.take(ask) => h,
             };
             let started = tokio::time::Instant::now();
             let r = self.client.get_records().shard_iterator(&it).limit(self.limit).set_stream_arn(self.stream.arn()).send().await;
@@ -129,11 +139,15 @@ impl ShardReader {
                 from = Some(p);
             }
             let n = batch.records.len();
+            quiet = n == 0;
             if n > 0 {
+                held.resize(batch.buf.capacity() + batch.records.capacity() * std::mem::size_of::<SourceRecord>());
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
-                    r = tx.send(Read::Batch(self.generation, batch, None)) => r.ok()?,
+                    r = tx.send(Read::Batch(self.generation, batch, Some(held))) => r.ok()?,
                 }
+            } else {
+                drop(held);
             }
             match out.next_shard_iterator() {
                 Some(next) => iterator = Some(next.to_string()),
