@@ -767,6 +767,51 @@ max_age = "30s"
         assert!(k.group_id.is_none() && matches!(k.leases, LeaseTable::Dynamo { .. }));
     }
 
+    /// The configs deploy/ ships — the ECS and VM files and both variants
+    /// of the CloudFormation template's SSM parameter (Kinesis, MSK with
+    /// IAM), with the stack's names filled in — are valid configs.
+    #[test]
+    fn deploy_configs_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let env = || env(&[("AWS_REGION", "eu-west-1")]);
+        for f in ["ecs.toml", "vm.toml"] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            Config::parse(f, &text, env()).unwrap_or_else(|e| panic!("deploy/{f}: {e}"));
+        }
+        let template = std::fs::read_to_string(dir.join("cloudformation.yaml")).unwrap();
+        let lines: Vec<&str> = template.lines().collect();
+        let mut variants = Vec::new();
+        let start = lines.iter().position(|l| l.trim() == "ConfigParameter:").expect("ConfigParameter");
+        for (i, l) in lines.iter().enumerate().skip(start) {
+            if l.trim() == "LogGroup:" {
+                break;
+            }
+            if l.trim_end().ends_with("!Sub |") {
+                let body: Vec<&str> = lines[i + 1..].iter().take_while(|b| b.starts_with("            ")).map(|b| b.trim_start()).collect();
+                variants.push(body.join("\n"));
+            }
+        }
+        assert_eq!(variants.len(), 2, "the Kafka and Kinesis variants");
+        let names = [("${MskBootstrapServers}", "b-1.msk.example:9098,b-2.msk.example:9098"), ("${MskTopic}", "events"), ("${Stream}", "lakehose-stream"),
+            ("${LeaseTable}", "lakehose-leases"), ("${TableName}", "events"), ("${LakeBucket}", "lake-bkt"), ("${RawBucket}", "raw-bkt"),
+            ("${DataKey.Arn}", "arn:aws:kms:eu-west-1:123456789012:key/k"), ("${GlueDatabaseName}", "analytics")];
+        let mut kinds = Vec::new();
+        for v in &variants {
+            let text = names.iter().fold(v.clone(), |t, (k, val)| t.replace(k, val));
+            assert!(!text.contains("${"), "a name left unfilled: {text}");
+            let c = Config::parse("ssm", &text, env()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            kinds.push(match c.source {
+                SourceConfig::Kafka(k) => {
+                    assert!(matches!(k.settings.sasl, Some(crate::source::kafka::sasl::Sasl::MskIam(_))));
+                    "kafka"
+                }
+                SourceConfig::Kinesis(_) => "kinesis",
+                _ => "other",
+            });
+        }
+        assert_eq!(kinds, ["kafka", "kinesis"]);
+    }
+
     #[test]
     fn sizes_and_durations() {
         assert_eq!(parse_size(&toml::Value::String("1000KiB".into())).unwrap(), 1_024_000);
