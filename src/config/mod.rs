@@ -378,7 +378,29 @@ impl Config {
             None => crate::decode::DEFAULT_MAX_RECORD_BYTES,
             Some(v) => parse_size(v).map_err(|m| err("source", "max_record_size", format!("{m}; write e.g. \"1000KiB\"")))?,
         };
-        let mut source = match raw.source.kind.as_deref() {
+        let mut limits = Limits::default();
+        if let Some(v) = &raw.buffer.max_bytes {
+            limits.max_bytes = parse_size(v).map_err(|m| err("buffer", "max_bytes", format!("{m}; write e.g. \"128MiB\"")))?;
+            if limits.max_bytes > 1 << 30 {
+                return Err(err("buffer", "max_bytes", "must be at most 1GiB (one file's columns must stay under 2 GiB)".into()));
+            }
+        }
+        if let Some(n) = raw.buffer.max_records {
+            if n <= 0 {
+                return Err(err("buffer", "max_records", "must be a positive number of records".into()));
+            }
+            limits.max_records = n as usize;
+        }
+        if let Some(s) = &raw.buffer.max_age {
+            limits.max_age = parse_duration(s).map_err(|m| err("buffer", "max_age", format!("{m}; write e.g. \"60s\"")))?;
+        }
+        if let Some(v) = &raw.buffer.memory_limit {
+            limits.memory_limit = parse_size(v).map_err(|m| err("buffer", "memory_limit", format!("{m}; write e.g. \"1GiB\"")))?;
+        }
+        if let Err(m) = limits.check_record_size(max_record_bytes) {
+            return Err(err("source", "max_record_size", m));
+        }
+        let source = match raw.source.kind.as_deref() {
             Some("spool") => {
                 let dir = raw.source.dir.as_deref().ok_or_else(|| err("source", "dir", "spool sources need `dir`, the directory of NDJSON segment files".into()))?;
                 let poll = match &raw.source.poll_interval {
@@ -388,8 +410,8 @@ impl Config {
                 SourceConfig::Spool { dir: resolve(dir), state_dir: raw.source.state_dir.as_deref().map(resolve), poll }
             }
             Some("stdin") => SourceConfig::Stdin,
-            Some("kinesis") => SourceConfig::Kinesis(sources::kinesis_config(&raw, &resolve, &err)?),
-            Some("kafka") => SourceConfig::Kafka(Box::new(sources::kafka_config(&raw, max_record_bytes, &resolve, &var, &err)?)),
+            Some("kinesis") => SourceConfig::Kinesis(sources::kinesis_config(&raw, &limits, &resolve, &err)?),
+            Some("kafka") => SourceConfig::Kafka(Box::new(sources::kafka_config(&raw, &limits, max_record_bytes, &resolve, &var, &err)?)),
             Some("http") => {
                 let dir = raw.source.dir.as_deref().ok_or_else(|| err("source", "dir", "http sources need `dir`, the directory of the front door's write-ahead log".into()))?;
                 let max_log_bytes = match &raw.source.max_log_size {
@@ -451,34 +473,6 @@ impl Config {
             Some(v) => parse_size(v).map_err(|m| err("sink", "row_group_size", format!("{m}; write e.g. \"128MiB\"")))?,
         };
 
-        let mut limits = Limits::default();
-        if let Some(v) = &raw.buffer.max_bytes {
-            limits.max_bytes = parse_size(v).map_err(|m| err("buffer", "max_bytes", format!("{m}; write e.g. \"128MiB\"")))?;
-            if limits.max_bytes > 1 << 30 {
-                return Err(err("buffer", "max_bytes", "must be at most 1GiB (one file's columns must stay under 2 GiB)".into()));
-            }
-        }
-        if let Some(n) = raw.buffer.max_records {
-            if n <= 0 {
-                return Err(err("buffer", "max_records", "must be a positive number of records".into()));
-            }
-            limits.max_records = n as usize;
-        }
-        if let Some(s) = &raw.buffer.max_age {
-            limits.max_age = parse_duration(s).map_err(|m| err("buffer", "max_age", format!("{m}; write e.g. \"60s\"")))?;
-        }
-        if let Some(v) = &raw.buffer.memory_limit {
-            limits.memory_limit = parse_size(v).map_err(|m| err("buffer", "memory_limit", format!("{m}; write e.g. \"1GiB\"")))?;
-        }
-        if let Err(m) = limits.check_record_size(max_record_bytes) {
-            return Err(err("source", "max_record_size", m));
-        }
-        // fetched and not yet converted: a quarter of the buffers' budget, at least two fetches
-        match &mut source {
-            SourceConfig::Kafka(k) => k.read_ahead_bytes = (limits.memory_limit / 4).max(k.fetch_bytes as usize * 2),
-            SourceConfig::Kinesis(k) => k.read_ahead_bytes = (limits.memory_limit / 4).max(20 << 20),
-            _ => {}
-        }
         let catalog = match raw.catalog.kind.as_deref() {
             _ if iceberg => tables::iceberg_catalog(&raw, &resolve, &err)?,
             Some("sql") => return Err(err("catalog", "kind", "the SQL catalog holds Iceberg tables: set [table] format = \"iceberg\"".into())),

@@ -7,6 +7,7 @@
 //! never printed).
 
 use super::{parse_duration, parse_size, ConfigError, Raw};
+use crate::buffers::Limits;
 use crate::source::kafka::KafkaConfig;
 use crate::source::kinesis::KinesisConfig;
 use crate::source::lease::LeaseTable;
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub(super) fn kinesis_config(raw: &Raw, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<KinesisConfig, ConfigError> {
+pub(super) fn kinesis_config(raw: &Raw, limits: &Limits, resolve: &dyn Fn(&str) -> PathBuf, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<KinesisConfig, ConfigError> {
     use crate::source::kinesis::reader::StartPosition;
     use crate::source::kinesis::StreamRef;
     let src = &raw.source;
@@ -27,10 +28,6 @@ pub(super) fn kinesis_config(raw: &Raw, resolve: &dyn Fn(&str) -> PathBuf, err: 
             None => return Err(err("source", "start", format!("{s:?} is not a start position; use \"trim_horizon\", \"latest\" or \"at_timestamp:2026-11-21T00:00:00Z\""))),
         },
     };
-    let dur = |section: &str, key: &str, v: Option<&String>, default: Duration| match v {
-        None => Ok(default),
-        Some(s) => parse_duration(s).map_err(|m| err(section, key, format!("{m}; write e.g. \"10s\""))),
-    };
     let (failover, worker_id) = lease_settings(raw, err)?;
     let leases = lease_table(raw, "lakehose-leases", src.endpoint.clone(), resolve, err)?;
     Ok(KinesisConfig {
@@ -41,10 +38,26 @@ pub(super) fn kinesis_config(raw: &Raw, resolve: &dyn Fn(&str) -> PathBuf, err: 
         leases,
         failover,
         worker_id,
-        idle_poll: dur("source", "poll_interval", src.poll_interval.as_ref(), Duration::from_secs(1))?,
-        shard_sync: dur("source", "shard_sync_interval", src.shard_sync_interval.as_ref(), Duration::from_secs(60))?,
-        read_ahead_bytes: 64 << 20, // set from buffer.memory_limit by the caller
+        idle_poll: duration(err, "source", "poll_interval", src.poll_interval.as_ref(), Duration::from_secs(1), "10s")?,
+        shard_sync: duration(err, "source", "shard_sync_interval", src.shard_sync_interval.as_ref(), Duration::from_secs(60), "10s")?,
+        // a GetRecords answer holds up to 10 MiB
+        read_ahead_bytes: read_ahead(limits, 10 << 20),
     })
+}
+
+/// What a source's readers may hold fetched and not yet converted: a
+/// quarter of the buffers' memory budget, at least two fetches of `fetch` bytes.
+fn read_ahead(limits: &Limits, fetch: usize) -> usize {
+    (limits.memory_limit / 4).max(fetch * 2)
+}
+
+/// `section.key` as a duration, or `default` when absent; a bad value's
+/// message shows `example`.
+fn duration(err: &dyn Fn(&str, &str, String) -> ConfigError, section: &str, key: &str, v: Option<&String>, default: Duration, example: &str) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_duration(s).map_err(|m| err(section, key, format!("{m}; write e.g. \"{example}\""))),
+    }
 }
 
 /// `host-pid-random`: unique per process, so a restarted process never
@@ -86,10 +99,7 @@ pub(super) struct RawKafka {
 /// `[lease]` failover (at least 1 s) and worker id (unique per process by default).
 fn lease_settings(raw: &Raw, err: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<(Duration, String), ConfigError> {
     let lease = raw.lease.as_ref();
-    let failover = match lease.and_then(|l| l.failover.as_ref()) {
-        None => Duration::from_secs(10),
-        Some(s) => parse_duration(s).map_err(|m| err("lease", "failover", format!("{m}; write e.g. \"10s\"")))?,
-    };
+    let failover = duration(err, "lease", "failover", lease.and_then(|l| l.failover.as_ref()), Duration::from_secs(10), "10s")?;
     if failover < Duration::from_secs(1) {
         return Err(err("lease", "failover", "must be at least 1s (leases are renewed every failover/4)".into()));
     }
@@ -128,6 +138,7 @@ fn lease_table(raw: &Raw, default_table: &str, default_endpoint: Option<String>,
 
 pub(super) fn kafka_config(
     raw: &Raw,
+    limits: &Limits,
     max_record_bytes: usize,
     resolve: &dyn Fn(&str) -> PathBuf,
     var: &dyn Fn(&str) -> Option<String>,
@@ -156,10 +167,6 @@ pub(super) fn kafka_config(
             Some(ms) => StartAt::Timestamp(ms),
             None => return Err(err("kafka", "start", format!("{s:?} is not a start position; use \"earliest\", \"latest\" or \"timestamp:2026-11-21T00:00:00Z\""))),
         },
-    };
-    let dur = |key: &str, v: Option<&String>, default: Duration| match v {
-        None => Ok(default),
-        Some(s) => parse_duration(s).map_err(|m| err("kafka", key, format!("{m}; write e.g. \"500ms\""))),
     };
     let tls = match (k.tls.unwrap_or(false) || k.tls_ca_file.is_some(), &k.tls_ca_file) {
         (false, _) => None,
@@ -198,7 +205,7 @@ pub(super) fn kafka_config(
     };
     let (failover, worker_id) = lease_settings(raw, err)?;
     let leases = lease_table(raw, "lakehose-kafka-leases", None, resolve, err)?;
-    let request_timeout = dur("request_timeout", k.request_timeout.as_ref(), Duration::from_secs(30))?;
+    let request_timeout = duration(err, "kafka", "request_timeout", k.request_timeout.as_ref(), Duration::from_secs(30), "500ms")?;
     let settings = crate::source::kafka::wire::Settings {
         client_id: k.client_id.clone().unwrap_or_else(|| "lakehose".into()),
         tls,
@@ -218,10 +225,10 @@ pub(super) fn kafka_config(
         },
         meta: Default::default(),
         fetch_bytes: fetch_bytes as i32,
-        read_ahead_bytes: 64 << 20, // set from buffer.memory_limit by the caller
+        read_ahead_bytes: read_ahead(limits, fetch_bytes),
         max_record_bytes,
-        idle_poll: dur("poll_interval", k.poll_interval.as_ref(), Duration::from_millis(500))?,
-        partition_sync: dur("partition_sync_interval", k.partition_sync_interval.as_ref(), Duration::from_secs(30))?,
+        idle_poll: duration(err, "kafka", "poll_interval", k.poll_interval.as_ref(), Duration::from_millis(500), "500ms")?,
+        partition_sync: duration(err, "kafka", "partition_sync_interval", k.partition_sync_interval.as_ref(), Duration::from_secs(30), "500ms")?,
         leases,
         failover,
         worker_id,
