@@ -13,7 +13,7 @@
 
 use super::coordinator::{Control, Coordinator, LeaseCounts};
 use super::lease::{LeaseError, Leases, Update};
-use super::read_ahead::Held;
+use super::read_ahead::{Held, ReadAhead};
 use super::{Batch, SourceEvent};
 use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use crate::ids::ShardId;
@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 /// What a shard reader sends: batches and the end of a closed shard,
 /// tagged with the reader's generation (a reader stopped since is ignored).
 pub enum Read {
-    /// A reader's batch, with the read-ahead bytes it holds (if the source keeps a budget).
-    Batch(u64, Batch, Option<Held>),
+    /// A reader's batch, with the read-ahead bytes it holds.
+    Batch(u64, Batch, Held),
     Ended(u64, ShardId),
 }
 
@@ -92,23 +92,27 @@ pub struct Leased {
     /// The read-ahead of the batch handed last: given back when the
     /// pipeline asks for the next event (it is done with that batch then).
     handed: Option<Held>,
+    read_ahead: Arc<ReadAhead>,
     pub stats: Arc<LeasedStats>,
 }
 
 /// A reader to start: the shard, where to resume, its generation, its
-/// cancellation token and where it sends.
+/// cancellation token, where it sends and the read-ahead budget it takes
+/// each fetch's size from.
 pub struct Start<'a> {
     pub shard: &'a ShardId,
     pub checkpoint: &'a ShardCheckpoint,
     pub generation: u64,
     pub cancel: CancellationToken,
     pub tx: mpsc::Sender<Read>,
+    pub read_ahead: Arc<ReadAhead>,
 }
 
 impl Leased {
     /// Opens the lease table and starts the coordinator's rounds over the
-    /// shards `list` returns (`first` is the list read at start).
-    pub async fn open(leases: Leases, worker_id: String, failover: Duration, shard_sync: Duration, first: Shards, list: ListShards) -> Result<Leased, LeaseError> {
+    /// shards `list` returns (`first` is the list read at start); the
+    /// readers share `read_ahead_bytes` of fetched, unconverted data.
+    pub async fn open(leases: Leases, worker_id: String, failover: Duration, shard_sync: Duration, read_ahead_bytes: usize, first: Shards, list: ListShards) -> Result<Leased, LeaseError> {
         super::lease::LeaseStore::ensure_table(&leases).await?;
         let (ctl_tx, control) = mpsc::unbounded_channel();
         let coord = Arc::new(Coordinator::new(Arc::new(leases), worker_id.clone(), failover, ctl_tx));
@@ -128,6 +132,7 @@ impl Leased {
             cancel,
             coord_task: Some(task),
             handed: None,
+            read_ahead: ReadAhead::new(read_ahead_bytes),
             stats,
         })
     }
@@ -142,7 +147,7 @@ impl Leased {
                     tracing::info!(shard = %shard, resume = ?checkpoint.resume, replay = intent.len(), "reading shard");
                     self.generation += 1;
                     let cancel = self.cancel.child_token();
-                    start(Start { shard: &shard, checkpoint: &checkpoint, generation: self.generation, cancel: cancel.clone(), tx: self.reads_tx.clone() });
+                    start(Start { shard: &shard, checkpoint: &checkpoint, generation: self.generation, cancel: cancel.clone(), tx: self.reads_tx.clone(), read_ahead: self.read_ahead.clone() });
                     if let Some(old) = self.readers.insert(shard.clone(), ReaderHandle { generation: self.generation, cancel }) {
                         old.cancel.cancel();
                     }
@@ -156,7 +161,7 @@ impl Leased {
             }),
             Some(r) = self.reads.recv() => match r {
                 Read::Batch(g, b, held) if self.current(&b.shard, g) => {
-                    self.handed = held;
+                    self.handed = Some(held);
                     Some(SourceEvent::Batch(b))
                 }
                 Read::Ended(g, s) if self.current(&s, g) => Some(SourceEvent::Ended(s)),

@@ -27,7 +27,6 @@ use crate::checkpoint::{FlushIntent, Resume, ShardCheckpoint};
 use crate::ids::ShardId;
 use crate::source::lease::{LeaseError, LeaseTable};
 use crate::source::leased::{ListShards, Leased, LeasedStats, Start};
-use crate::source::read_ahead::ReadAhead;
 use crate::source::{Source, SourceError, SourceEvent};
 use client::{Cluster, KafkaError, PartitionInfo, StartAt, Topics};
 use records::{shard_of, Meta};
@@ -82,7 +81,6 @@ pub struct KafkaSource {
     partitions: Arc<std::sync::Mutex<HashMap<ShardId, (String, i32)>>>,
     offsets: Option<mpsc::UnboundedSender<(String, i32, i64)>>,
     committer: Option<tokio::task::JoinHandle<()>>,
-    read_ahead: Arc<ReadAhead>,
     pub stats: Arc<KafkaStats>,
 }
 
@@ -129,7 +127,7 @@ impl KafkaSource {
             let (c, topics, map) = (c.clone(), topics.clone(), map.clone());
             Box::pin(async move { c.partitions(&topics).await.map(|p| shards_of(&p, &map)).map_err(|e| e.to_string()) })
         });
-        let leased = Leased::open(leases, cfg.worker_id.clone(), cfg.failover, cfg.partition_sync, first, list).await?;
+        let leased = Leased::open(leases, cfg.worker_id.clone(), cfg.failover, cfg.partition_sync, cfg.read_ahead_bytes, first, list).await?;
         let stats = Arc::new(KafkaStats { leased: leased.stats.clone(), ..KafkaStats::default() });
         let (offsets, committer) = match cfg.group_id.clone() {
             None => (None, None),
@@ -138,12 +136,11 @@ impl KafkaSource {
                 (Some(tx), Some(tokio::spawn(commit_offsets(cluster.clone(), g, rx))))
             }
         };
-        let read_ahead = ReadAhead::new(cfg.read_ahead_bytes);
-        Ok(Some(KafkaSource { cfg, cluster, leased, partitions, offsets, committer, read_ahead, stats }))
+        Ok(Some(KafkaSource { cfg, cluster, leased, partitions, offsets, committer, stats }))
     }
 }
 
-fn start_reader(cfg: &KafkaConfig, cluster: &Arc<Cluster>, stats: &Arc<KafkaStats>, partitions: &std::sync::Mutex<HashMap<ShardId, (String, i32)>>, read_ahead: &Arc<ReadAhead>, s: Start<'_>) {
+fn start_reader(cfg: &KafkaConfig, cluster: &Arc<Cluster>, stats: &Arc<KafkaStats>, partitions: &std::sync::Mutex<HashMap<ShardId, (String, i32)>>, s: Start<'_>) {
     let Some((topic, partition)) = partitions.lock().unwrap().get(s.shard).cloned() else {
         tracing::error!(shard = %s.shard, "a lease for a partition this process does not know (another topic in the same lease table?); not read");
         return;
@@ -160,7 +157,7 @@ fn start_reader(cfg: &KafkaConfig, cluster: &Arc<Cluster>, stats: &Arc<KafkaStat
         start: cfg.start,
         meta: cfg.meta.clone(),
         fetch_bytes: cfg.fetch_bytes,
-        read_ahead: read_ahead.clone(),
+        read_ahead: s.read_ahead,
         max_fetch: (cfg.settings.max_response_bytes - (1 << 20)).min(i32::MAX as usize) as i32,
         max_record: cfg.max_record_bytes,
         idle_poll: cfg.idle_poll,
@@ -224,8 +221,8 @@ impl Source for KafkaSource {
     }
 
     async fn next_event(&mut self) -> Result<Option<SourceEvent>, SourceError> {
-        let (cfg, cluster, stats, partitions, read_ahead) = (&self.cfg, &self.cluster, &self.stats, &self.partitions, &self.read_ahead);
-        Ok(self.leased.next_event(|s| start_reader(cfg, cluster, stats, partitions, read_ahead, s)).await)
+        let (cfg, cluster, stats, partitions) = (&self.cfg, &self.cluster, &self.stats, &self.partitions);
+        Ok(self.leased.next_event(|s| start_reader(cfg, cluster, stats, partitions, s)).await)
     }
 
     async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, SourceError> {

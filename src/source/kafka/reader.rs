@@ -142,7 +142,7 @@ impl PartitionReader {
                     tracing::error!(error = %e, "a record batch cannot be decoded; this partition stops here (records before it are kept)");
                     *self.stats.leased.unreachable.lock().unwrap() = Some(format!("{}: a record batch cannot be decoded: {e}", self.shard));
                     if !batch.records.is_empty() {
-                        let _ = tx.send(Read::Batch(self.generation, batch, Some(held))).await;
+                        let _ = tx.send(Read::Batch(self.generation, batch, held)).await;
                     }
                     cancel.cancelled().await;
                     return;
@@ -186,7 +186,7 @@ impl PartitionReader {
                 continue;
             }
             held.resize(batch.buf.capacity() + batch.records.capacity() * std::mem::size_of::<crate::source::SourceRecord>());
-            if tx.send(Read::Batch(self.generation, batch, Some(held))).await.is_err() {
+            if tx.send(Read::Batch(self.generation, batch, held)).await.is_err() {
                 return;
             }
         }

@@ -19,7 +19,6 @@ use crate::ids::ShardId;
 use crate::checkpoint::{FlushIntent, ShardCheckpoint};
 use crate::source::lease::{LeaseError, LeaseTable};
 use crate::source::leased::{Leased, LeasedStats, Start};
-use crate::source::read_ahead::ReadAhead;
 use crate::source::{Source, SourceError, SourceEvent};
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use reader::{ShardReader, StartPosition};
@@ -109,7 +108,6 @@ pub struct KinesisSource {
     cfg: KinesisConfig,
     client: aws_sdk_kinesis::Client,
     leased: Leased,
-    read_ahead: Arc<ReadAhead>,
     pub stats: Arc<LeasedStats>,
 }
 
@@ -125,15 +123,14 @@ impl KinesisSource {
             let (c, stream) = (c.clone(), stream.clone());
             Box::pin(async move { list_shards(&c, &stream).await.map_err(|e| e.to_string()) })
         });
-        let leased = Leased::open(leases, cfg.worker_id.clone(), cfg.failover, cfg.shard_sync, shards, list).await?;
+        let leased = Leased::open(leases, cfg.worker_id.clone(), cfg.failover, cfg.shard_sync, cfg.read_ahead_bytes, shards, list).await?;
         let stats = leased.stats.clone();
-        let read_ahead = ReadAhead::new(cfg.read_ahead_bytes);
-        Ok(KinesisSource { cfg, client, leased, read_ahead, stats })
+        Ok(KinesisSource { cfg, client, leased, stats })
     }
 
 }
 
-fn start_reader(client: &aws_sdk_kinesis::Client, cfg: &KinesisConfig, stats: &LeasedStats, read_ahead: &Arc<ReadAhead>, s: Start<'_>) {
+fn start_reader(client: &aws_sdk_kinesis::Client, cfg: &KinesisConfig, stats: &LeasedStats, s: Start<'_>) {
     let r = ShardReader {
         client: client.clone(),
         stream: cfg.stream.clone(),
@@ -142,7 +139,7 @@ fn start_reader(client: &aws_sdk_kinesis::Client, cfg: &KinesisConfig, stats: &L
         start: cfg.start.clone(),
         idle_poll: cfg.idle_poll,
         limit: 10_000,
-        read_ahead: read_ahead.clone(),
+        read_ahead: s.read_ahead,
         lag: stats.lag.clone(),
         retries: stats.retries.clone(),
     };
@@ -155,8 +152,8 @@ impl Source for KinesisSource {
     }
 
     async fn next_event(&mut self) -> Result<Option<SourceEvent>, SourceError> {
-        let (client, cfg, stats, read_ahead) = (&self.client, &self.cfg, &self.stats, &self.read_ahead);
-        Ok(self.leased.next_event(|s| start_reader(client, cfg, stats, read_ahead, s)).await)
+        let (client, cfg, stats) = (&self.client, &self.cfg, &self.stats);
+        Ok(self.leased.next_event(|s| start_reader(client, cfg, stats, s)).await)
     }
 
     async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, SourceError> {

@@ -144,7 +144,7 @@ impl ShardReader {
                 held.resize(batch.buf.capacity() + batch.records.capacity() * std::mem::size_of::<SourceRecord>());
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
-                    r = tx.send(Read::Batch(self.generation, batch, Some(held))) => r.ok()?,
+                    r = tx.send(Read::Batch(self.generation, batch, held)) => r.ok()?,
                 }
             } else {
                 drop(held);
