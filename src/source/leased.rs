@@ -183,11 +183,6 @@ impl Leased {
         self.readers.get(shard).is_some_and(|h| h.generation == generation)
     }
 
-    /// The checkpoint last committed (or assigned) for a shard held now.
-    pub fn committed(&self, shard: &ShardId) -> Option<&ShardCheckpoint> {
-        self.committed.get(shard)
-    }
-
     pub async fn commit(&mut self, shard: &ShardId, cp: ShardCheckpoint) -> Result<bool, LeaseError> {
         if !self.readers.contains_key(shard) {
             return Ok(false);
