@@ -53,6 +53,11 @@ impl Batch {
     pub fn iter(&self) -> impl Iterator<Item = (&Position, i64, &[u8])> {
         self.records.iter().map(|r| (&r.pos, r.arrival_ms, &self.buf[r.range.clone()]))
     }
+
+    /// The memory the batch holds (its record bytes and their entries).
+    pub fn footprint(&self) -> usize {
+        self.buf.capacity() + self.records.capacity() * std::mem::size_of::<SourceRecord>()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -185,7 +185,7 @@ impl PartitionReader {
                 }
                 continue;
             }
-            held.resize(batch.buf.capacity() + batch.records.capacity() * std::mem::size_of::<crate::source::SourceRecord>());
+            held.resize(batch.footprint());
             if tx.send(Read::Batch(self.generation, batch, held)).await.is_err() {
                 return;
             }

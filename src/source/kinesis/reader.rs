@@ -141,7 +141,7 @@ impl ShardReader {
             let n = batch.records.len();
             quiet = n == 0;
             if n > 0 {
-                held.resize(batch.buf.capacity() + batch.records.capacity() * std::mem::size_of::<SourceRecord>());
+                held.resize(batch.footprint());
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
                     r = tx.send(Read::Batch(self.generation, batch, held)) => r.ok()?,
