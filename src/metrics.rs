@@ -88,7 +88,8 @@ pub struct Snapshot {
 #[derive(Default)]
 pub struct Metrics {
     snap: Mutex<Snapshot>,
-    kinesis: Mutex<Option<Arc<LeasedStats>>>,
+    /// A leased source's figures (Kinesis, or Kafka's leases).
+    leased: Mutex<Option<Arc<LeasedStats>>>,
     kafka: Mutex<Option<Arc<KafkaStats>>>,
     door: Mutex<Option<Arc<crate::source::http::DoorStats>>>,
     connected: AtomicBool,
@@ -102,11 +103,11 @@ impl Metrics {
         self.snap.lock().unwrap().clone()
     }
     pub fn set_kinesis(&self, k: Arc<LeasedStats>) {
-        *self.kinesis.lock().unwrap() = Some(k);
+        *self.leased.lock().unwrap() = Some(k);
     }
     /// The Kafka source's figures (its leases count as the Kinesis source's do).
     pub fn set_kafka(&self, k: Arc<KafkaStats>) {
-        *self.kinesis.lock().unwrap() = Some(k.leased.clone());
+        *self.leased.lock().unwrap() = Some(k.leased.clone());
         *self.kafka.lock().unwrap() = Some(k);
     }
     pub fn set_door(&self, d: Arc<crate::source::http::DoorStats>) {
@@ -122,7 +123,7 @@ impl Metrics {
             return (false, "source not connected yet".into());
         }
         let s = self.snapshot();
-        if let Some(k) = self.kinesis.lock().unwrap().as_ref() {
+        if let Some(k) = self.leased.lock().unwrap().as_ref() {
             match *k.last_round.lock().unwrap() {
                 None => return (false, "no lease round finished yet".into()),
                 Some(t) if t.elapsed() > k.round_deadline => return (false, format!("no lease round for {:.0}s (lease table unreachable?)", t.elapsed().as_secs_f64())),
@@ -202,7 +203,7 @@ impl Metrics {
         for r in ["applied", "rejected"] {
             line(&mut o, "route_reloads_total", &format!("{{result=\"{r}\"}}"), *s.route_reloads.get(r).unwrap_or(&0) as f64);
         }
-        if let Some(k) = self.kinesis.lock().unwrap().as_ref() {
+        if let Some(k) = self.leased.lock().unwrap().as_ref() {
             let c = k.leases.lock().unwrap().clone();
             single(&mut o, "leases_held", "gauge", "Shard leases this process holds.", c.held as f64);
             single(&mut o, "leases_total", "gauge", "Shard leases readable now (open shards whose parents are done).", c.total as f64);
@@ -257,7 +258,7 @@ impl Metrics {
         let s = self.snapshot();
         let d = |a: u64, b: u64| a.saturating_sub(b);
         let delivered = |x: &Snapshot, k: &str| x.delivered.get(k).copied().unwrap_or((0, 0));
-        let (lag, held) = match self.kinesis.lock().unwrap().as_ref() {
+        let (lag, held) = match self.leased.lock().unwrap().as_ref() {
             Some(k) => (k.lag.snapshot().values().copied().max().unwrap_or(0), k.leases.lock().unwrap().held),
             None => (0, 0),
         };
