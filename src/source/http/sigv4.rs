@@ -65,7 +65,7 @@ pub fn verify(req: &Request, region: &str, service: &str, now: i64, secret_of: i
         parts.insert(k, v);
     }
     let field = |k: &str| parts.get(k).copied().ok_or_else(|| SigError::Incomplete(format!("Authorization header requires '{k}'")));
-    let (credential, signed_headers, signature) = (field("Credential")?, field("SignedHeaders")?, field("Signature")?);
+    let (credential, signed_headers, given) = (field("Credential")?, field("SignedHeaders")?, field("Signature")?);
     let scope: Vec<&str> = credential.split('/').collect();
     let [key_id, date, scope_region, scope_service, terminal] = scope[..] else {
         return Err(SigError::Incomplete(format!("Credential should be <key id>/<date>/<region>/<service>/aws4_request, got {credential:?}")));
@@ -93,15 +93,22 @@ pub fn verify(req: &Request, region: &str, service: &str, now: i64, secret_of: i
     }
     let secret = secret_of(key_id).ok_or(SigError::UnknownKey)?;
     let canonical = canonical_request(req, &names).map_err(SigError::Incomplete)?;
-    let scope = format!("{date}/{region}/{service}/aws4_request");
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-    let key = [date, region, service, "aws4_request"].iter().fold(format!("AWS4{secret}").into_bytes(), |k, part| hmac(&k, part.as_bytes()));
-    let want = hex::encode(hmac(&key, to_sign.as_bytes()));
-    if want.as_bytes().ct_eq(signature.as_bytes()).into() {
+    let want = signature(&secret, amz_date, region, service, &canonical);
+    if want.as_bytes().ct_eq(given.as_bytes()).into() {
         Ok(key_id.to_string())
     } else {
         Err(SigError::Invalid("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".into()))
     }
+}
+
+/// The SigV4 signature (hex) of a canonical request made at `amz_date`
+/// (`yyyyMMddTHHmmssZ`), scoped to that day, `region` and `service`.
+pub(crate) fn signature(secret: &str, amz_date: &str, region: &str, service: &str, canonical: &str) -> String {
+    let date = &amz_date[..amz_date.len().min(8)];
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+    let key = [date, region, service, "aws4_request"].iter().fold(format!("AWS4{secret}").into_bytes(), |k, part| hmac(&k, part.as_bytes()));
+    hex::encode(hmac(&key, to_sign.as_bytes()))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -204,7 +211,7 @@ fn canonical_uri(path: &str) -> String {
 }
 
 /// Query parameters sorted by name, then value, each encoded.
-fn canonical_query(query: &str) -> String {
+pub(crate) fn canonical_query(query: &str) -> String {
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())

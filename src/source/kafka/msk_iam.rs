@@ -55,23 +55,12 @@ impl MskIam {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::http::sigv4::{canonical_query, signature};
     use base64::Engine;
-    use hmac::{Hmac, KeyInit, Mac};
     use sha2::{Digest, Sha256};
 
-    fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
-        m.update(data.as_bytes());
-        m.finalize().into_bytes().to_vec()
-    }
-
-    /// AWS's URI encoding of a query name or value.
-    fn enc(s: &str) -> String {
-        s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-    }
-
-    /// The token is checked the way MSK checks it, by SigV4's spec written
-    /// out here (not by aws-sigv4, which the signer uses): the presigned
+    /// The token is checked the way MSK checks it, by the front door's own
+    /// SigV4 code (not by aws-sigv4, which the signer uses): the presigned
     /// URL's signature is recomputed from the secret key.
     #[tokio::test]
     async fn the_token_is_a_presigned_connect_url_whose_signature_verifies() {
@@ -88,23 +77,14 @@ mod tests {
         assert_eq!(get("X-Amz-Expires"), "900");
         assert_eq!(get("X-Amz-Security-Token"), "SESSION/TOKEN+=");
         let date = get("X-Amz-Date");
-        let scope = format!("{}/eu-west-1/kafka-cluster/aws4_request", &date[..8]);
-        assert_eq!(get("X-Amz-Credential"), format!("AKIDEXAMPLE/{scope}"));
-        let mut signed: Vec<(String, String)> = q.iter().filter(|(k, _)| k != "X-Amz-Signature" && k != "User-Agent").map(|(k, v)| (enc(k), enc(v))).collect();
-        signed.sort();
-        let query = signed.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-        let canonical = format!("GET\n/\n{query}\nhost:kafka.eu-west-1.amazonaws.com\n\nhost\n{}", hex::encode(Sha256::digest(b"")));
-        let to_sign = format!("AWS4-HMAC-SHA256\n{date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-        let mut key = hmac(format!("AWS4{secret}").as_bytes(), &date[..8]);
-        for part in ["eu-west-1", "kafka-cluster", "aws4_request"] {
-            key = hmac(&key, part);
-        }
-        assert_eq!(get("X-Amz-Signature"), hex::encode(hmac(&key, &to_sign)));
+        assert_eq!(get("X-Amz-Credential"), format!("AKIDEXAMPLE/{}/eu-west-1/kafka-cluster/aws4_request", &date[..8]));
+        // signed: every parameter but the signature and the User-Agent added after signing
+        let signed = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(q.iter().filter(|(k, _)| k != "X-Amz-Signature" && k != "User-Agent"))
+            .finish();
+        let canonical = format!("GET\n/\n{}\nhost:kafka.eu-west-1.amazonaws.com\n\nhost\n{}", canonical_query(&signed), hex::encode(Sha256::digest(b"")));
+        assert_eq!(get("X-Amz-Signature"), signature(secret, &date, "eu-west-1", "kafka-cluster", &canonical));
         // a different secret does not verify: the check above can fail
-        let mut wrong = hmac(b"AWS4not-the-secret", &date[..8]);
-        for part in ["eu-west-1", "kafka-cluster", "aws4_request"] {
-            wrong = hmac(&wrong, part);
-        }
-        assert_ne!(get("X-Amz-Signature"), hex::encode(hmac(&wrong, &to_sign)));
+        assert_ne!(get("X-Amz-Signature"), signature("not-the-secret", &date, "eu-west-1", "kafka-cluster", &canonical));
     }
 }
