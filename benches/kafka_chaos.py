@@ -15,7 +15,7 @@ usage: benches/kafka_chaos.py [--kills 25] [--records 30000] [--instances 3] [--
 import argparse, json, os, random, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rig import PY, ROOT, generated_ids, lost_and_duplicated, start_moto, start_tansu
+from rig import PY, ROOT, drain_and_check, start_moto, start_tansu
 
 
 def main():
@@ -77,28 +77,10 @@ max_age = "1s"
                 procs[i] = start()
                 kills += 1
         producer.wait()
-        check = [PY, os.path.join(ROOT, "tests/py/check_lake.py"), "--lake", os.path.join(d, "lake"), "--errors", os.path.join(d, "errors"), "--raw", os.path.join(d, "raw")]
-        ids, bad, want = generated_ids(data)
-        deadline = time.time() + 300
-        while True:
-            f = json.loads(subprocess.run(check, capture_output=True, check=True).stdout)
-            if len(f["ids"]) >= len(want) and len(f["errors"]) >= len(bad) or time.time() > deadline:
-                break
-            time.sleep(1)
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=60)
-        f = json.loads(subprocess.run(check, capture_output=True, check=True).stdout)
-        got = f["ids"]
-        err_ids = [e["id"] for e in f["errors"]]
-        lost, dup = lost_and_duplicated(want, bad, got, err_ids)
-        raw_ok = f["raw_ids"] == sorted(ids)
-        res = {"records": len(ids), "kills": kills, "instances": a.instances, "partitions": a.partitions, "lost": len(lost), "duplicated": dup,
-               "wrong_rows": len(set(got) - set(want)), "raw_backup_exact": raw_ok, "duckdb_rows": f.get("duckdb_rows"),
-               "seconds": round(time.time() - t0, 1), "dir": d}
+        facts, ok = drain_and_check(d, data, procs)
+        res = {**facts, "kills": kills, "instances": a.instances, "partitions": a.partitions, "seconds": round(time.time() - t0, 1), "dir": d}
         print(json.dumps(res))
-        return 0 if not lost and not dup and raw_ok and not res["wrong_rows"] else 1
+        return 0 if ok else 1
     finally:
         for p in procs:
             if p.poll() is None:

@@ -1,6 +1,6 @@
-"""Shared by the Kinesis bench scripts: free ports, a moto_server, and the
-ids of a generated input and what a run lost or duplicated of them."""
-import os, re, socket, subprocess, time, urllib.request
+"""Shared by the bench scripts: free ports, a moto_server, a tansu broker,
+the ids of a generated input and what a run lost or duplicated of them."""
+import json, os, re, signal, socket, subprocess, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv/bin/python")
@@ -38,6 +38,30 @@ def lost_and_duplicated(want, bad, rows, errors):
     """(ids missing from the rows or the error ids, ids seen more than once)."""
     lost = sorted(set(want) - set(rows)) + sorted(bad - set(errors))
     return lost, len(rows) - len(set(rows)) + len(errors) - len(set(errors))
+
+
+def drain_and_check(d, data, procs):
+    """Waits (up to 5 minutes) until the Hive lake in D holds every good id of
+    DATA and its error prefix every bad one, stops PROCS with SIGTERM, and
+    reads lake, errors and raw backup back: (facts for the result line, exact)."""
+    check = [PY, os.path.join(ROOT, "tests/py/check_lake.py"), "--lake", os.path.join(d, "lake"), "--errors", os.path.join(d, "errors"), "--raw", os.path.join(d, "raw")]
+    ids, bad, want = generated_ids(data)
+    deadline = time.time() + 300
+    while True:
+        f = json.loads(subprocess.run(check, capture_output=True, check=True).stdout)
+        if len(f["ids"]) >= len(want) and len(f["errors"]) >= len(bad) or time.time() > deadline:
+            break
+        time.sleep(1)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=60)
+    f = json.loads(subprocess.run(check, capture_output=True, check=True).stdout)
+    got = f["ids"]
+    lost, dup = lost_and_duplicated(want, bad, got, [e["id"] for e in f["errors"]])
+    facts = {"records": len(ids), "lost": len(lost), "duplicated": dup, "wrong_rows": len(set(got) - set(want)),
+             "raw_backup_exact": f["raw_ids"] == sorted(ids), "duckdb_rows": f.get("duckdb_rows")}
+    return facts, not lost and not dup and facts["raw_backup_exact"] and not facts["wrong_rows"]
 
 
 def tansu_bin():
