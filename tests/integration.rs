@@ -373,6 +373,16 @@ time = { column = "arrival", granularity = "day" }
 }
 
 /// Every file under `dir`.
+/// Replaces text in a config file; each `from` must be there.
+fn edit(cfg: &Path, replace: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(cfg).unwrap();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from} not in {}", cfg.display());
+        text = text.replace(from, to);
+    }
+    std::fs::write(cfg, text).unwrap();
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -622,6 +632,12 @@ print(json.dumps({{'ids': sorted(ids), 'same': same}}))"#, dir.path().join("lake
     want.sort();
     assert_eq!(strs(&titled["ids"]).iter().collect::<Vec<_>>(), want, "exactly the records after the edit are in files with the new column");
     assert_eq!(titled["same"], second_half.len(), "page_title holds page.title");
+}
+
+/// A running process's peak resident memory so far (Linux's VmHWM), in KiB.
+fn peak_rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmHWM")
 }
 
 fn peak_rss_kib(stderr: &str) -> u64 {

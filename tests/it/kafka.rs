@@ -223,7 +223,7 @@ fn kafka_frozen_zombie_writes_nothing_after_its_lease_moves_and_new_topics_are_r
         c
     };
     let slow = by_regex("slow");
-    std::fs::write(&slow, std::fs::read_to_string(&slow).unwrap().replace("max_records = 150\nmax_age = \"1s\"", "max_records = 100000\nmax_age = \"6s\"")).unwrap();
+    edit(&slow, &[("max_records = 150\nmax_age = \"1s\"", "max_records = 100000\nmax_age = \"6s\"")]);
     let zombie = start(&slow);
     std::thread::sleep(Duration::from_millis(1500));
     finish(produce(&broker.bootstrap(), "zomb", &p1, &["--batch", "100"]));
@@ -317,15 +317,6 @@ fn kafka_broker_gone_makes_the_process_not_ready_and_it_resumes_when_back_with_s
     assert!(ok, "{err}");
     assert_exactly_once(&check_dir(dir.path()), &ids, &bad, true);
     assert!(dir.path().join("state/leases.db").exists());
-}
-
-fn edit(cfg: &Path, replace: &[(&str, &str)]) {
-    let mut text = std::fs::read_to_string(cfg).unwrap();
-    for (from, to) in replace {
-        assert!(text.contains(from), "{from} not in {}", cfg.display());
-        text = text.replace(from, to);
-    }
-    std::fs::write(cfg, text).unwrap();
 }
 
 /// TLS to the brokers, trusting a private CA (`tls_ca_file`): a proxy
@@ -499,12 +490,6 @@ fn kafka_source_passes_the_source_conformance_suite() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(lakehose::testing::suites::source_suite(&mut rig));
     rig.cancel.cancel();
-}
-
-/// The process's peak resident memory so far (Linux's VmHWM), in KiB.
-pub(super) fn peak_rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmHWM")
 }
 
 /// Sixteen busy partitions and a pipeline slower than the broker: what the

@@ -143,8 +143,7 @@ fn kinesis_frozen_zombie_uploads_nothing_after_its_lease_moves() {
     bad.extend(bad2);
     // the zombie buffers long (its files would span different records than the new owner's)
     let slow = kinesis_config(dir.path(), "slow", "zomb", &moto.endpoint, &moto.endpoint, "").to_str().unwrap().to_string();
-    let slow_text = std::fs::read_to_string(&slow).unwrap().replace("max_records = 150\nmax_age = \"1s\"", "max_records = 100000\nmax_age = \"6s\"");
-    std::fs::write(&slow, slow_text).unwrap();
+    edit(Path::new(&slow), &[("max_records = 150\nmax_age = \"1s\"", "max_records = 100000\nmax_age = \"6s\"")]);
     let zombie = start(Path::new(&slow));
     std::thread::sleep(Duration::from_millis(1500));
     finish(produce(&moto.endpoint, "zomb", &p1, &["--batch", "100"]));
@@ -424,11 +423,10 @@ fn kinesis_read_ahead_stays_within_the_memory_limit() {
     let (ids, bad) = gen(&input, &["--records", "120000", "--hours", "1", "--seed", "4"]);
     finish(produce(&moto.endpoint, "wide", &input, &["--batch", "500"]));
     let cfg = kinesis_config(dir.path(), "l", "wide", &moto.endpoint, &moto.endpoint, "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("max_records = 150\nmax_age = \"1s\"", "memory_limit = \"16MiB\"\nmax_age = \"2s\"");
-    std::fs::write(&cfg, text).unwrap();
+    edit(&cfg, &[("max_records = 150\nmax_age = \"1s\"", "memory_limit = \"16MiB\"\nmax_age = \"2s\"")]);
     let d = start(&cfg);
     wait_for(&dir.path().join("lake"), &dir.path().join("errors"), ids.len() - bad.len(), bad.len(), 240);
-    let peak = super::kafka::peak_rss_of(d.child.id());
+    let peak = peak_rss_of(d.child.id());
     let (ok, _, err) = d.term();
     assert!(ok, "{err}");
     eprintln!("peak RSS reading 16 shards with a 16 MiB memory limit: {peak} KiB");
